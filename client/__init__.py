@@ -1,0 +1,1 @@
+"""sierradb.client"""

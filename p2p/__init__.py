@@ -1,0 +1,1 @@
+"""sierradb.p2p"""

@@ -1,0 +1,304 @@
+"""In-memory index of a bucket's active segment, in compact arrays.
+
+Theory of operation. Every durable event of the active segment gets an *event number* n (its
+position in the per-event arrays). Partitions and streams keep arrays of event numbers in
+sequence / version order, holding only *surviving* entries: a discard (replace_tail) cuts the
+tail of a partition's array and of the arrays of the streams whose events it drops, and
+tombstones their ids, so lookups never see discarded entries while the per-event arrays stay
+append-only. Because the surviving entries of one partition (or stream) are gapless and in
+order, the entry for sequence s sits at index ``s - base``.
+
+Memory is a few arrays per bucket plus one small array and one dict entry per stream: no object
+per event, so the garbage collector never has millions of objects to walk. The whole state can be
+written to a checkpoint file and read back (``to_sections`` / ``from_sections``), so opening a data
+dir reads the checkpoint and scans only the records written after it. At sealing the same arrays
+become the sealed index files (``sealed.py``).
+"""
+
+from __future__ import annotations
+
+from array import array
+
+from .hashing import Bloom, SlotTable, bytes_hash64, id_hash64
+
+# Assumed smallest average record (bytes) when sizing the bloom filters of a segment.
+BLOOM_BYTES_PER_ITEM = 128
+
+
+def stream_key(partition_id: int, stream_id: bytes) -> bytes:
+    """Streams are addressed by (partition, stream id); the key packs both."""
+    return partition_id.to_bytes(2, "big") + stream_id
+
+
+def event_time_ms(event_id: bytes) -> int:
+    """Generated ids carry their millisecond time in the top 48 bits (any id has *a* value)."""
+    return int.from_bytes(event_id[:6], "big")
+
+
+class ActiveIndex:
+    __slots__ = (
+        "segment_id",
+        "end_offset",
+        "offsets",
+        "partitions",
+        "sequences",
+        "stream_refs",
+        "event_ids",
+        "id_slots",
+        "id_bloom",
+        "min_time_ms",
+        "max_time_ms",
+        "part_events",
+        "part_base",
+        "stream_ref_of",
+        "stream_keys",
+        "stream_pkeys",
+        "stream_events",
+        "stream_base",
+        "stream_bloom",
+    )
+
+    def __init__(self, segment_id: int, segment_size_bytes: int, start_offset: int) -> None:
+        self.segment_id = segment_id
+        self.end_offset = start_offset
+        self.offsets = array("Q")
+        self.partitions = array("H")
+        self.sequences = array("Q")
+        self.stream_refs = array("I")
+        self.event_ids = bytearray()
+        self.id_slots = SlotTable()
+        bloom_bits = Bloom.size_for(max(1, segment_size_bytes // BLOOM_BYTES_PER_ITEM))
+        self.id_bloom = Bloom(bloom_bits)
+        self.min_time_ms = 1 << 62
+        self.max_time_ms = -1
+        self.part_events: dict[int, array] = {}
+        self.part_base: dict[int, int] = {}
+        self.stream_ref_of: dict[bytes, int] = {}
+        self.stream_keys: list[bytes] = []
+        self.stream_pkeys = bytearray()
+        self.stream_events: list[array] = []
+        self.stream_base = array("Q")
+        self.stream_bloom = Bloom(bloom_bits)
+
+    # ----------------------------------------------------------------------------- updates
+    def _id_hash_of(self, n: int) -> int:
+        return id_hash64(bytes(self.event_ids[n * 16 : n * 16 + 16]))
+
+    def add(
+        self,
+        offset: int,
+        partition_id: int,
+        sequence: int,
+        version: int,
+        sid_key: bytes,
+        partition_key: bytes,
+        event_id: bytes,
+    ) -> None:
+        n = len(self.offsets)
+        self.offsets.append(offset)
+        self.partitions.append(partition_id)
+        self.sequences.append(sequence)
+        self.event_ids += event_id
+        h = id_hash64(event_id)
+        self.id_slots.insert(h, n, self._id_hash_of)
+        self.id_bloom.add(h)
+        t = event_time_ms(event_id)
+        if t < self.min_time_ms:
+            self.min_time_ms = t
+        if t > self.max_time_ms:
+            self.max_time_ms = t
+
+        events = self.part_events.get(partition_id)
+        if events is None:
+            events = self.part_events[partition_id] = array("I")
+        if not events:
+            self.part_base[partition_id] = sequence
+        assert sequence == self.part_base[partition_id] + len(events), (
+            f"partition {partition_id}: sequence {sequence} does not extend the active index"
+        )
+        events.append(n)
+
+        ref = self.stream_ref_of.get(sid_key)
+        if ref is None:
+            ref = self.stream_ref_of[sid_key] = len(self.stream_keys)
+            self.stream_keys.append(sid_key)
+            self.stream_pkeys += partition_key
+            self.stream_events.append(array("I"))
+            self.stream_base.append(version)
+            self.stream_bloom.add(bytes_hash64(sid_key))
+        sevents = self.stream_events[ref]
+        if not sevents:
+            self.stream_base[ref] = version
+        assert version == self.stream_base[ref] + len(sevents), (
+            f"stream {sid_key[2:]!r}: version {version} does not extend the active index"
+        )
+        self.stream_refs.append(ref)
+        sevents.append(n)
+
+    def discard(self, partition_id: int, from_sequence: int) -> None:
+        """Drop this partition's entries at or above `from_sequence` from every lookup."""
+        events = self.part_events.get(partition_id)
+        if not events:
+            return
+        keep = max(0, from_sequence - self.part_base[partition_id])
+        dropped = events[keep:]
+        del events[keep:]
+        for n in reversed(dropped):
+            ref = self.stream_refs[n]
+            sevents = self.stream_events[ref]
+            assert sevents and sevents[-1] == n, "stream entries out of order in a discard"
+            sevents.pop()
+            eid = bytes(self.event_ids[n * 16 : n * 16 + 16])
+            self.id_slots.remove(id_hash64(eid), n)
+
+    # ----------------------------------------------------------------------------- lookups
+    def find_event(self, event_id: bytes) -> int | None:
+        """The event number of a surviving event with this id, or None."""
+        if not self.offsets:
+            return None
+        h = id_hash64(event_id)
+        if not self.id_bloom.may_contain(h):
+            return None
+        ids = self.event_ids
+        for n in self.id_slots.candidates(h):
+            if ids[n * 16 : n * 16 + 16] == event_id:
+                return n
+        return None
+
+    def partition_range(self, partition_id: int) -> tuple[int, int]:
+        """(first sequence, count) of the partition's surviving entries here."""
+        events = self.part_events.get(partition_id)
+        if not events:
+            return (0, 0)
+        return (self.part_base[partition_id], len(events))
+
+    def stream_range(self, sid_key: bytes) -> tuple[int, int, int, bytes] | None:
+        """(ref, first version, count, partition key) of a stream seen in this segment."""
+        ref = self.stream_ref_of.get(sid_key)
+        if ref is None:
+            return None
+        return (
+            ref,
+            self.stream_base[ref],
+            len(self.stream_events[ref]),
+            bytes(self.stream_pkeys[ref * 16 : ref * 16 + 16]),
+        )
+
+    def partition_offsets(self, partition_id: int, start: int, stop: int) -> list[int]:
+        """Offsets of entries at indexes [start, stop) of the partition's array."""
+        events = self.part_events.get(partition_id)
+        if not events:
+            return []
+        offsets = self.offsets
+        return [offsets[n] for n in events[start:stop]]
+
+    def stream_offsets(self, ref: int, start: int, stop: int) -> list[int]:
+        offsets = self.offsets
+        return [offsets[n] for n in self.stream_events[ref][start:stop]]
+
+    @property
+    def event_count(self) -> int:
+        return len(self.offsets)
+
+    def memory_bytes(self) -> int:
+        arrays = (self.offsets, self.partitions, self.sequences, self.stream_refs)
+        total = sum(a.itemsize * len(a) for a in arrays) + len(self.event_ids)
+        total += (
+            len(self.id_slots.slots) * 4 + len(self.id_bloom.bits) + len(self.stream_bloom.bits)
+        )
+        total += sum(len(k) + 100 for k in self.stream_keys)
+        total += sum(a.itemsize * len(a) + 64 for a in self.stream_events)
+        return total
+
+    # ------------------------------------------------------------------------ persistence
+    def to_sections(self) -> dict[str, bytes | bytearray | memoryview]:
+        parts = sorted(self.part_events)
+        part_table = array("Q")
+        part_values = array("I")
+        for p in parts:
+            ev = self.part_events[p]
+            part_table.extend((p, self.part_base[p], len(part_values), len(ev)))
+            part_values.extend(ev)
+        stream_lens = array("I", (len(e) for e in self.stream_events))
+        stream_values = array("I")
+        for e in self.stream_events:
+            stream_values.extend(e)
+        key_lens = array("B", (len(k) for k in self.stream_keys))
+        meta = array(
+            "q",
+            [
+                self.segment_id,
+                self.end_offset,
+                self.id_slots.bits,
+                self.id_slots.used,
+                self.min_time_ms,
+                self.max_time_ms,
+                self.id_bloom.mask + 1,
+                self.stream_bloom.mask + 1,
+            ],
+        )
+        return {
+            "meta": meta.tobytes(),
+            "offsets": self.offsets.tobytes(),
+            "parts": self.partitions.tobytes(),
+            "seqs": self.sequences.tobytes(),
+            "srefs": self.stream_refs.tobytes(),
+            "ids": bytes(self.event_ids),
+            "idslots": self.id_slots.slots.tobytes(),
+            "idbloom": bytes(self.id_bloom.bits),
+            "ptable": part_table.tobytes(),
+            "pvalues": part_values.tobytes(),
+            "skeylens": key_lens.tobytes(),
+            "skeys": b"".join(self.stream_keys),
+            "spkeys": bytes(self.stream_pkeys),
+            "sbase": self.stream_base.tobytes(),
+            "slens": stream_lens.tobytes(),
+            "svalues": stream_values.tobytes(),
+            "sbloom": bytes(self.stream_bloom.bits),
+        }
+
+    @classmethod
+    def from_sections(cls, s: dict[str, memoryview], segment_size_bytes: int) -> ActiveIndex:
+        meta = array("q")
+        meta.frombytes(s["meta"])
+        seg, end, slot_bits, slots_used, tmin, tmax, id_bloom_bits, s_bloom_bits = meta
+        idx = cls(seg, segment_size_bytes, end)
+
+        def arr(code: str, name: str) -> array:
+            a = array(code)
+            a.frombytes(s[name])
+            return a
+
+        idx.offsets = arr("Q", "offsets")
+        idx.partitions = arr("H", "parts")
+        idx.sequences = arr("Q", "seqs")
+        idx.stream_refs = arr("I", "srefs")
+        idx.event_ids = bytearray(s["ids"])
+        idx.id_slots = SlotTable(slot_bits, arr("i", "idslots"), slots_used)
+        idx.id_bloom = Bloom(id_bloom_bits, bytearray(s["idbloom"]))
+        idx.stream_bloom = Bloom(s_bloom_bits, bytearray(s["sbloom"]))
+        idx.min_time_ms, idx.max_time_ms = tmin, tmax
+        ptable = arr("Q", "ptable")
+        pvalues = arr("I", "pvalues")
+        for i in range(0, len(ptable), 4):
+            p, base, start, count = ptable[i : i + 4]
+            idx.part_events[p] = pvalues[start : start + count]
+            idx.part_base[p] = base
+        key_lens = arr("B", "skeylens")
+        keys_blob = bytes(s["skeys"])
+        pos = 0
+        for ref, n in enumerate(key_lens):
+            key = keys_blob[pos : pos + n]
+            pos += n
+            idx.stream_keys.append(key)
+            idx.stream_ref_of[key] = ref
+        idx.stream_pkeys = bytearray(s["spkeys"])
+        idx.stream_base = arr("Q", "sbase")
+        lens = arr("I", "slens")
+        values = arr("I", "svalues")
+        pos = 0
+        for n in lens:
+            idx.stream_events.append(values[pos : pos + n])
+            pos += n
+        assert len(idx.stream_events) == len(idx.stream_keys) == len(idx.stream_base)
+        return idx

@@ -1,0 +1,188 @@
+"""Segment files: the data file header, and reading records by offset.
+
+``data.evts`` starts with a 64-byte header (magic, format, bucket id, segment id, creation
+time, CRC32C of the header); records follow from offset 64. A sealed segment's data is read
+through the shared block cache; the active segment's durable part is read with ``pread``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import google_crc32c
+
+from .cache import BLOCK_SIZE_BYTES, BlockCache
+from .errors import CorruptionError
+from .record import HEADER_SIZE, BadRecord, Event, decode_header, event_from, peek_length
+from .sealed import SealedIndexes
+
+if TYPE_CHECKING:
+    from .disk import Disk, DiskFile
+
+SEGMENT_MAGIC = b"SDBEVTS1"
+SEGMENT_FORMAT = 1
+_SEG_HEADER = struct.Struct("<8sHHIQ36s")  # + u32 crc = 64 bytes
+SEGMENT_HEADER_SIZE = _SEG_HEADER.size + 4
+DATA_FILE = "data.evts"
+CHECKPOINT_FILE = "active.ckpt"
+# Reads of the active segment fetch at least this much at once.
+READ_CHUNK_BYTES = 64 * 1024
+
+
+def segment_dir_name(segment_id: int) -> str:
+    return f"{segment_id:010d}"
+
+
+def segment_header(bucket_id: int, segment_id: int) -> bytes:
+    head = _SEG_HEADER.pack(
+        SEGMENT_MAGIC, SEGMENT_FORMAT, bucket_id, segment_id, int(time.time() * 1000), bytes(36)
+    )
+    return head + struct.pack("<I", google_crc32c.value(head))
+
+
+def check_segment_header(data: bytes, bucket_id: int, segment_id: int, path: str) -> None:
+    if len(data) < SEGMENT_HEADER_SIZE:
+        raise CorruptionError(path, 0, "segment header is short")
+    head = data[: _SEG_HEADER.size]
+    (crc,) = struct.unpack_from("<I", data, _SEG_HEADER.size)
+    if google_crc32c.value(bytes(head)) != crc:
+        raise CorruptionError(path, 0, "segment header CRC32C mismatch")
+    magic, fmt, bucket, segment, _created, _ = _SEG_HEADER.unpack(head)
+    if magic != SEGMENT_MAGIC or fmt != SEGMENT_FORMAT:
+        raise CorruptionError(path, 0, f"not a segment file of this format ({magic!r}, {fmt})")
+    if bucket != bucket_id or segment != segment_id:
+        raise CorruptionError(
+            path, 0, f"header names bucket {bucket} segment {segment}, not {bucket_id}/{segment_id}"
+        )
+
+
+class SealedSegment:
+    """An immutable segment: its index files are mapped on first use."""
+
+    __slots__ = (
+        "bucket_id",
+        "segment_id",
+        "dir",
+        "data_path",
+        "size",
+        "disk",
+        "_indexes",
+        "_file",
+        "_lock",
+    )
+
+    def __init__(
+        self,
+        disk: Disk,
+        bucket_id: int,
+        segment_id: int,
+        seg_dir: str,
+        size: int,
+        file: DiskFile | None = None,
+    ) -> None:
+        self.disk = disk
+        self.bucket_id = bucket_id
+        self.segment_id = segment_id
+        self.dir = seg_dir
+        self.data_path = os.path.join(seg_dir, DATA_FILE)
+        self.size = size
+        self._indexes: SealedIndexes | None = None
+        self._file: DiskFile | None = file
+        self._lock = threading.Lock()
+
+    def indexes(self) -> SealedIndexes:
+        idx = self._indexes
+        if idx is None:
+            with self._lock:
+                idx = self._indexes
+                if idx is None:
+                    idx = self._indexes = SealedIndexes(self.disk, self.dir, verify=True)
+        return idx
+
+    def data_file(self) -> DiskFile:
+        f = self._file
+        if f is None:
+            with self._lock:
+                f = self._file
+                if f is None:
+                    f = self._file = self.disk.open(self.data_path)
+        return f
+
+    def close(self) -> None:
+        if self._indexes is not None:
+            self._indexes.close()
+            self._indexes = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class RecordReader:
+    """Reads records at given offsets of one segment, a chunk or cached block at a time."""
+
+    __slots__ = ("path", "_pread", "_cache", "_key", "_limit", "_buf", "_buf_start")
+
+    def __init__(
+        self,
+        path: str,
+        file: DiskFile,
+        limit: int,
+        cache: BlockCache | None = None,
+        cache_key: tuple[int, int] | None = None,
+    ) -> None:
+        self.path = path
+        self._pread = file.pread
+        self._cache = cache
+        self._key = cache_key
+        self._limit = limit  # nothing at or past this offset may be read (durable end)
+        self._buf = b""
+        self._buf_start = 0
+
+    def _load(self, offset: int, need: int) -> None:
+        cache = self._cache
+        if cache is not None and self._key is not None:
+            block_no = offset // BLOCK_SIZE_BYTES
+            block_start = block_no * BLOCK_SIZE_BYTES
+            if offset + need <= block_start + BLOCK_SIZE_BYTES:
+                bucket_id, segment_id = self._key
+                size = min(BLOCK_SIZE_BYTES, self._limit - block_start)
+                self._buf = cache.get(
+                    (bucket_id, segment_id, block_no), lambda: self._pread(size, block_start)
+                )
+                self._buf_start = block_start
+                return
+        size = min(max(need, READ_CHUNK_BYTES), self._limit - offset)
+        self._buf = self._pread(size, offset)
+        self._buf_start = offset
+
+    def event_at(self, offset: int) -> Event:
+        if offset + HEADER_SIZE > self._limit:
+            raise CorruptionError(self.path, offset, "indexed record lies past the data end")
+        rel = offset - self._buf_start
+        buf = self._buf
+        if rel < 0 or rel + HEADER_SIZE > len(buf):
+            self._load(offset, HEADER_SIZE)
+            rel, buf = offset - self._buf_start, self._buf
+        length = peek_length(buf, rel)
+        if length < HEADER_SIZE or offset + length > self._limit:
+            raise CorruptionError(self.path, offset, f"bad record length {length}")
+        if rel + length > len(buf):
+            self._load(offset, length)
+            rel, buf = offset - self._buf_start, self._buf
+        try:
+            h = decode_header(buf, rel, rel + length)
+        except BadRecord as e:
+            raise CorruptionError(self.path, offset, str(e)) from None
+        if h.kind != 1:
+            raise CorruptionError(self.path, offset, "index points at a non-event record")
+        return event_from(buf, rel, h)
+
+    def raw_at(self, offset: int) -> bytes:
+        """The verified bytes of the record at `offset` (for replication catch-up)."""
+        self.event_at(offset)
+        rel = offset - self._buf_start
+        return bytes(self._buf[rel : rel + peek_length(self._buf, rel)])

@@ -1,0 +1,382 @@
+"""The storage engine's public face: a data dir of buckets, partitions and their state.
+
+``Store`` is synchronous and knows nothing of networks. Append calls only touch memory (they
+assign positions and queue records) and may run on the event loop; ``flush(bucket)`` does the
+blocking write and fdatasync and belongs in a worker thread, one per bucket. Reads are bounded by
+each partition's watermark, which the caller (the replication layer; with one node, the node
+itself) moves with ``set_watermark`` once entries are confirmed. The fixed settings of a data dir
+(partition count, bucket count, segment size) are recorded in ``sierradb.json`` when it is
+created and checked at every open.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+
+from .bucket import Bucket
+from .cache import BlockCache, CacheStatistics
+from .disk import Disk, FileDisk
+from .errors import DataDirLocked, DataDirMismatch, StorageError
+from .partition_state import PartitionState, Promise
+from .record import Event
+from .transaction import NewEvent, Ticket
+
+FORMAT_VERSION = 1
+DEFAULT_PARTITIONS = 32
+DEFAULT_BUCKETS = 4
+DEFAULT_SEGMENT_SIZE_BYTES = 256 * 1024 * 1024
+MIN_SEGMENT_SIZE_BYTES = 128 * 1024
+DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
+DEFAULT_STREAM_CACHE_ENTRIES = 200_000
+# Opening scans at most this much of each active segment beyond its checkpoint.
+DEFAULT_CHECKPOINT_INTERVAL_BYTES = 16 * 1024 * 1024
+META_FILE = "sierradb.json"
+LOCK_FILE = "LOCK"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatistics:
+    partitions: int
+    buckets: int
+    segment_size_bytes: int
+    sealed_segments: int
+    active_events: int
+    active_index_bytes: int
+    pending_bytes: int
+    flushes: int
+    bytes_written: int
+    write_failures: int
+    torn_tail_cuts: int
+    stream_cache_entries: int
+    cache: CacheStatistics
+
+
+class Store:
+    def __init__(self) -> None:  # use Store.open
+        self.path = ""
+        self.disk: Disk = FileDisk()
+        self.partition_count = 0
+        self.bucket_count = 0
+        self.segment_size_bytes = 0
+        self.member_id = ""
+        self.buckets: list[Bucket] = []
+        self.partitions: list[PartitionState] = []
+        self.cache = BlockCache(0)
+        self._lock_fd: int | None = None
+
+    # ------------------------------------------------------------------------- lifecycle
+    @classmethod
+    def open(
+        cls,
+        path: str,
+        *,
+        partitions: int | None = None,
+        buckets: int | None = None,
+        segment_size_bytes: int | None = None,
+        sync: bool = True,
+        disk: Disk | None = None,
+        cache_capacity_bytes: int = DEFAULT_CACHE_BYTES,
+        stream_cache_entries: int = DEFAULT_STREAM_CACHE_ENTRIES,
+        checkpoint_interval_bytes: int = DEFAULT_CHECKPOINT_INTERVAL_BYTES,
+    ) -> Store:
+        """Open (or create) a data dir. None for a fixed setting means "as recorded/default"."""
+        self = cls()
+        self.path = path
+        self.disk = disk if disk is not None else FileDisk()
+        self.disk.make_dirs(path)
+        if isinstance(self.disk, FileDisk):
+            self._take_lock()
+        try:
+            self._open(
+                partitions,
+                buckets,
+                segment_size_bytes,
+                sync,
+                cache_capacity_bytes,
+                stream_cache_entries,
+                checkpoint_interval_bytes,
+            )
+        except BaseException:
+            self._release_lock()
+            raise
+        return self
+
+    def _take_lock(self) -> None:
+        fd = os.open(os.path.join(self.path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DataDirLocked(
+                f"data dir {self.path} is in use by another process (lock {LOCK_FILE} is held)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _open(
+        self,
+        partitions: int | None,
+        buckets: int | None,
+        segment_size_bytes: int | None,
+        sync: bool,
+        cache_capacity_bytes: int,
+        stream_cache_entries: int,
+        checkpoint_interval_bytes: int,
+    ) -> None:
+        meta_path = os.path.join(self.path, META_FILE)
+        wanted = {
+            "partitions": partitions,
+            "buckets": buckets,
+            "segment_size_bytes": segment_size_bytes,
+        }
+        if self.disk.exists(meta_path):
+            try:
+                meta = json.loads(self.disk.read_file(meta_path))
+            except ValueError as e:
+                raise StorageError(f"{meta_path} is not valid JSON: {e}") from e
+            if meta.get("format") != FORMAT_VERSION:
+                raise StorageError(f"{meta_path}: unsupported format {meta.get('format')!r}")
+            wrong = [
+                f"{k}={v} (it has {meta[k]})"
+                for k, v in wanted.items()
+                if v is not None and v != meta[k]
+            ]
+            if wrong:
+                raise DataDirMismatch(
+                    f"data dir {self.path} was created with different fixed settings; "
+                    f"cannot open it with {', '.join(wrong)}"
+                )
+        else:
+            meta = {
+                "format": FORMAT_VERSION,
+                "partitions": partitions or DEFAULT_PARTITIONS,
+                "buckets": buckets or DEFAULT_BUCKETS,
+                "segment_size_bytes": segment_size_bytes or DEFAULT_SEGMENT_SIZE_BYTES,
+                "member_id": secrets.token_hex(16),
+                "created_at_ms": int(time.time() * 1000),
+            }
+            if not 1 <= meta["partitions"] <= 65535:
+                raise StorageError("partitions must be in 1..65535")
+            if not 1 <= meta["buckets"] <= meta["partitions"]:
+                raise StorageError("buckets must be in 1..partitions")
+            if meta["segment_size_bytes"] < MIN_SEGMENT_SIZE_BYTES:
+                raise StorageError(f"segment size must be at least {MIN_SEGMENT_SIZE_BYTES} bytes")
+            self.disk.write_atomic(meta_path, json.dumps(meta, indent=1).encode())
+        self.partition_count = meta["partitions"]
+        self.bucket_count = meta["buckets"]
+        self.segment_size_bytes = meta["segment_size_bytes"]
+        self.member_id = meta["member_id"]
+        self.cache = BlockCache(cache_capacity_bytes)
+        per_partition_cache = max(16, stream_cache_entries // self.partition_count)
+        self.partitions = [
+            PartitionState(p, per_partition_cache) for p in range(self.partition_count)
+        ]
+        for b in range(self.bucket_count):
+            parts = {
+                p: self.partitions[p] for p in range(b, self.partition_count, self.bucket_count)
+            }
+            bucket = Bucket(
+                self.disk,
+                self.path,
+                b,
+                parts,
+                self.segment_size_bytes,
+                sync,
+                self.cache,
+                checkpoint_interval_bytes,
+            )
+            bucket.open()
+            self.buckets.append(bucket)
+
+    def close(self) -> None:
+        for b in self.buckets:
+            b.close()
+        self._release_lock()
+
+    # --------------------------------------------------------------------------- writes
+    def bucket_of(self, partition_id: int) -> int:
+        return partition_id % self.bucket_count
+
+    def append_leader(
+        self,
+        partition_id: int,
+        partition_key: bytes,
+        transaction_id: bytes,
+        events: list[NewEvent],
+        term: int,
+    ) -> Ticket:
+        """Check expected versions, assign sequence and versions, queue (memory only)."""
+        return self.buckets[partition_id % self.bucket_count].append_leader(
+            partition_id, partition_key, transaction_id, events, term
+        )
+
+    def append_replicated(self, partition_id: int, events: list[Event]) -> Ticket:
+        return self.buckets[partition_id % self.bucket_count].append_replicated(
+            partition_id, events
+        )
+
+    def replace_tail(self, partition_id: int, from_sequence: int, events: list[Event]) -> Ticket:
+        return self.buckets[partition_id % self.bucket_count].replace_tail(
+            partition_id, from_sequence, events
+        )
+
+    def flush(self, bucket_id: int) -> list[Ticket]:
+        """Blocking: write and fdatasync the bucket's queue; the tickets completed."""
+        return self.buckets[bucket_id].flush()
+
+    def flush_all(self) -> list[Ticket]:
+        done: list[Ticket] = []
+        for b in self.buckets:
+            done.extend(b.flush())
+        return done
+
+    def pending_bytes(self, bucket_id: int) -> int:
+        return self.buckets[bucket_id].pending_bytes
+
+    # ---------------------------------------------------------------------- replication
+    def set_watermark(self, partition_id: int, watermark: int) -> None:
+        ps = self.partitions[partition_id]
+        assert watermark <= ps.durable_next, (
+            f"partition {partition_id}: watermark {watermark} above durable end {ps.durable_next}"
+        )
+        if watermark > ps.watermark:
+            ps.watermark = watermark
+
+    def watermark(self, partition_id: int) -> int:
+        return self.partitions[partition_id].watermark
+
+    def persist_watermarks(self) -> None:
+        for b in self.buckets:
+            b.persist_watermarks()
+
+    def set_promise(self, partition_id: int, term: int, candidate: int, incarnation: int) -> None:
+        """Durable before it returns."""
+        self.buckets[partition_id % self.bucket_count].set_promise(
+            partition_id, Promise(term, candidate, incarnation)
+        )
+
+    def promise(self, partition_id: int) -> Promise:
+        return self.partitions[partition_id].promise
+
+    def next_sequence(self, partition_id: int) -> int:
+        return self.partitions[partition_id].next_sequence
+
+    def durable_next(self, partition_id: int) -> int:
+        return self.partitions[partition_id].durable_next
+
+    def last_entry(self, partition_id: int, include_pending: bool = True) -> tuple[int, int] | None:
+        """(term, sequence) of the last entry (queued ones too, unless told otherwise)."""
+        ps = self.partitions[partition_id]
+        if include_pending:
+            nxt, term = ps.next_sequence, ps.last_term
+        else:
+            nxt, term = ps.durable_next, ps.durable_last_term
+        return (term, nxt - 1) if nxt else None
+
+    def read_raw(self, partition_id: int, from_sequence: int, max_bytes: int) -> bytes:
+        ps = self.partitions[partition_id]
+        return self.buckets[partition_id % self.bucket_count].read_raw(ps, from_sequence, max_bytes)
+
+    # ---------------------------------------------------------------------------- reads
+    def get_event(self, partition_id: int, event_id: bytes) -> Event | None:
+        """The event with this id if it is visible (below the watermark)."""
+        ps = self.partitions[partition_id]
+        found = self.buckets[partition_id % self.bucket_count].find_event(ps, event_id)
+        if found is None or not found[1] or found[0].partition_sequence >= ps.watermark:
+            return None
+        return found[0]
+
+    def find_event(self, partition_id: int, event_id: bytes) -> tuple[Event, bool] | None:
+        """Any surviving entry with this id, also queued ones: (event, durable). Idempotency."""
+        ps = self.partitions[partition_id]
+        return self.buckets[partition_id % self.bucket_count].find_event(ps, event_id)
+
+    def read_partition(
+        self, partition_id: int, start: int, end: int | None, limit: int
+    ) -> tuple[list[Event], bool]:
+        """Visible events with start <= sequence <= end (None: no end), at most `limit`.
+
+        The flag says whether more visible events exist in the range after the last returned.
+        """
+        ps = self.partitions[partition_id]
+        last = ps.watermark - 1 if end is None else min(end, ps.watermark - 1)
+        if start > last:
+            return [], False
+        events = self.buckets[partition_id % self.bucket_count].read_partition_events(
+            ps, start, last, limit + 1
+        )
+        if len(events) > limit:
+            return events[:limit], True
+        return events, False
+
+    def read_stream(
+        self, partition_id: int, stream_id: bytes, start: int, end: int | None, limit: int
+    ) -> tuple[list[Event], bool]:
+        ps = self.partitions[partition_id]
+        last = (1 << 64) - 1 if end is None else end
+        events = self.buckets[partition_id % self.bucket_count].read_stream_events(
+            ps, stream_id, start, last, limit + 1, ps.watermark
+        )
+        if len(events) > limit:
+            return events[:limit], True
+        return events, False
+
+    def last_partition_sequence(self, partition_id: int) -> int | None:
+        w = self.partitions[partition_id].watermark
+        return w - 1 if w else None
+
+    def last_stream_version(self, partition_id: int, stream_id: bytes) -> int | None:
+        """Version of the stream's last visible event, or None."""
+        ps = self.partitions[partition_id]
+        bucket = self.buckets[partition_id % self.bucket_count]
+        with bucket.lock:
+            tip = bucket._stream_tip(ps, stream_id)
+        if tip is None:
+            return None
+        last = tip[0] - 1
+        # Usually the newest entry is visible; otherwise walk back over unconfirmed ones.
+        while last >= 0:
+            found = bucket.read_stream_events(ps, stream_id, last, last, 1, 1 << 64)
+            if not found:
+                last -= 1  # queued, not durable yet
+                continue
+            if found[0].partition_sequence < ps.watermark:
+                return last
+            last -= 1
+        return None
+
+    def stream_partition_key(self, partition_id: int, stream_id: bytes) -> bytes | None:
+        ps = self.partitions[partition_id]
+        bucket = self.buckets[partition_id % self.bucket_count]
+        with bucket.lock:
+            tip = bucket._stream_tip(ps, stream_id)
+        return None if tip is None else tip[1]
+
+    # ----------------------------------------------------------------------- statistics
+    def statistics(self) -> StoreStatistics:
+        return StoreStatistics(
+            partitions=self.partition_count,
+            buckets=self.bucket_count,
+            segment_size_bytes=self.segment_size_bytes,
+            sealed_segments=sum(len(b.sealed) for b in self.buckets),
+            active_events=sum(b.active.event_count for b in self.buckets),
+            active_index_bytes=sum(b.active.memory_bytes() for b in self.buckets),
+            pending_bytes=sum(b.pending_bytes for b in self.buckets),
+            flushes=sum(b.flushes for b in self.buckets),
+            bytes_written=sum(b.bytes_written for b in self.buckets),
+            write_failures=sum(b.write_failures for b in self.buckets),
+            torn_tail_cuts=sum(b.torn_tail_cuts for b in self.buckets),
+            stream_cache_entries=sum(len(p.streams) for p in self.partitions),
+            cache=self.cache.statistics(),
+        )
