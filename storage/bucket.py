@@ -346,10 +346,11 @@ class Bucket:
             ps.discards.append(entry)
             self.meta_dirty = True
 
-    def set_promise(self, partition_id: int, promise: Promise) -> None:
+    def set_promises(self, promises: dict[int, Promise]) -> None:
         """Durable before it returns (file written, synced, renamed, directory synced)."""
         with self.lock:
-            self.parts[partition_id].promise = promise
+            for p, promise in promises.items():
+                self.parts[p].promise = promise
         self._write_meta()
 
     def persist_watermarks(self) -> None:

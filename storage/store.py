@@ -262,9 +262,17 @@ class Store:
 
     def set_promise(self, partition_id: int, term: int, candidate: int, incarnation: int) -> None:
         """Durable before it returns."""
-        self.buckets[partition_id % self.bucket_count].set_promise(
-            partition_id, Promise(term, candidate, incarnation)
+        self.buckets[partition_id % self.bucket_count].set_promises(
+            {partition_id: Promise(term, candidate, incarnation)}
         )
+
+    def set_promises(self, promises: dict[int, Promise]) -> None:
+        """Several partitions' promises, one durable metadata write per bucket."""
+        by_bucket: dict[int, dict[int, Promise]] = {}
+        for p, promise in promises.items():
+            by_bucket.setdefault(p % self.bucket_count, {})[p] = promise
+        for b, items in by_bucket.items():
+            self.buckets[b].set_promises(items)
 
     def promise(self, partition_id: int) -> Promise:
         return self.partitions[partition_id].promise

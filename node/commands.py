@@ -1,0 +1,290 @@
+"""Handlers of every command except the appends (which pipeline, see ``connection.py``).
+
+Each handler takes the connection and the parsed request and returns the encoded reply; expected
+failures are raised as exceptions that ``errors.reply_for`` maps to coded error replies.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Awaitable, Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from . import grammar as g
+from .errors import NodeError, partition_unavailable
+from .identifiers import format_uuid, partition_id
+from .info import cache_info, info_text
+from .replies import event_map, push_subscribe, scan_result
+from .subscriptions import PartitionTarget, StreamTarget, Subscription
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+try:
+    SERVER_VERSION = version("sierradb")
+except PackageNotFoundError:  # running from a source tree without an install
+    SERVER_VERSION = "0.0.0"
+
+OK = b"+OK\r\n"
+
+
+def _count(conn: Connection, count: int | None) -> int:
+    """COUNT defaults to the configured value and is clamped (not refused) at the maximum."""
+    if count is None:
+        return conn.config.default_count
+    return min(count, conn.config.max_count)
+
+
+def _partition(conn: Connection, selector: int | bytes) -> int:
+    p = g.resolve_partition(selector, conn.db.partition_count)
+    if p >= conn.db.partition_count:
+        raise partition_unavailable()
+    return p
+
+
+# ------------------------------------------------------------------------ Redis courtesy
+async def ping(conn: Connection, req: g.Ping) -> bytes:
+    if req.message is None:
+        return b"+PONG\r\n"
+    return conn._encode(req.message)
+
+
+async def echo(conn: Connection, req: g.Echo) -> bytes:
+    return conn._encode(req.message)
+
+
+async def quit_(conn: Connection, req: g.Quit) -> bytes:
+    conn.closing = True
+    return OK
+
+
+async def select(conn: Connection, req: g.Select) -> bytes:
+    if req.db != 0:
+        raise NodeError("ERR", "DB index is out of range")
+    return OK
+
+
+def _check_password(conn: Connection, username: bytes | None, password: bytes) -> None:
+    required = conn.config.requirepass
+    if not required:
+        raise NodeError(
+            "ERR",
+            "AUTH <password> called without any password configured for the default user. "
+            "Are you sure your configuration is correct?",
+        )
+    user_ok = username is None or username == b"default"
+    if not (user_ok and hmac.compare_digest(password, required.encode())):
+        conn.server.stats.auth_failures += 1
+        raise NodeError("WRONGPASS", "invalid username-password pair")
+    conn.authenticated = True
+
+
+async def auth(conn: Connection, req: g.Auth) -> bytes:
+    _check_password(conn, req.username, req.password)
+    return OK
+
+
+async def hello(conn: Connection, req: g.Hello) -> bytes:
+    if req.password is not None:
+        _check_password(conn, req.username, req.password)
+    elif not conn.authenticated:
+        raise NodeError(
+            "NOAUTH",
+            "HELLO must be called with the client already authenticated, otherwise the "
+            "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+            "select the RESP protocol version at the same time",
+        )
+    if req.protocol_version is not None:
+        conn.protocol = req.protocol_version
+    if req.client_name is not None:
+        conn.name = req.client_name
+    return conn._encode(
+        {
+            "server": "sierradb",
+            "version": SERVER_VERSION,
+            "peer_id": conn.server.peer_id,
+            "num_partitions": conn.db.partition_count,
+            "proto": conn.protocol,
+        }
+    )
+
+
+async def info(conn: Connection, req: g.Info) -> bytes:
+    if req.sections == (b"cache",):
+        return conn._encode(cache_info(conn.db.store))
+    return conn._encode(info_text(conn.server, req.sections))
+
+
+async def client_setinfo(conn: Connection, req: g.ClientSetInfo) -> bytes:
+    if req.attribute == b"LIB-NAME":
+        conn.lib_name = req.value
+    return OK
+
+
+async def client_setname(conn: Connection, req: g.ClientSetName) -> bytes:
+    conn.name = req.name
+    return OK
+
+
+async def client_getname(conn: Connection, req: g.ClientGetName) -> bytes:
+    return conn._encode(conn.name or None)
+
+
+async def client_id(conn: Connection, req: g.ClientId) -> bytes:
+    return conn._encode(conn.client_id)
+
+
+async def config_get(conn: Connection, req: g.ConfigGet) -> bytes:
+    return conn._encode({})
+
+
+async def command(conn: Connection, req: g.Command) -> bytes:
+    if req.subcommand == b"COUNT":
+        return conn._encode(0)
+    return conn._encode([])
+
+
+# ------------------------------------------------------------------------------ reads
+async def eget(conn: Connection, req: g.EGet) -> bytes:
+    db = conn.db
+    p = partition_id(req.event_id, db.partition_count)
+    ev = await db.read(db.store.get_event, p, req.event_id)
+    if ev is None:
+        return conn._encode(None)
+    return event_map(ev, conn.protocol == 3)
+
+
+async def escan(conn: Connection, req: g.EScan) -> bytes:
+    db = conn.db
+    p = partition_id(req.partition_key, db.partition_count)
+    events, more = await db.read(
+        db.store.read_stream, p, req.stream_id, req.start_version, req.end_version,
+        _count(conn, req.count),
+    )  # fmt: skip
+    if events and events[0].partition_key != req.partition_key:
+        events, more = [], False  # the stream id is bound to another key in this partition
+    return scan_result(events, more, conn.protocol == 3)
+
+
+async def esver(conn: Connection, req: g.ESVer) -> bytes:
+    db = conn.db
+    p = partition_id(req.partition_key, db.partition_count)
+    key = await db.read(db.store.stream_partition_key, p, req.stream_id)
+    if key is None or key != req.partition_key:
+        return conn._encode(None)
+    return conn._encode(await db.read(db.store.last_stream_version, p, req.stream_id))
+
+
+async def epscan(conn: Connection, req: g.EPScan) -> bytes:
+    db = conn.db
+    p = _partition(conn, req.partition)
+    events, more = await db.read(
+        db.store.read_partition, p, req.start_sequence, req.end_sequence, _count(conn, req.count)
+    )
+    return scan_result(events, more, conn.protocol == 3)
+
+
+async def epseq(conn: Connection, req: g.EPSeq) -> bytes:
+    p = _partition(conn, req.partition)
+    return conn._encode(conn.db.store.last_partition_sequence(p))
+
+
+# ----------------------------------------------------------------------- subscriptions
+def _start(conn: Connection, targets: list, window: int | None) -> bytes:
+    db = conn.db
+    sub_id = os.urandom(16)
+    sub = Subscription(
+        sub_id,
+        targets,
+        window or conn.config.default_window,
+        db.store,
+        db.board,
+        db.read,
+        conn.send_push,
+        conn.protocol == 3,
+    )
+    conn.subscriptions[sub_id] = sub
+    conn.server.stats.subscriptions_started += 1
+    gate = trio.Event()
+    conn.after_send.append(gate)
+
+    async def run() -> None:
+        await gate.wait()  # the reply (with the subscribe push) goes out first
+        await sub.run()
+
+    assert conn._nursery is not None
+    conn._nursery.start_soon(run)
+    reply = b"+%s\r\n" % format_uuid(sub_id).encode()
+    return reply + push_subscribe(sub_id, len(conn.subscriptions), conn.protocol == 3)
+
+
+async def esub(conn: Connection, req: g.ESub) -> bytes:
+    db = conn.db
+    targets = []
+    for s in req.streams:
+        p = partition_id(s.partition_key, db.partition_count)
+        start = s.start_version
+        if start is None:  # live only: from the visible end now
+            last = await db.read(db.store.last_stream_version, p, s.stream_id)
+            start = 0 if last is None else last + 1
+        targets.append(StreamTarget(p, s.stream_id, s.partition_key, start))
+    return _start(conn, targets, req.window)
+
+
+async def epsub(conn: Connection, req: g.EPSub) -> bytes:
+    db = conn.db
+    targets = []
+    for p in req.selector.resolve(db.partition_count):
+        if p >= db.partition_count:
+            raise partition_unavailable()
+        start = req.start_sequence_for(p)
+        if start is None:
+            start = db.store.watermark(p)
+        targets.append(PartitionTarget(p, start))
+    return _start(conn, targets, req.window)
+
+
+async def eack(conn: Connection, req: g.EAck) -> bytes:
+    sub = conn.subscriptions.get(req.subscription_id)
+    if sub is None:
+        raise NodeError("NOTFOUND", "subscription not found")
+    sub.ack(req.cursor)
+    return OK
+
+
+async def eunsub(conn: Connection, req: g.EUnsub) -> bytes:
+    sub = conn.subscriptions.pop(req.subscription_id, None)
+    if sub is None:
+        raise NodeError("NOTFOUND", "subscription not found")
+    sub.cancel_scope.cancel()
+    return OK
+
+
+HANDLERS: dict[type, Callable[[Connection, Any], Awaitable[bytes]]] = {
+    g.Ping: ping,
+    g.Echo: echo,
+    g.Quit: quit_,
+    g.Select: select,
+    g.Auth: auth,
+    g.Hello: hello,
+    g.Info: info,
+    g.ClientSetInfo: client_setinfo,
+    g.ClientSetName: client_setname,
+    g.ClientGetName: client_getname,
+    g.ClientId: client_id,
+    g.ConfigGet: config_get,
+    g.Command: command,
+    g.EGet: eget,
+    g.EScan: escan,
+    g.ESVer: esver,
+    g.EPScan: epscan,
+    g.EPSeq: epseq,
+    g.ESub: esub,
+    g.EPSub: epsub,
+    g.EAck: eack,
+    g.EUnsub: eunsub,
+}

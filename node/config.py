@@ -1,0 +1,712 @@
+"""Node configuration: a frozen `Config` loaded from flags, environment, a TOML file, defaults.
+
+Precedence, highest first: command-line flags, environment variables `SIERRA_<FIELD>` (the field
+name upper-cased, e.g. `SIERRA_SEGMENT_SIZE_BYTES`), the TOML file given by `-c/--config` (or
+`SIERRA_CONFIG`), then the defaults below. Every `Config` is validated when it is built, so a
+`Config` that exists is a valid one; invalid input raises `ConfigError` with a one-line message.
+
+Accepted TOML keys (a flat key, or the reference's section key where the reference has one;
+setting both forms of one key in a file is an error, and so is any other key):
+
+=========================  ===========================  ================  =====================
+Config field               TOML keys                    flag              default
+=========================  ===========================  ================  =====================
+dir                        dir                          -d/--dir          ./data
+client_address             client_address,              --client-address  127.0.0.1:9090
+                           network.client_address
+http_address               http_address                 --http-address    off
+node_count                 node_count, node.count       -n/--node-count   1
+node_index                 node_index, node.index       -i/--node-index   0
+cluster_address            cluster_address,             --cluster-address 127.0.0.1:0
+                           network.cluster_address
+mdns                       mdns, network.mdns           --mdns            node_count > 1
+peers                      peers (array of strings)     --peer (repeat)   none
+requirepass                requirepass                  --requirepass     none
+protected_mode             protected_mode               --protected-mode  true
+partitions                 partitions, partition.count  --partitions      32
+buckets                    buckets, bucket.count        --buckets         4
+segment_size_bytes         segment_size_bytes,          --segment-size    256MiB
+                           segment.size_bytes
+replication_factor         replication_factor,          --replication-    min(node_count, 3)
+                           replication.factor           factor
+sync_policy                sync_policy                  --sync            always
+strict_versioning          strict_versioning,           --strict-         false
+                           append.strict_versioning     versioning
+max_request_bytes          max_request_bytes            --max-request-    64MiB
+                                                        size
+max_count                  max_count                    --max-count       10000
+default_count              default_count                --default-count   100
+default_window             default_window               --default-window  1000
+max_clients                max_clients                  --max-clients     10000
+cache_capacity_bytes       cache_capacity_bytes,        --cache-size      256MiB
+                           cache.capacity_bytes
+stream_cache_entries       stream_cache_entries         --stream-cache-   100000
+                                                        entries
+event_id_cache_entries     event_id_cache_entries       --event-id-cache- 100000
+                                                        entries
+log_level                  log_level                    -l/--log-level    info
+=========================  ===========================  ================  =====================
+
+Sizes are plain bytes or a number with a binary suffix (`512KiB`, `64MiB`, `1.5GiB`, `1TiB`);
+booleans are `true/false`, `yes/no`, `on/off` or `1/0`; the sync policy is `always`, `none`, or a
+group-commit window such as `2ms`, `500us` or `0.01s`. In the environment, `SIERRA_PEERS` is a
+comma-separated list, and an empty variable counts as unset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+__all__ = [
+    "DEFAULT_CACHE_CAPACITY_BYTES",
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "DEFAULT_SEGMENT_SIZE_BYTES",
+    "ENV_PREFIX",
+    "MAX_PARTITIONS",
+    "MAX_SEGMENT_SIZE_BYTES",
+    "MAX_SYNC_WINDOW_S",
+    "MIN_SEGMENT_SIZE_BYTES",
+    "Config",
+    "ConfigError",
+    "build_arg_parser",
+    "format_size",
+    "load_config",
+    "parse_bool",
+    "parse_host_port",
+    "parse_size_bytes",
+    "parse_sync_window_s",
+]
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+TIB = 1024 * GIB
+
+ENV_PREFIX = "SIERRA_"
+CONFIG_PATH_ENV = ENV_PREFIX + "CONFIG"
+
+# Partition ids are 16-bit, as in the reference.
+MAX_PARTITIONS = 65535
+# The reference's bounds: tiny segments roll over constantly; huge ones make sealing (indexes
+# and bloom filters written in one go) and recovery scans slow.
+MIN_SEGMENT_SIZE_BYTES = 128 * KIB
+MAX_SEGMENT_SIZE_BYTES = 10 * GIB
+# Every acknowledged append waits for its sync, so a longer group-commit window is pure latency.
+MAX_SYNC_WINDOW_S = 1.0
+# The most replicas a partition gets by default; more adds write latency for little safety.
+DEFAULT_MAX_REPLICATION_FACTOR = 3
+
+DEFAULT_SEGMENT_SIZE_BYTES = 256 * MIB
+# One RESP request (an EMAPPEND batch) is buffered whole before it is parsed.
+DEFAULT_MAX_REQUEST_BYTES = 64 * MIB
+DEFAULT_CACHE_CAPACITY_BYTES = 256 * MIB
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_LOG_LEVEL_ALIASES = {"warn": "warning", "fatal": "critical"}
+
+
+class ConfigError(Exception):
+    """Invalid configuration; `str(error)` is one line, fit for `sierradb: error: <message>`.
+
+    `key` names the `Config` field at fault, when there is one.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+# ---------------------------------------------------------------------------------------------
+# Value syntax: the parsers raise ValueError; load_config turns that into ConfigError.
+
+_SIZE_UNITS = {"": 1, "b": 1, "kib": KIB, "mib": MIB, "gib": GIB, "tib": TIB}
+_SIZE_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)", re.IGNORECASE)
+
+
+def parse_size_bytes(text: str) -> int:
+    """Parse `268435456`, `512KiB`, `64MiB`, `1.5GiB` or `1TiB` (case-insensitive) into bytes.
+
+    Decimal suffixes (`MB`, `GB`) are refused rather than guessed at.
+    """
+    match = _SIZE_RE.fullmatch(text.strip())
+    if match is None or match.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(
+            f"invalid size {text!r} (use a number of bytes or a KiB, MiB, GiB or TiB suffix)"
+        )
+    number, unit = match.groups()
+    scale = _SIZE_UNITS[unit.lower()]
+    if "." not in number:
+        return int(number) * scale
+    whole, fraction = number.split(".")
+    numerator = int(whole + fraction) * scale
+    denominator = 10 ** len(fraction)
+    if numerator % denominator:
+        raise ValueError(f"invalid size {text!r} (not a whole number of bytes)")
+    return numerator // denominator
+
+
+def format_size(size_bytes: int) -> str:
+    """The shortest exact spelling of a size: `64MiB`, `1536KiB`, `1000`."""
+    for unit, scale in (("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
+        if size_bytes and size_bytes % scale == 0:
+            return f"{size_bytes // scale}{unit}"
+    return str(size_bytes)
+
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def parse_bool(text: str) -> bool:
+    """Parse true/false, yes/no, on/off or 1/0 (case-insensitive)."""
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"expected true/false, yes/no or 1/0, got {text!r}")
+
+
+def parse_host_port(address: str) -> tuple[str, int]:
+    """Split `host:port` (IPv6 as `[::1]:9090`) into host and port, port 0..65535."""
+    host, sep, port_text = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        valid_host = ":" in host
+    else:
+        valid_host = ":" not in host
+    valid_host = valid_host and bool(host) and not any(c.isspace() or c in "[]/" for c in host)
+    valid_port = re.fullmatch("[0-9]{1,5}", port_text) is not None and int(port_text) <= 65535
+    if not sep or not valid_host or not valid_port:
+        raise ValueError(f"invalid address {address!r} (expected host:port, port 0..65535)")
+    return host, int(port_text)
+
+
+_DURATION_UNITS_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(us|ms|s)")
+
+
+def parse_sync_window_s(policy: str) -> float | None:
+    """Interpret a sync policy: None for `none` (never fsync), 0.0 for `always` (fsync every
+    commit), else the group-commit window in seconds (`2ms`, `500us`, `0.01s`)."""
+    word = policy.strip().lower()
+    if word == "always":
+        return 0.0
+    if word == "none":
+        return None
+    match = _DURATION_RE.fullmatch(word)
+    if match is None:
+        raise ValueError(
+            f"invalid sync policy {policy!r} (expected always, none, or a window like 2ms)"
+        )
+    window_s = float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
+    if window_s > MAX_SYNC_WINDOW_S:
+        raise ValueError(f"sync window {policy!r} is longer than the maximum of 1s")
+    return window_s
+
+
+def _is_multiaddr(text: str) -> bool:
+    # A light syntax check only; the p2p layer parses it for real (and imports multiaddr lazily).
+    parts = text.split("/")
+    return (
+        len(parts) >= 3 and parts[0] == "" and all(parts[1:]) and not any(c.isspace() for c in text)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The configuration itself.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The whole node configuration; validated on construction (raises ConfigError).
+
+    Built directly, `mdns` and `replication_factor` keep their single-node defaults; only
+    `load_config` derives them from `node_count`.
+    """
+
+    config_path: Path | None = None  # the TOML file read, if any (for the startup log)
+    dir: Path = Path("./data")
+    client_address: str = "127.0.0.1:9090"
+    http_address: str | None = None
+    node_count: int = 1
+    node_index: int = 0
+    cluster_address: str = "127.0.0.1:0"
+    mdns: bool = False
+    peers: tuple[str, ...] = ()
+    requirepass: str | None = field(default=None, repr=False)
+    protected_mode: bool = True
+    partitions: int = 32
+    buckets: int = 4
+    segment_size_bytes: int = DEFAULT_SEGMENT_SIZE_BYTES
+    replication_factor: int = 1
+    sync_policy: str = "always"
+    strict_versioning: bool = False
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_count: int = 10_000
+    default_count: int = 100
+    default_window: int = 1000
+    max_clients: int = 10_000
+    cache_capacity_bytes: int = DEFAULT_CACHE_CAPACITY_BYTES
+    stream_cache_entries: int = 100_000
+    event_id_cache_entries: int = 100_000
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def sync_window_s(self) -> float | None:
+        """None: never fsync (`none`); 0.0: fsync every commit (`always`); else the window."""
+        return parse_sync_window_s(self.sync_policy)
+
+    @property
+    def loopback_only(self) -> bool:
+        """Protected mode as in Redis: without a password, accept only loopback clients."""
+        return self.protected_mode and self.requirepass is None
+
+    def describe(self) -> list[str]:
+        """`key=value` lines for the startup log, the password masked."""
+        lines = []
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name == "requirepass" and value is not None:
+                text = "********"
+            elif value is None:
+                text = "none"
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, tuple):
+                text = ",".join(value) if value else "none"
+            else:
+                text = str(value)
+            lines.append(f"{item.name}={text}")
+        return lines
+
+
+def _check(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(message, key=key)
+
+
+def _check_address(config: Config, key: str) -> None:
+    address = getattr(config, key)
+    if address is None:
+        return
+    try:
+        parse_host_port(address)
+    except ValueError as error:
+        raise ConfigError(f"{key}: {error}", key=key) from error
+
+
+def _validate(config: Config) -> None:
+    c = config
+    for key in ("client_address", "cluster_address", "http_address"):
+        _check_address(c, key)
+    _check(c.node_count >= 1, "node_count", f"node_count must be at least 1, got {c.node_count}")
+    _check(
+        0 <= c.node_index < c.node_count,
+        "node_index",
+        f"node_index must be in 0..{c.node_count - 1} for node_count {c.node_count}, "
+        f"got {c.node_index}",
+    )
+    for peer in c.peers:
+        _check(
+            _is_multiaddr(peer),
+            "peers",
+            f"peer {peer!r} is not a multiaddr (e.g. /ip4/10.0.0.2/tcp/7000/p2p/<peer id>)",
+        )
+    _check(
+        c.requirepass is None or c.requirepass != "",
+        "requirepass",
+        "requirepass must not be empty (leave it unset for no password)",
+    )
+    _check(
+        1 <= c.partitions <= MAX_PARTITIONS,
+        "partitions",
+        f"partitions must be in 1..{MAX_PARTITIONS}, got {c.partitions}",
+    )
+    _check(
+        1 <= c.buckets <= c.partitions,
+        "buckets",
+        f"buckets must be in 1..partitions ({c.partitions}), got {c.buckets}",
+    )
+    _check(
+        MIN_SEGMENT_SIZE_BYTES <= c.segment_size_bytes <= MAX_SEGMENT_SIZE_BYTES,
+        "segment_size_bytes",
+        f"segment_size_bytes must be in 128KiB..10GiB, got {c.segment_size_bytes}",
+    )
+    _check(
+        1 <= c.replication_factor <= c.node_count,
+        "replication_factor",
+        f"replication_factor must be in 1..node_count ({c.node_count}), got {c.replication_factor}",
+    )
+    try:
+        window_s = parse_sync_window_s(c.sync_policy)
+    except ValueError as error:
+        raise ConfigError(str(error), key="sync_policy") from error
+    _check(
+        window_s is not None or c.replication_factor == 1,
+        "sync_policy",
+        f"sync_policy none is refused with replication_factor {c.replication_factor} "
+        "(a replica's acknowledgement must mean the entry is durable)",
+    )
+    for key in ("max_request_bytes", "max_count", "default_count", "default_window", "max_clients"):
+        value = getattr(c, key)
+        _check(value >= 1, key, f"{key} must be positive, got {value}")
+    _check(
+        c.default_count <= c.max_count,
+        "default_count",
+        f"default_count ({c.default_count}) must not exceed max_count ({c.max_count})",
+    )
+    for key in ("cache_capacity_bytes", "stream_cache_entries", "event_id_cache_entries"):
+        value = getattr(c, key)
+        _check(value >= 0, key, f"{key} must not be negative, got {value}")
+    _check(
+        c.log_level in LOG_LEVELS,
+        "log_level",
+        f"log_level must be one of {', '.join(LOG_LEVELS)}, got {c.log_level!r}",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources: one table of settings drives the flags, the environment and the TOML keys.
+
+
+def _to_int(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
+        return int(value)
+    raise ValueError(f"expected an integer, got {value!r}")
+
+
+def _to_size(value: object) -> int:
+    if isinstance(value, str):
+        return parse_size_bytes(value)
+    return _to_int(value)
+
+
+def _to_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return parse_bool(value)
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _to_str(value: object) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    raise ValueError(f"expected a string, got {value!r}")
+
+
+def _to_path(value: object) -> Path:
+    text = _to_str(value)
+    if not text:
+        raise ValueError("expected a non-empty path")
+    return Path(text)
+
+
+def _to_optional_address(value: object) -> str | None:
+    text = _to_str(value)
+    return None if text.lower() in ("", "off", "none") else text
+
+
+def _to_optional_str(value: object) -> str | None:
+    # Not stripped: a password is taken as given.
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value or None
+
+
+def _to_lower(value: object) -> str:
+    return _to_str(value).lower()
+
+
+def _to_log_level(value: object) -> str:
+    word = _to_lower(value)
+    return _LOG_LEVEL_ALIASES.get(word, word)
+
+
+def _to_peers(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):  # the environment: comma-separated
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(item.strip() for item in value)
+    raise ValueError(f"expected a list of multiaddr strings, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Setting:
+    name: str  # the Config field; also the flat TOML key and SIERRA_<NAME>
+    convert: Callable[[object], object]
+    flags: tuple[str, ...]
+    metavar: str
+    help: str
+    default_text: str
+    group: str
+    section_key: str | None = None  # the reference's dotted TOML key, where it has one
+
+    @property
+    def env_var(self) -> str:
+        return ENV_PREFIX + self.name.upper().replace(".", "_").replace("-", "_")
+
+
+# fmt: off
+_SETTINGS: tuple[_Setting, ...] = (
+    _Setting("dir", _to_path, ("-d", "--dir"), "DIR", "data directory", "./data", "storage"),
+    _Setting(
+        "partitions", _to_int, ("--partitions",), "N",
+        f"number of partitions, 1..{MAX_PARTITIONS}; fixed once the data dir exists",
+        "32", "storage", "partition.count",
+    ),
+    _Setting(
+        "buckets", _to_int, ("--buckets",), "N",
+        "number of buckets (one writer each), 1..partitions", "4", "storage", "bucket.count",
+    ),
+    _Setting(
+        "segment_size_bytes", _to_size, ("--segment-size",), "SIZE",
+        "segment roll-over size, 128KiB..10GiB, in bytes or with a KiB/MiB/GiB suffix",
+        format_size(DEFAULT_SEGMENT_SIZE_BYTES), "storage", "segment.size_bytes",
+    ),
+    _Setting(
+        "sync_policy", _to_lower, ("--sync",), "POLICY",
+        "fsync policy: always, none (refused when replication factor > 1), or a group-commit "
+        "window such as 2ms",
+        "always", "storage",
+    ),
+    _Setting(
+        "cache_capacity_bytes", _to_size, ("--cache-size",), "SIZE",
+        "block cache size (0 disables it)", format_size(DEFAULT_CACHE_CAPACITY_BYTES),
+        "storage", "cache.capacity_bytes",
+    ),
+    _Setting(
+        "stream_cache_entries", _to_int, ("--stream-cache-entries",), "N",
+        "streams whose latest version is kept in memory", "100000", "storage",
+    ),
+    _Setting(
+        "event_id_cache_entries", _to_int, ("--event-id-cache-entries",), "N",
+        "recent event ids kept in memory for duplicate detection", "100000", "storage",
+    ),
+    _Setting(
+        "client_address", _to_str, ("--client-address",), "HOST:PORT",
+        "address for RESP clients", "127.0.0.1:9090", "network", "network.client_address",
+    ),
+    _Setting(
+        "http_address", _to_optional_address, ("--http-address",), "HOST:PORT",
+        "address for the inspector UI and /metrics, or off", "off", "network",
+    ),
+    _Setting(
+        "requirepass", _to_optional_str, ("--requirepass",), "PASSWORD",
+        "password clients must AUTH with (prefer SIERRA_REQUIREPASS: flags show in ps)",
+        "none", "network",
+    ),
+    _Setting(
+        "protected_mode", _to_bool, ("--protected-mode",), "yes|no",
+        "without a password, accept only loopback clients", "yes", "network",
+    ),
+    _Setting(
+        "node_count", _to_int, ("-n", "--node-count"), "N",
+        "number of nodes in the cluster", "1", "cluster", "node.count",
+    ),
+    _Setting(
+        "node_index", _to_int, ("-i", "--node-index"), "I",
+        "this node's index, 0..node-count-1", "0", "cluster", "node.index",
+    ),
+    _Setting(
+        "cluster_address", _to_str, ("--cluster-address",), "HOST:PORT",
+        "address for peer connections (port 0 picks a free one)", "127.0.0.1:0", "cluster",
+        "network.cluster_address",
+    ),
+    _Setting(
+        "mdns", _to_bool, ("--mdns",), "true|false",
+        "discover peers with mDNS on the LAN", "true when --node-count > 1, else false",
+        "cluster", "network.mdns",
+    ),
+    _Setting(
+        "peers", _to_peers, ("--peer",), "MULTIADDR",
+        "bootstrap peer address; repeat for several (SIERRA_PEERS: comma-separated)", "none",
+        "cluster",
+    ),
+    _Setting(
+        "replication_factor", _to_int, ("--replication-factor",), "N",
+        "replicas per partition, 1..node-count", "min(node-count, 3)", "cluster",
+        "replication.factor",
+    ),
+    _Setting(
+        "strict_versioning", _to_bool, ("--strict-versioning",), "true|false",
+        "refuse appends without an exact expected version", "false", "protocol",
+        "append.strict_versioning",
+    ),
+    _Setting(
+        "max_request_bytes", _to_size, ("--max-request-size",), "SIZE",
+        "largest RESP request accepted", format_size(DEFAULT_MAX_REQUEST_BYTES), "protocol",
+    ),
+    _Setting(
+        "max_count", _to_int, ("--max-count",), "N",
+        "upper clamp for a read's COUNT", "10000", "protocol",
+    ),
+    _Setting(
+        "default_count", _to_int, ("--default-count",), "N",
+        "COUNT of a read that gives none", "100", "protocol",
+    ),
+    _Setting(
+        "default_window", _to_int, ("--default-window",), "N",
+        "unacknowledged events per subscription without a WINDOW", "1000", "protocol",
+    ),
+    _Setting(
+        "max_clients", _to_int, ("--max-clients",), "N",
+        "most simultaneous client connections", "10000", "protocol",
+    ),
+    _Setting(
+        "log_level", _to_log_level, ("-l", "--log-level"), "LEVEL",
+        f"log level: {', '.join(LOG_LEVELS)}", "info", "logging",
+    ),
+)
+# fmt: on
+
+_BY_NAME = {setting.name: setting for setting in _SETTINGS}
+# Every accepted TOML key (flat field name or the reference's section key) -> field name.
+_TOML_KEYS: dict[str, str] = {s.name: s.name for s in _SETTINGS} | {
+    s.section_key: s.name for s in _SETTINGS if s.section_key is not None
+}
+_GROUP_TITLES = {
+    "storage": "storage",
+    "network": "client network and security",
+    "cluster": "cluster",
+    "protocol": "protocol and limits",
+    "logging": "logging",
+}
+
+assert {s.name for s in _SETTINGS} == {
+    f.name for f in dataclasses.fields(Config) if f.name != "config_path"
+}, "every Config field needs exactly one setting"
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """Turns argparse's own errors into ConfigError instead of printing usage and exiting 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message.replace("\n", " "))
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    """The `sierradb` command line; values stay strings here and are converted by load_config."""
+    parser = _ArgumentParser(
+        prog="sierradb",
+        description=(
+            "A distributed event store for event sourcing that speaks RESP. Settings come from "
+            "flags, then SIERRA_<SETTING> environment variables (e.g. SIERRA_CLIENT_ADDRESS), "
+            "then the TOML file given with --config, then the defaults shown."
+        ),
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        help=f"TOML configuration file (also {CONFIG_PATH_ENV}) (default: none)",
+    )
+    groups = {name: parser.add_argument_group(title) for name, title in _GROUP_TITLES.items()}
+    for setting in _SETTINGS:
+        groups[setting.group].add_argument(
+            *setting.flags,
+            dest=setting.name,
+            metavar=setting.metavar,
+            action="append" if setting.name == "peers" else "store",
+            help=f"{setting.help} (default: {setting.default_text})".replace("%", "%%"),
+        )
+    return parser
+
+
+def _convert(setting: _Setting, value: object, source: str) -> object:
+    try:
+        return setting.convert(value)
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}", key=setting.name) from error
+
+
+def _flatten(table: Mapping[str, object], prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in table.items():
+        dotted = prefix + key
+        if isinstance(value, dict):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _read_toml(path: Path) -> dict[str, tuple[object, str]]:
+    """The file's settings as field name -> (raw value, source label)."""
+    try:
+        with path.open("rb") as file:
+            document = tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
+    except tomllib.TOMLDecodeError as error:
+        message = str(error).replace("\n", " ")
+        raise ConfigError(f"config file {path} is not valid TOML: {message}") from error
+    flat = _flatten(document)
+    unknown = sorted(key for key in flat if key not in _TOML_KEYS)
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        raise ConfigError(f"unknown key{plural} in config file {path}: {', '.join(unknown)}")
+    values: dict[str, tuple[object, str]] = {}
+    key_of: dict[str, str] = {}
+    for key, value in flat.items():
+        name = _TOML_KEYS[key]
+        if name in key_of:
+            raise ConfigError(
+                f"config file {path} sets {name} twice: as {key_of[name]} and as {key}"
+            )
+        key_of[name] = key
+        values[name] = (value, f"{key} in {path}")
+    return values
+
+
+def load_config(argv: list[str], environ: Mapping[str, str]) -> Config:
+    """Build the Config from command-line arguments (without the program name), environment
+    variables and the TOML file they name.
+
+    Raises ConfigError (one-line message) for anything invalid, argparse's errors included;
+    `--help` prints the help and raises SystemExit(0) as argparse does.
+    """
+    arguments = build_arg_parser().parse_args(argv)
+
+    config_text = arguments.config or environ.get(CONFIG_PATH_ENV) or None
+    config_path = Path(config_text) if config_text is not None else None
+    raw: dict[str, tuple[object, str]] = {}
+    if config_path is not None:
+        raw.update(_read_toml(config_path))
+    for setting in _SETTINGS:
+        text = environ.get(setting.env_var)
+        if text:
+            raw[setting.name] = (text, setting.env_var)
+    for setting in _SETTINGS:
+        value = getattr(arguments, setting.name)
+        if value is not None:
+            raw[setting.name] = (value, "/".join(setting.flags))
+
+    values = {
+        name: _convert(_BY_NAME[name], value, source) for name, (value, source) in raw.items()
+    }
+    node_count = values.get("node_count", 1)
+    assert isinstance(node_count, int)
+    values.setdefault("mdns", node_count > 1)
+    values.setdefault("replication_factor", min(node_count, DEFAULT_MAX_REPLICATION_FACTOR))
+    try:
+        return Config(config_path=config_path, **values)  # type: ignore[arg-type]
+    except ConfigError as error:
+        if error.key is None or error.key not in raw:
+            raise
+        source = raw[error.key][1]
+        raise ConfigError(f"{error} (from {source})", key=error.key) from error

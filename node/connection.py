@@ -1,0 +1,403 @@
+"""One client connection: parse, execute in order, reply; subscriptions interleave pushes.
+
+Theory of operation. The connection task reads from the socket, feeds the sans-I/O parser and
+takes every complete request at once (a pipelined batch). Requests execute strictly in order and
+their replies are written in order, batched into one send. Appends are the exception that makes
+pipelining fast: a run of consecutive appends is submitted to the partition leaders one after the
+other (each sequenced synchronously, so group commit sees them together) and only then awaited;
+any other command first waits for the appends before it, so a read in the same pipeline sees
+the earlier writes (read-your-writes holds inside a pipeline too).
+
+State: the protocol version (RESP2 until ``HELLO 3``), authentication, the client name and the
+subscriptions. A RESP2 connection that holds a subscription accepts only subscription commands,
+PING and QUIT, as Redis does, so pushes and replies cannot be confused.
+
+Sending: replies and subscription pushes share the socket under one lock; a push frame is sent
+whole (shielded), so ending a subscription never cuts a frame in half.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from sierradb.storage import NewEvent, Ticket
+
+from . import grammar as g
+from .commands import HANDLERS
+from .errors import NodeError, reply_for
+from .identifiers import (
+    format_uuid,
+    new_event_id,
+    new_transaction_id,
+    partition_hash,
+    partition_id,
+)
+from .leader import check_duplicate
+from .replies import append_result
+from .resp import ErrorReply, ProtocolError, RequestReader, SimpleString, encode_into
+from .subscriptions import Subscription
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger("sierradb.node")
+
+RECEIVE_BYTES = 64 * 1024
+# Nanosecond timestamps must stay below 2^63 (the reference's limit; reads return ms).
+MAX_TIMESTAMP_MS = ((1 << 63) - 1) // 1_000_000
+SUBSCRIPTION_COMMANDS = (g.ESub, g.EPSub, g.EAck, g.EUnsub, g.Ping, g.Quit)
+OPEN_WITHOUT_AUTH = (g.Auth, g.Hello, g.Ping, g.Quit)
+SERVER_NAME = "sierradb"
+
+Deferred = Callable[[], Awaitable[bytes]]
+
+
+class Connection:
+    def __init__(
+        self, server: Server, stream: trio.SocketStream, client_id: int, peer: str
+    ) -> None:
+        self.server = server
+        self.db = server.db
+        self.config = server.config
+        self.stream = stream
+        self.client_id = client_id
+        self.peer = peer
+        self.protocol = 2
+        self.authenticated = not self.config.requirepass
+        self.name = b""
+        self.lib_name = b""
+        self.subscriptions: dict[bytes, Subscription] = {}
+        self.send_lock = trio.Lock()
+        self.reader = RequestReader(max_request_bytes=self.config.max_request_bytes)
+        self.closing = False
+        # Set once the batch reply that started a subscription has been sent.
+        self.after_send: list[trio.Event] = []
+        self.created = time.monotonic()
+        self.commands = 0
+        self._receive_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+
+    # --------------------------------------------------------------------------- I/O
+    async def send(self, data: bytes | bytearray) -> None:
+        async with self.send_lock:
+            await self.stream.send_all(data)
+
+    async def send_push(self, data: bytes) -> None:
+        async with self.send_lock:
+            with trio.CancelScope(shield=True):
+                await self.stream.send_all(data)
+
+    async def serve(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                await self._loop()
+            finally:
+                nursery.cancel_scope.cancel()
+
+    def stop_reading(self) -> None:
+        """Graceful shutdown: finish the batch being executed, read nothing more."""
+        self.closing = True
+        if self._receive_scope is not None:
+            self._receive_scope.cancel()
+
+    async def _loop(self) -> None:
+        reader = self.reader
+        while not self.closing:
+            started = reader.statistics()
+            # A request that has started must complete in time (slow-loris clients).
+            timeout = (
+                self.server.partial_request_timeout_s
+                if started.partial_request_bytes_bound or started.held_bytes
+                else float("inf")
+            )
+            with trio.CancelScope() as self._receive_scope:
+                with trio.move_on_after(timeout) as timer:
+                    data = await self.stream.receive_some(RECEIVE_BYTES)
+            self._receive_scope = None
+            if self.closing:
+                return
+            if timer.cancelled_caught:
+                await self._protocol_error("Protocol error: request not completed in time")
+                return
+            if not data:
+                return
+            reader.feed(data)
+            while True:
+                try:
+                    requests = reader.drain()
+                except ProtocolError as e:
+                    await self._protocol_error(str(e))
+                    return
+                if not requests:
+                    break
+                out = bytearray()
+                await self._execute_batch(requests, out)
+                if out:
+                    await self.send(out)
+                for gate in self.after_send:
+                    gate.set()
+                self.after_send.clear()
+                if self.closing:
+                    return
+
+    async def _protocol_error(self, message: str) -> None:
+        text = message if message.startswith("Protocol error") else f"Protocol error: {message}"
+        out = bytearray()
+        encode_into(out, ErrorReply("ERR", text), self.protocol)
+        self.server.stats.protocol_errors += 1
+        try:
+            await self.send(out)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        self.closing = True
+
+    # ---------------------------------------------------------------------- execution
+    async def _execute_batch(self, requests: list[list[bytes]], out: bytearray) -> None:
+        deferred: list[Deferred] = []
+        for args in requests:
+            self.commands += 1
+            self.server.stats.commands += 1
+            try:
+                request = g.parse_command(args)
+                if not self.authenticated and not isinstance(request, OPEN_WITHOUT_AUTH):
+                    raise NodeError("NOAUTH", "Authentication required.")
+                if (
+                    self.protocol == 2
+                    and self.subscriptions
+                    and not isinstance(request, SUBSCRIPTION_COMMANDS)
+                ):
+                    raise NodeError("ERR", "only subscription commands are allowed in this context")
+                if isinstance(request, (g.EAppend, g.EMAppend)):
+                    deferred.append(self._submit(request))
+                    continue
+                if deferred:
+                    await self._finish(deferred, out)
+                reply = await self._execute(request)
+            except BaseException as exc:  # noqa: BLE001 - mapped below, or re-raised
+                err = reply_for(exc)
+                if err is None:
+                    raise
+                if deferred:
+                    deferred.append(_ready(self._encode(err)))
+                else:
+                    encode_into(out, err, self.protocol)
+                continue
+            if deferred:
+                deferred.append(_ready(reply))
+            else:
+                out += reply
+            if self.closing:
+                break
+        if deferred:
+            await self._finish(deferred, out)
+
+    async def _finish(self, deferred: list[Deferred], out: bytearray) -> None:
+        for d in deferred:
+            try:
+                out += await d()
+            except BaseException as exc:  # noqa: BLE001
+                err = reply_for(exc)
+                if err is None:
+                    raise
+                encode_into(out, err, self.protocol)
+        deferred.clear()
+
+    def _encode(self, value: object) -> bytes:
+        out = bytearray()
+        encode_into(out, value, self.protocol)
+        return bytes(out)
+
+    async def _execute(self, request: Any) -> bytes:
+        return await HANDLERS[type(request)](self, request)
+
+    # ------------------------------------------------------------------------- appends
+    def _check_strict(self, expected: int) -> None:
+        if self.config.strict_versioning and expected in (g.EXPECTED_ANY, g.EXPECTED_EXISTS):
+            raise NodeError(
+                "INVALIDARG",
+                "strict versioning mode rejects EXPECTED_VERSION "
+                + g.format_expected_version(expected),
+            )
+
+    @staticmethod
+    def _check_timestamp(ts: int) -> None:
+        if ts > MAX_TIMESTAMP_MS:
+            raise NodeError("DBOPFAILED", "database operation failed: system time is incorrect")
+
+    def _submit(self, request: g.EAppend | g.EMAppend) -> Deferred:
+        """Sequence an append now; the returned coroutine waits for it and formats the reply."""
+        resp3 = self.protocol == 3
+        pk = request.partition_key
+        p = partition_id(pk, self.db.partition_count)
+        leader = self.db.leaders[p]
+        now_ms = int(time.time() * 1000)
+        phash = partition_hash(pk)
+        if isinstance(request, g.EAppend):
+            self._check_strict(request.expected_version)
+            ts = now_ms if request.timestamp_ms is None else request.timestamp_ms
+            self._check_timestamp(ts)
+            eid = request.event_id
+            if eid is not None:
+                if partition_hash(eid) != phash:
+                    raise NodeError("INVALIDARG", "the event id must embed the partition hash")
+                stored = check_duplicate(
+                    leader.find_duplicates([eid])[0],
+                    request.stream_id,
+                    request.event_name,
+                    request.payload,
+                )
+                if stored is not None:
+
+                    async def replay() -> bytes:
+                        await leader.wait_visible(stored)
+                        return append_result(
+                            stored.event_id, stored.partition_key, p,
+                            stored.partition_sequence, stored.stream_version,
+                            stored.timestamp_ms, resp3,
+                        )  # fmt: skip
+
+                    return replay
+            else:
+                eid = new_event_id(phash, now_ms)
+            ticket = leader.submit(
+                pk,
+                new_transaction_id(True),
+                [
+                    NewEvent(
+                        eid,
+                        request.stream_id,
+                        request.event_name,
+                        ts,
+                        request.metadata,
+                        request.payload,
+                        request.expected_version,
+                    )
+                ],
+            )
+
+            async def done() -> bytes:
+                await leader.wait(ticket)
+                return append_result(
+                    eid, pk, p, ticket.first_sequence, ticket.versions[0], ts, resp3
+                )  # type: ignore[arg-type]
+
+            return done
+        return self._submit_multi(request, p, leader, now_ms, phash, resp3)
+
+    def _submit_multi(
+        self, request: g.EMAppend, p: int, leader: Any, now_ms: int, phash: int, resp3: bool
+    ) -> Deferred:
+        pk = request.partition_key
+        events: list[NewEvent] = []
+        supplied = []
+        for ev in request.events:
+            self._check_strict(ev.expected_version)
+            ts = now_ms if ev.timestamp_ms is None else ev.timestamp_ms
+            self._check_timestamp(ts)
+            eid = ev.event_id
+            if eid is not None:
+                if partition_hash(eid) != phash:
+                    raise NodeError("INVALIDARG", "the event id must embed the partition hash")
+                supplied.append((len(events), eid))
+            else:
+                eid = new_event_id(phash, now_ms)
+            events.append(
+                NewEvent(
+                    eid,
+                    ev.stream_id,
+                    ev.event_name,
+                    ts,
+                    ev.metadata,
+                    ev.payload,
+                    ev.expected_version,
+                )  # fmt: skip
+            )
+        if supplied:
+            stored = self._match_stored_transaction(leader, events, supplied)
+            if stored is not None:
+
+                async def replay() -> bytes:
+                    await leader.wait_visible(stored[-1])
+                    return self._emappend_reply(
+                        pk, p, stored[0].partition_sequence,
+                        [(e.event_id, e.stream_id, e.stream_version, e.timestamp_ms)
+                         for e in stored], resp3,
+                    )  # fmt: skip
+
+                return replay
+        txn = new_transaction_id(len(events) == 1)
+        ticket: Ticket = leader.submit(pk, txn, events)
+
+        async def done() -> bytes:
+            await leader.wait(ticket)
+            return self._emappend_reply(
+                pk,
+                p,
+                ticket.first_sequence,
+                [
+                    (e.event_id, e.stream_id, v, e.timestamp_ms)
+                    for e, v in zip(events, ticket.versions, strict=True)
+                ],
+                resp3,
+            )
+
+        return done
+
+    @staticmethod
+    def _match_stored_transaction(
+        leader: Any, events: list[NewEvent], supplied: list
+    ) -> list | None:
+        """The stored events if this EMAPPEND repeats a stored transaction exactly."""
+        found = leader.find_duplicates([eid for _, eid in supplied])
+        if all(f is None for f in found):
+            return None
+        if len(supplied) != len(events) or any(f is None for f in found):
+            raise NodeError("DUPLICATE", "event id already used by another event")
+        stored = [f[0] for f in found]
+        txn = stored[0].transaction_id
+        seqs = [e.partition_sequence for e in stored]
+        if (
+            any(e.transaction_id != txn for e in stored)
+            or seqs != list(range(seqs[0], seqs[0] + len(seqs)))
+            or not stored[-1].txn_last
+            or (seqs[0] > 0 and len(events) == 1 and not stored[0].txn_last)
+        ):
+            raise NodeError("DUPLICATE", "event id already used by another event")
+        for ev, st in zip(events, stored, strict=True):
+            check_duplicate((st, True), ev.stream_id, ev.event_name, ev.payload)
+        return stored
+
+    def _emappend_reply(
+        self, pk: bytes, p: int, first_seq: int, events: list[tuple], resp3: bool
+    ) -> bytes:
+        items = [
+            {
+                SimpleString("event_id"): SimpleString(format_uuid(eid)),
+                SimpleString("stream_id"): SimpleString(sid.decode("utf-8", "replace")),
+                SimpleString("stream_version"): version,
+                SimpleString("timestamp"): ts,
+            }
+            for eid, sid, version, ts in events
+        ]
+        return self._encode(
+            {
+                SimpleString("partition_key"): SimpleString(format_uuid(pk)),
+                SimpleString("partition_id"): p,
+                SimpleString("first_partition_sequence"): first_seq,
+                SimpleString("last_partition_sequence"): first_seq + len(events) - 1,
+                SimpleString("events"): items,
+            }
+        )
+
+
+def _ready(data: bytes) -> Deferred:
+    async def ready() -> bytes:
+        return data
+
+    return ready

@@ -1,0 +1,161 @@
+"""The RESP listener: accepts clients, applies protected mode and limits, shuts down gracefully.
+
+Theory of operation. Each accepted socket gets a ``Connection`` task in the connection nursery.
+Protected mode (like Redis's): without a password, only loopback clients are served unless it is
+turned off; others get ``-DENIED`` and are closed. Past ``max_clients`` a new client gets an error
+and is closed. A connection task that fails unexpectedly is logged and closed without touching
+the others; a broken invariant (AssertionError) is not caught: it stops the process (fail-stop).
+
+Shutdown: stop accepting, stop reading new requests on every connection (a batch already being
+executed finishes and its replies are sent), wait up to the grace period for that, then close
+what is left. The caller then drains the writers and syncs the storage.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import time
+from dataclasses import dataclass
+
+import trio
+
+from .config import Config, parse_host_port
+from .connection import Connection
+from .database import Database
+
+log = logging.getLogger("sierradb.node")
+
+# Clients whose request stays incomplete this long are closed (slow-loris protection).
+PARTIAL_REQUEST_TIMEOUT_S = 30.0
+LAG_TICK_S = 0.1
+
+
+@dataclass
+class ServerStats:
+    connections: int = 0
+    rejected_connections: int = 0
+    commands: int = 0
+    protocol_errors: int = 0
+    auth_failures: int = 0
+    subscriptions_started: int = 0
+
+
+class LagMonitor:
+    """Measures how late the event loop wakes a 100 ms ticker (heartbeats will need this)."""
+
+    def __init__(self) -> None:
+        self.last_s = 0.0
+        self.max_s = 0.0
+
+    async def run(self) -> None:
+        while True:
+            start = trio.current_time()
+            await trio.sleep(LAG_TICK_S)
+            self.last_s = max(0.0, trio.current_time() - start - LAG_TICK_S)
+            self.max_s = max(self.max_s, self.last_s)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        addr = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
+
+
+class Server:
+    def __init__(self, config: Config, db: Database, peer_id: str) -> None:
+        self.config = config
+        self.db = db
+        self.peer_id = peer_id
+        self.stats = ServerStats()
+        self.lag = LagMonitor()
+        self.connections: dict[int, Connection] = {}
+        self.started = time.monotonic()
+        self.port = 0
+        self.stopping = False
+        self.partial_request_timeout_s = PARTIAL_REQUEST_TIMEOUT_S
+        self._next_client_id = 1
+        self._listen_scope = trio.CancelScope()
+        self._conn_nursery: trio.Nursery | None = None
+        self._all_closed = trio.Event()
+        self._all_closed.set()
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        host, port = parse_host_port(self.config.client_address)
+        listeners = await trio.open_tcp_listeners(port, host=host or None)
+        self.port = listeners[0].socket.getsockname()[1]
+        for listener in listeners:
+            name = listener.socket.getsockname()
+            log.info("ready to receive connections on %s:%d", name[0], name[1])
+        async with trio.open_nursery() as nursery:
+            self._conn_nursery = nursery
+            nursery.start_soon(self.lag.run)
+            with self._listen_scope:
+                task_status.started(self)
+                await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        self.stats.connections += 1
+        try:
+            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            peer_host, peer_port = stream.socket.getpeername()[:2]
+        except OSError:
+            await stream.aclose()
+            return
+        refusal = None
+        if self.config.loopback_only and not is_loopback(peer_host):
+            refusal = (
+                b"-DENIED SierraDB is running in protected mode because no password is set: "
+                b"connect from the loopback interface, or set --requirepass, or start with "
+                b"--protected-mode no\r\n"
+            )
+        elif len(self.connections) >= self.config.max_clients or self.stopping:
+            refusal = b"-ERR max number of clients reached\r\n"
+        if refusal is not None:
+            self.stats.rejected_connections += 1
+            with trio.move_on_after(1):
+                try:
+                    await stream.send_all(refusal)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+            await stream.aclose()
+            return
+        client_id = self._next_client_id
+        self._next_client_id += 1
+        conn = Connection(self, stream, client_id, f"{peer_host}:{peer_port}")
+        self.connections[client_id] = conn
+        self._all_closed = trio.Event()
+        try:
+            await conn.serve()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except AssertionError:
+            raise
+        except Exception:
+            log.exception("connection %s failed; closing it", conn.peer)
+        finally:
+            del self.connections[client_id]
+            if not self.connections:
+                self._all_closed.set()
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop accepting and reading; let running batches finish (up to `grace_s`)."""
+        self.stopping = True
+        self._listen_scope.cancel()
+        for conn in list(self.connections.values()):
+            conn.stop_reading()
+        with trio.move_on_after(grace_s):
+            await self._all_closed.wait()
+        if self.connections:
+            log.warning("closing %d connections that did not finish in time", len(self.connections))
+        assert self._conn_nursery is not None
+        self._conn_nursery.cancel_scope.cancel()

@@ -1,0 +1,144 @@
+"""Subscriptions (ESUB, EPSUB): history, then live, through the one storage read path.
+
+Theory of operation. A subscription is a set of targets, each a position: the next partition
+sequence of a partition (EPSUB) or the next version of a stream (ESUB). Delivery is always the
+same loop: read the visible events at each target's position from storage, push them, advance the
+position. When there is nothing more to read, the task parks on the watermark board until any
+watermark moves. History and live are therefore one mechanism, and the switch between them can
+neither skip nor repeat an event: a position only ever advances past what was pushed.
+
+Flow control: every pushed event takes the subscription's next cursor (0, 1, 2, ...). With no
+EACK, cursors 0..window-1 may be sent; after ``EACK id c`` cursors up to c + window may be sent.
+When the window is full the task parks until an ack arrives. Pushes go through the connection's
+send lock; a client that stops reading blocks only its own connection's sends (the kernel's
+socket buffer is the only buffering), never writers or other clients.
+
+A live-only subscription starts at the visible end taken *before* the subscribe reply, so it
+delivers exactly the events that become visible after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+
+from sierradb.storage import CorruptionError, Event, Store
+
+from .replies import push_message
+from .visibility import WatermarkBoard
+
+log = logging.getLogger("sierradb.node")
+
+# Events read per target per round (also bounded by the window).
+DELIVERY_BATCH = 100
+
+
+@dataclass(slots=True)
+class PartitionTarget:
+    partition_id: int
+    next_sequence: int
+
+
+@dataclass(slots=True)
+class StreamTarget:
+    partition_id: int
+    stream_id: bytes
+    partition_key: bytes
+    next_version: int
+    read_at_watermark: int = -1  # the partition watermark when this target was last read empty
+
+
+class Subscription:
+    def __init__(
+        self,
+        subscription_id: bytes,
+        targets: list[PartitionTarget | StreamTarget],
+        window: int,
+        store: Store,
+        board: WatermarkBoard,
+        read: Callable[..., Awaitable[object]],
+        send: Callable[[bytes], Awaitable[None]],
+        resp3: bool,
+    ) -> None:
+        self.id = subscription_id
+        self.targets = targets
+        self.window = window
+        self.store = store
+        self.board = board
+        self._read = read
+        self._send = send
+        self.resp3 = resp3
+        self.cursor = 0
+        self.last_ack: int | None = None
+        self._acked = trio.Event()
+        self.cancel_scope = trio.CancelScope()
+        self.delivered = 0
+
+    def ack(self, cursor: int) -> None:
+        self.last_ack = cursor
+        self._acked.set()
+
+    def room(self) -> int:
+        """How many more events the window allows right now."""
+        if self.last_ack is None:
+            return self.window - self.cursor
+        return self.last_ack + self.window - self.cursor + 1
+
+    async def run(self) -> None:
+        with self.cancel_scope:
+            try:
+                while True:
+                    seen = self.board.version
+                    acked = self._acked
+                    if self.room() <= 0:
+                        await acked.wait()
+                        self._acked = trio.Event()
+                        continue
+                    if not await self._deliver_round():
+                        await self.board.wait_for_change(seen)
+            except CorruptionError as e:
+                log.error("subscription %s ended: %s", self.id.hex(), e)
+
+    async def _deliver_round(self) -> bool:
+        """Push what is visible at each target (within the window); whether anything was."""
+        any_sent = False
+        store = self.store
+        for target in self.targets:
+            room = self.room()
+            if room <= 0:
+                return True
+            n = min(room, DELIVERY_BATCH)
+            p = target.partition_id
+            watermark = store.watermark(p)
+            events: list[Event]
+            if isinstance(target, PartitionTarget):
+                if target.next_sequence >= watermark:
+                    continue
+                events, _ = await self._read(store.read_partition, p, target.next_sequence, None, n)  # type: ignore[misc]
+                if events:
+                    target.next_sequence = events[-1].partition_sequence + 1
+            else:
+                if target.read_at_watermark == watermark:
+                    continue
+                events, _ = await self._read(
+                    store.read_stream, p, target.stream_id, target.next_version, None, n
+                )  # type: ignore[misc]
+                events = [e for e in events if e.partition_key == target.partition_key]
+                if events:
+                    target.next_version = events[-1].stream_version + 1
+                    target.read_at_watermark = -1
+                else:
+                    target.read_at_watermark = watermark
+            if not events:
+                continue
+            frames = []
+            for ev in events:
+                frames.append(push_message(self.id, self.cursor, ev, self.resp3))
+                self.cursor += 1
+            self.delivered += len(events)
+            await self._send(b"".join(frames))
+            any_sent = True
+        return any_sent
