@@ -38,6 +38,7 @@ max_count                  max_count                    --max-count       10000
 default_count              default_count                --default-count   100
 default_window             default_window               --default-window  1000
 max_clients                max_clients                  --max-clients     10000
+request_timeout_s          request_timeout_s            --request-timeout 30
 cache_capacity_bytes       cache_capacity_bytes,        --cache-size      256MiB
                            cache.capacity_bytes
 stream_cache_entries       stream_cache_entries         --stream-cache-   100000
@@ -254,6 +255,7 @@ class Config:
     default_count: int = 100
     default_window: int = 1000
     max_clients: int = 10_000
+    request_timeout_s: float = 30.0
     cache_capacity_bytes: int = DEFAULT_CACHE_CAPACITY_BYTES
     stream_cache_entries: int = 100_000
     event_id_cache_entries: int = 100_000
@@ -362,6 +364,11 @@ def _validate(config: Config) -> None:
         value = getattr(c, key)
         _check(value >= 1, key, f"{key} must be positive, got {value}")
     _check(
+        c.request_timeout_s > 0,
+        "request_timeout_s",
+        f"request_timeout_s must be positive, got {c.request_timeout_s}",
+    )
+    _check(
         c.default_count <= c.max_count,
         "default_count",
         f"default_count ({c.default_count}) must not exceed max_count ({c.max_count})",
@@ -386,6 +393,14 @@ def _to_int(value: object) -> int:
     if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
         return int(value)
     raise ValueError(f"expected an integer, got {value!r}")
+
+
+def _to_float(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    return float(str(value).strip())
 
 
 def _to_size(value: object) -> int:
@@ -565,6 +580,11 @@ _SETTINGS: tuple[_Setting, ...] = (
     _Setting(
         "max_clients", _to_int, ("--max-clients",), "N",
         "most simultaneous client connections", "10000", "protocol",
+    ),
+    _Setting(
+        "request_timeout_s", _to_float, ("--request-timeout",), "SECONDS",
+        "close a client whose started request stays incomplete this long", "30",
+        "protocol",
     ),
     _Setting(
         "log_level", _to_log_level, ("-l", "--log-level"), "LEVEL",

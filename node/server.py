@@ -27,8 +27,6 @@ from .database import Database
 
 log = logging.getLogger("sierradb.node")
 
-# Clients whose request stays incomplete this long are closed (slow-loris protection).
-PARTIAL_REQUEST_TIMEOUT_S = 30.0
 LAG_TICK_S = 0.1
 
 
@@ -78,7 +76,7 @@ class Server:
         self.started = time.monotonic()
         self.port = 0
         self.stopping = False
-        self.partial_request_timeout_s = PARTIAL_REQUEST_TIMEOUT_S
+        self.partial_request_timeout_s = config.request_timeout_s
         self._next_client_id = 1
         self._listen_scope = trio.CancelScope()
         self._conn_nursery: trio.Nursery | None = None

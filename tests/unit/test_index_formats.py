@@ -1,0 +1,130 @@
+"""Index formats: slot tables, bloom filters, section files, the active index and sealed files."""
+
+import os
+
+import pytest
+
+from sierradb.storage.active_index import ActiveIndex, stream_key
+from sierradb.storage.disk import MemoryDisk
+from sierradb.storage.hashing import Bloom, SlotTable, bytes_hash64, id_hash64
+from sierradb.storage.sealed import EIDX, SealedIndexes, index_files_ok, write_index_files
+from sierradb.storage.sectionfile import BadSectionFile, SectionFile, pack_sections
+
+
+def test_slot_table_finds_every_value_and_grows():
+    keys = [os.urandom(16) for _ in range(5000)]
+    table = SlotTable(bits=4)
+    for i, k in enumerate(keys):
+        table.insert(id_hash64(k), i, lambda v: id_hash64(keys[v]))
+    for i, k in enumerate(keys):
+        assert i in set(table.candidates(id_hash64(k)))
+    table.remove(id_hash64(keys[10]), 10)
+    assert 10 not in set(table.candidates(id_hash64(keys[10])))
+    assert 11 in set(table.candidates(id_hash64(keys[11])))
+
+
+def test_bloom_has_no_false_negatives_and_few_false_positives():
+    bloom = Bloom(Bloom.size_for(10_000))
+    present = [os.urandom(16) for _ in range(10_000)]
+    for k in present:
+        bloom.add(id_hash64(k))
+    assert all(bloom.may_contain(id_hash64(k)) for k in present)
+    false = sum(bloom.may_contain(id_hash64(os.urandom(16))) for _ in range(10_000))
+    assert false < 300  # k=3 at 16 bits per item: about 0.3% expected
+
+
+def test_stream_hash_is_stable_across_processes():
+    # Stored on disk, so it must not depend on PYTHONHASHSEED.
+    assert bytes_hash64(b"\x00\x01stream") == bytes_hash64(b"\x00\x01stream")
+    assert bytes_hash64(b"a") != bytes_hash64(b"b")
+
+
+def test_section_file_round_trip_and_damage():
+    data = pack_sections(b"TESTFILE", {"a": b"hello", "bb": bytes(range(256))})
+    sf = SectionFile(data, b"TESTFILE")
+    sf.verify()
+    assert bytes(sf["a"]) == b"hello" and bytes(sf["bb"]) == bytes(range(256))
+    with pytest.raises(BadSectionFile):
+        SectionFile(data, b"OTHERMAG")
+    with pytest.raises(BadSectionFile):
+        SectionFile(data[:-1], b"TESTFILE")
+    for offset in (12, 30, len(data) - 1):
+        bad = bytearray(data)
+        bad[offset] ^= 0x10
+        with pytest.raises(BadSectionFile):
+            f = SectionFile(bytes(bad), b"TESTFILE")
+            f.verify()
+
+
+def filled_index(n=2000):
+    idx = ActiveIndex(segment_id=3, segment_size_bytes=1 << 20, start_offset=64)
+    expected = []
+    versions: dict[bytes, int] = {}
+    seqs: dict[int, int] = {}
+    for i in range(n):
+        p = i % 4
+        sid = b"s%d" % (i % 37)
+        key = stream_key(p, sid)
+        v = versions.get(key, 0)
+        s = seqs.get(p, 0)
+        eid = os.urandom(16)
+        idx.add(64 + i * 100, p, s, v, key, bytes([p]) * 16, eid)
+        versions[key] = v + 1
+        seqs[p] = s + 1
+        expected.append((64 + i * 100, p, s, v, key, eid))
+    return idx, expected
+
+
+def check_lookups(idx, expected):
+    for off, p, s, v, key, eid in expected[::7]:
+        found = idx.find_event(eid)
+        if isinstance(idx, ActiveIndex):
+            assert idx.offsets[found] == off
+            base, count = idx.partition_range(p)
+            assert idx.partition_offsets(p, s - base, s - base + 1) == [off]
+        else:
+            assert found == off
+            base, count = idx.partition_range(p)
+            assert idx.partition_offsets(p, s - base, s - base + 1) == [off]
+        ref, vbase, vcount, pk = idx.stream_range(key)
+        assert pk == bytes([p]) * 16
+        assert idx.stream_offsets(ref, v - vbase, v - vbase + 1) == [off]
+    assert idx.find_event(os.urandom(16)) is None
+    assert idx.stream_range(stream_key(0, b"nope")) is None
+
+
+def test_active_index_lookups_and_checkpoint_round_trip():
+    idx, expected = filled_index()
+    check_lookups(idx, expected)
+    sections = {k: memoryview(bytes(v)) for k, v in idx.to_sections().items()}
+    copy = ActiveIndex.from_sections(sections, 1 << 20)
+    check_lookups(copy, expected)
+    assert copy.end_offset == idx.end_offset
+
+
+def test_active_index_discard_drops_tail_from_every_lookup():
+    idx, expected = filled_index(400)
+    p = 1
+    base, count = idx.partition_range(p)
+    cut = base + count - 10
+    idx.discard(p, cut)
+    assert idx.partition_range(p) == (base, count - 10)
+    for off, pp, s, v, key, eid in expected:
+        if pp == p and s >= cut:
+            assert idx.find_event(eid) is None
+            ref, vbase, vcount, _ = idx.stream_range(key)
+            assert v >= vbase + vcount  # the stream's tail was cut with it
+        elif pp == p:
+            assert idx.find_event(eid) is not None
+
+
+def test_sealed_index_files_answer_like_the_active_index():
+    disk = MemoryDisk()
+    disk.make_dirs("/seg")
+    idx, expected = filled_index()
+    write_index_files(disk, "/seg", idx)
+    sealed = SealedIndexes(disk, "/seg")
+    check_lookups(sealed, expected)
+    assert index_files_ok(disk, "/seg", verify=True)
+    disk.corrupt(f"/seg/{EIDX}", 100)
+    assert not index_files_ok(disk, "/seg", verify=True)
