@@ -1,1 +1,1 @@
-"""sierradb.client"""
+"""sierradb.client: the Python client (to come; any Redis client works today)."""

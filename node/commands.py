@@ -7,7 +7,7 @@ failures are raised as exceptions that ``errors.reply_for`` maps to coded error 
 from __future__ import annotations
 
 import hmac
-import os
+import uuid
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -196,7 +196,7 @@ async def epseq(conn: Connection, req: g.EPSeq) -> bytes:
 # ----------------------------------------------------------------------- subscriptions
 def _start(conn: Connection, targets: list, window: int | None) -> bytes:
     db = conn.db
-    sub_id = os.urandom(16)
+    sub_id = uuid.uuid4().bytes
     sub = Subscription(
         sub_id,
         targets,
