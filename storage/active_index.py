@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from array import array
 
-from .hashing import Bloom, SlotTable, bytes_hash64, id_hash64
+from .hashing import _GOLDEN, _M64, Bloom, SlotTable, bytes_hash64, id_hash64
 
 # Assumed smallest average record (bytes) when sizing the bloom filters of a segment.
 BLOOM_BYTES_PER_ITEM = 128
@@ -134,6 +134,100 @@ class ActiveIndex:
         )
         self.stream_refs.append(ref)
         sevents.append(n)
+
+    def add_units(self, units: list[tuple[int, int, list[tuple]]]) -> None:
+        """Index written units: (unit offset, partition, entries), each entry being
+        (offset in unit, sequence, version, stream id, partition key, event id).
+
+        The same as ``add`` for each entry, with the per-event work inlined: this runs for
+        every event written (the bucket writer's hot path).
+        """
+        offsets = self.offsets
+        partitions = self.partitions
+        sequences = self.sequences
+        n = len(offsets)
+        ids = self.event_ids
+        slots_table = self.id_slots
+        slots = slots_table.slots
+        slots_mask = len(slots) - 1
+        shift = 64 - slots_table.bits
+        used = slots_table.used
+        bloom_bits = self.id_bloom.bits
+        bloom_mask = self.id_bloom.mask
+        stream_ref_of = self.stream_ref_of
+        stream_events = self.stream_events
+        stream_base = self.stream_base
+        stream_refs = self.stream_refs
+        part_events = self.part_events
+        min_t, max_t = self.min_time_ms, self.max_time_ms
+        from_bytes = int.from_bytes
+        for base, partition_id, entries in units:
+            events = part_events.get(partition_id)
+            if events is None:
+                events = part_events[partition_id] = array("I")
+            if not events:
+                self.part_base[partition_id] = entries[0][1]
+            expected_seq = self.part_base[partition_id] + len(events)
+            prefix = partition_id.to_bytes(2, "big")
+            for rel, sequence, version, sid, partition_key, event_id in entries:
+                assert sequence == expected_seq, (
+                    f"partition {partition_id}: sequence {sequence} does not extend the index"
+                )
+                expected_seq += 1
+                offsets.append(base + rel)
+                partitions.append(partition_id)
+                sequences.append(sequence)
+                ids += event_id
+                x = from_bytes(event_id, "little")
+                h = (((x >> 64) ^ x) * _GOLDEN) & _M64
+                if (used + 1) * 2 > slots_mask + 1:
+                    slots_table.used = used
+                    slots_table.insert(h, n, self._id_hash_of)
+                    slots = slots_table.slots
+                    slots_mask = len(slots) - 1
+                    shift = 64 - slots_table.bits
+                    used = slots_table.used
+                else:
+                    i = (h >> shift) & slots_mask
+                    while slots[i] >= 0:
+                        i = (i + 1) & slots_mask
+                    if slots[i] == -1:
+                        used += 1
+                    slots[i] = n
+                a = h & 0xFFFFFFFF
+                b = (h >> 32) | 1
+                q = a & bloom_mask
+                bloom_bits[q >> 3] |= 1 << (q & 7)
+                q = (a + b) & bloom_mask
+                bloom_bits[q >> 3] |= 1 << (q & 7)
+                q = (a + 2 * b) & bloom_mask
+                bloom_bits[q >> 3] |= 1 << (q & 7)
+                t = from_bytes(event_id[:6], "big")
+                if t < min_t:
+                    min_t = t
+                if t > max_t:
+                    max_t = t
+                events.append(n)
+                key = prefix + sid
+                ref = stream_ref_of.get(key)
+                if ref is None:
+                    ref = stream_ref_of[key] = len(self.stream_keys)
+                    self.stream_keys.append(key)
+                    self.stream_pkeys += partition_key
+                    stream_events.append(array("I"))
+                    stream_base.append(version)
+                    self.stream_bloom.add(bytes_hash64(key))
+                sevents = stream_events[ref]
+                if not sevents:
+                    stream_base[ref] = version
+                assert version == stream_base[ref] + len(sevents), (
+                    f"stream {sid!r}: version {version} does not extend the active index"
+                )
+                stream_refs.append(ref)
+                sevents.append(n)
+                n += 1
+        slots_table.used = used
+        self.min_time_ms, self.max_time_ms = min_t, max_t
 
     def discard(self, partition_id: int, from_sequence: int) -> None:
         """Drop this partition's entries at or above `from_sequence` from every lookup."""

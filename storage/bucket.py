@@ -458,21 +458,21 @@ class Bucket:
             rel = 0
             for i, ev in enumerate(events):
                 rec = encode_event(
-                    term=term,
-                    partition_id=partition_id,
-                    sequence=seq0 + i,
-                    version=versions[i],
-                    timestamp_ms=ev.timestamp_ms,
-                    event_id=ev.event_id,
-                    partition_key=partition_key,
-                    transaction_id=transaction_id,
-                    stream_id=ev.stream_id,
-                    event_name=ev.event_name,
-                    metadata=ev.metadata,
-                    payload=ev.payload,
-                    unit_index=i,
-                    unit_count=n,
-                    txn_last=i == n - 1,
+                    term,
+                    partition_id,
+                    seq0 + i,
+                    versions[i],
+                    ev.timestamp_ms,
+                    ev.event_id,
+                    partition_key,
+                    transaction_id,
+                    ev.stream_id,
+                    ev.event_name,
+                    ev.metadata,
+                    ev.payload,
+                    i,
+                    n,
+                    i == n - 1,
                 )
                 entries.append(
                     (rel, seq0 + i, versions[i], ev.stream_id, partition_key, ev.event_id)
@@ -653,28 +653,33 @@ class Bucket:
 
     def _apply(self, batch: list[Unit], start: int) -> None:
         idx = self.active
+        parts = self.parts
+        run: list[tuple[int, int, list]] = []  # consecutive units without discards
         for u in batch:
-            ps = self.parts[u.partition_id]
-            base = start
+            ps = parts[u.partition_id]
             if u.discard_from is not None:
+                if run:
+                    idx.add_units(run)
+                    run = []
                 idx.discard(u.partition_id, u.discard_from)
-                self._record_discard(ps, u.discard_from, self.active_id, base)
+                self._record_discard(ps, u.discard_from, self.active_id, start)
                 if ps.pending_discard == u.discard_from:
                     ps.pending_discard = None
-            p = u.partition_id
-            pending_ids = ps.pending_ids
-            for rel, seq, version, sid, key, eid in u.entries:
-                idx.add(base + rel, p, seq, version, stream_key(p, sid), key, eid)
-                if pending_ids.get(eid) == seq:
-                    del pending_ids[eid]
-            if u.entries:
-                ps.durable_next = u.entries[-1][1] + 1
-                ps.durable_last_term = u.last_term
-            elif u.discard_from is not None:
                 ps.durable_next = u.discard_from
+                ps.durable_last_term = u.last_term
+            entries = u.entries
+            if entries:
+                run.append((start, u.partition_id, entries))
+                pending_ids = ps.pending_ids
+                for e in entries:
+                    if pending_ids.get(e[5]) == e[1]:
+                        del pending_ids[e[5]]
+                ps.durable_next = entries[-1][1] + 1
                 ps.durable_last_term = u.last_term
             u.ticket.done = True
             start += len(u.data)
+        if run:
+            idx.add_units(run)
         idx.end_offset = start
 
     def _fail(self, units: list[Unit], start: int, err: OSError) -> list[Ticket]:

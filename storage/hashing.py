@@ -19,6 +19,7 @@ import google_crc32c
 
 _M64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
+# The bloom filters use k=3 probes; ActiveIndex.add_unit inlines the same arithmetic.
 EMPTY = -1
 TOMBSTONE = -2
 

@@ -104,7 +104,6 @@ def event_record_size(stream_id: bytes, event_name: bytes, metadata: bytes, payl
 
 
 def encode_event(
-    *,
     term: int,
     partition_id: int,
     sequence: int,
