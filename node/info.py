@@ -84,11 +84,19 @@ def _section(server: Server, name: str) -> list[tuple[str, object]]:
             ("bytes_written", s.bytes_written),
             ("write_failures", s.write_failures),
             ("torn_tail_cuts", s.torn_tail_cuts),
-            ("stream_cache_entries", s.stream_cache_entries),
             ("open_time_s", round(db.opened_in_s, 3)),
         ]
     if name == "cache":
-        return list(cache_info(store).items())
+        s = store.statistics()
+        return [
+            *((f"block_cache_{k}", v) for k, v in cache_info(store).items()),
+            ("stream_cache_hits", s.stream_cache_hits),
+            ("stream_cache_misses", s.stream_cache_misses),
+            ("stream_cache_entries", s.stream_cache_entries),
+            ("stream_cache_max_entries", s.stream_cache_max_entries),
+            ("stream_cache_bytes", s.stream_cache_bytes),
+            ("stream_cache_evictions", s.stream_cache_evictions),
+        ]
     if name == "cluster":
         return [
             ("cluster_enabled", 0),

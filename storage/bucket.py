@@ -30,10 +30,11 @@ import json
 import logging
 import os
 import threading
+from array import array
 from bisect import bisect_left
 from typing import TYPE_CHECKING
 
-from .active_index import ActiveIndex, stream_key
+from .active_index import ActiveIndex, event_time_ms, stream_key
 from .errors import (
     CorruptionError,
     Discarded,
@@ -297,16 +298,17 @@ class Bucket:
         base, count = self.active.partition_range(ps.partition_id)
         if count:
             return base + count
-        end = 0
-        for seg in self.sealed:
+        # Surviving sequences grow with the segment order: the newest segment that still holds
+        # some of the partition's entries holds its end.
+        for seg in reversed(self.sealed):
             seq_min, count = seg.indexes().partition_range(ps.partition_id)
             if not count:
                 continue
             limit = ps.sealed_limit(seg.segment_id)
             seg_end = seq_min + count if limit is None else min(seq_min + count, limit)
             if seg_end > seq_min:
-                end = max(end, seg_end)
-        return end
+                return seg_end
+        return 0
 
     # =========================================================================== metadata
     def _load_meta(self) -> None:
@@ -358,7 +360,9 @@ class Bucket:
 
     # ======================================================================= stream filter
     def _load_stream_filter(self) -> None:
-        """A union of the sealed segments' stream blooms: skips them all for new streams."""
+        """The sealed segments' summary, kept small in memory whatever their number: a union
+        of their stream blooms (a new stream skips them all) and each one's event id time
+        range (a generated id skips the segments written at other times)."""
         size = Bloom.size_for(max(1, self.segment_size // 128))
         path = os.path.join(self.dir, STREAM_FILTER_FILE)
         bits = None
@@ -375,6 +379,12 @@ class Bucket:
                 bits, upto = None, -1
         self.stream_filter = Bloom(size, bits)
         self.stream_filter_upto = upto
+        if bits is not None:
+            times = array("q")
+            times.frombytes(sf["times"])
+            by_id = {times[i]: (times[i + 1], times[i + 2]) for i in range(0, len(times), 3)}
+            for seg in self.sealed:
+                seg.time_range = by_id.get(seg.segment_id)
         missing = [s for s in self.sealed if s.segment_id > upto]
         if missing:
             for seg in missing:
@@ -382,7 +392,9 @@ class Bucket:
             self._write_stream_filter()
 
     def _merge_stream_filter(self, seg: SealedSegment) -> None:
-        sbits = seg.indexes().s_bloom.bits
+        indexes = seg.indexes()
+        seg.time_range = (indexes.min_time_ms, indexes.max_time_ms)
+        sbits = indexes.s_bloom.bits
         mine = self.stream_filter.bits
         if len(sbits) != len(mine):  # never for one data dir; be safe: disable the shortcut
             self.stream_filter = Bloom(self.stream_filter.mask + 1, bytearray(b"\xff" * len(mine)))
@@ -391,12 +403,17 @@ class Bucket:
             self.stream_filter.bits = bytearray(merged.to_bytes(len(mine), "little"))
         self.stream_filter_upto = seg.segment_id
 
-    def _write_stream_filter(self) -> None:
+    def _write_stream_filter(self, sealed: list[SealedSegment] | None = None) -> None:
+        times = array("q")
+        for seg in self.sealed if sealed is None else sealed:
+            if seg.time_range is not None:
+                times.extend((seg.segment_id, *seg.time_range))
         data = pack_sections(
             FILTER_MAGIC,
             {
                 "upto": self.stream_filter_upto.to_bytes(8, "little", signed=True),
                 "bits": bytes(self.stream_filter.bits),
+                "times": times.tobytes(),
             },
         )
         self.disk.write_atomic(os.path.join(self.dir, STREAM_FILTER_FILE), data)
@@ -724,7 +741,7 @@ class Bucket:
             self.disk, self.bucket_id, old_id, self.seg_dir(old_id), self.write_offset, self.file
         )
         self._merge_stream_filter(sealed)
-        self._write_stream_filter()
+        self._write_stream_filter([*self.sealed, sealed])
         with self.lock:
             self.sealed.append(sealed)
             self.active = ActiveIndex(new_id, self.segment_size, SEGMENT_HEADER_SIZE)
@@ -767,7 +784,9 @@ class Bucket:
         tip = ps.streams.get(sid)
         if tip is not None:
             ps.streams.move_to_end(sid)
+            ps.cache_hits += 1
             return (tip[0], tip[1], tip[2])
+        ps.cache_misses += 1
         key = stream_key(ps.partition_id, sid)
         found = self._stream_tip_indexed(ps, key)
         if found is not None:
@@ -975,7 +994,11 @@ class Bucket:
                 if ps.pending_discard is None or s < ps.pending_discard:
                     return self._active_reader().event_at(self.active.offsets[n]), True
             sealed = list(reversed(self.sealed))
+        t = event_time_ms(event_id)
         for seg in sealed:
+            tr = seg.time_range
+            if tr is not None and not tr[0] <= t <= tr[1]:
+                continue
             off = seg.indexes().find_event(event_id)
             if off is None:
                 continue

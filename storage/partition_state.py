@@ -39,6 +39,10 @@ class Promise:
     incarnation: int = 0
 
 
+# Rough memory of one cached stream tip (OrderedDict entry, key, list, ints), for statistics.
+STREAM_TIP_BYTES = 200
+
+
 class PartitionState:
     __slots__ = (
         "partition_id",
@@ -53,6 +57,9 @@ class PartitionState:
         "pending_discard",
         "promise",
         "discards",
+        "cache_hits",
+        "cache_misses",
+        "cache_evictions",
     )
 
     def __init__(self, partition_id: int, stream_cache_limit: int) -> None:
@@ -68,6 +75,9 @@ class PartitionState:
         self.pending_discard: int | None = None
         self.promise = Promise()
         self.discards: list[tuple[int, int, int]] = []
+        self.cache_hits = 0
+        self.cache_misses = 0
+        self.cache_evictions = 0
 
     def remember_stream(
         self, stream_id: bytes, next_version: int, key: bytes, last_seq: int
@@ -90,6 +100,7 @@ class PartitionState:
         for i, (sid, tip) in enumerate(self.streams.items()):
             if tip[2] < durable_next:
                 del self.streams[sid]
+                self.cache_evictions += 1
                 return
             if i >= 16:
                 return

@@ -70,6 +70,7 @@ class SealedSegment:
         "data_path",
         "size",
         "disk",
+        "time_range",
         "_indexes",
         "_file",
         "_lock",
@@ -90,6 +91,8 @@ class SealedSegment:
         self.dir = seg_dir
         self.data_path = os.path.join(seg_dir, DATA_FILE)
         self.size = size
+        # (min, max) of the ids' millisecond times, once known without opening the indexes.
+        self.time_range: tuple[int, int] | None = None
         self._indexes: SealedIndexes | None = None
         self._file: DiskFile | None = file
         self._lock = threading.Lock()

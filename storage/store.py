@@ -22,7 +22,7 @@ from .bucket import Bucket
 from .cache import BlockCache, CacheStatistics
 from .disk import Disk, FileDisk
 from .errors import DataDirLocked, DataDirMismatch, StorageError
-from .partition_state import PartitionState, Promise
+from .partition_state import STREAM_TIP_BYTES, PartitionState, Promise
 from .record import Event
 from .transaction import NewEvent, Ticket
 
@@ -53,6 +53,11 @@ class StoreStatistics:
     write_failures: int
     torn_tail_cuts: int
     stream_cache_entries: int
+    stream_cache_bytes: int
+    stream_cache_max_entries: int
+    stream_cache_hits: int
+    stream_cache_misses: int
+    stream_cache_evictions: int
     cache: CacheStatistics
 
 
@@ -386,5 +391,10 @@ class Store:
             write_failures=sum(b.write_failures for b in self.buckets),
             torn_tail_cuts=sum(b.torn_tail_cuts for b in self.buckets),
             stream_cache_entries=sum(len(p.streams) for p in self.partitions),
+            stream_cache_bytes=sum(len(p.streams) for p in self.partitions) * STREAM_TIP_BYTES,
+            stream_cache_max_entries=sum(p.stream_cache_limit for p in self.partitions),
+            stream_cache_hits=sum(p.cache_hits for p in self.partitions),
+            stream_cache_misses=sum(p.cache_misses for p in self.partitions),
+            stream_cache_evictions=sum(p.cache_evictions for p in self.partitions),
             cache=self.cache.statistics(),
         )
