@@ -111,7 +111,7 @@ class Bucket:
         self.sealed: list[SealedSegment] = []
         self.active: ActiveIndex
         self.active_id = 0
-        self.file: DiskFile
+        self.file: DiskFile | None = None  # type: ignore[assignment]
         self.write_offset = SEGMENT_HEADER_SIZE
         self.checkpoint_offset = SEGMENT_HEADER_SIZE
         self.meta_dirty = False
@@ -141,8 +141,22 @@ class Bucket:
         if not ids:
             self._create_segment(0)
             ids = [0]
+        missing = sorted(set(range(ids[0], ids[-1] + 1)) - set(ids))
+        if missing:
+            raise CorruptionError(
+                self.seg_dir(missing[0]), 0, f"segments {missing} are missing their {DATA_FILE}"
+            )
         for seg_id in ids[:-1]:
             seg_dir = self.seg_dir(seg_id)
+            data_path = os.path.join(seg_dir, DATA_FILE)
+            data = disk.open(data_path)
+            try:
+                check_segment_header(
+                    data.pread(SEGMENT_HEADER_SIZE, 0), self.bucket_id, seg_id, data_path
+                )
+                size = data.size()
+            finally:
+                data.close()
             if not index_files_ok(disk, seg_dir, verify=False):
                 log.warning(
                     "bucket %d segment %d: index files missing or damaged, rebuilding",
@@ -150,10 +164,9 @@ class Bucket:
                     seg_id,
                 )
                 self._rebuild_sealed(seg_id)
-            data = disk.open(os.path.join(seg_dir, DATA_FILE))
-            size = data.size()
-            data.close()
-            self.sealed.append(SealedSegment(disk, self.bucket_id, seg_id, seg_dir, size))
+            seg = SealedSegment(disk, self.bucket_id, seg_id, seg_dir, size)
+            seg.rebuild = self._rebuild_sealed
+            self.sealed.append(seg)
         self._open_active(ids[-1])
         self._load_stream_filter()
         self._restore_partitions()
@@ -170,10 +183,10 @@ class Bucket:
     def _open_active(self, segment_id: int) -> None:
         seg_dir = self.seg_dir(segment_id)
         path = os.path.join(seg_dir, DATA_FILE)
-        f = self.disk.open(path)
+        f = self.file = self.disk.open(path)
         size = f.size()
         check_segment_header(f.pread(SEGMENT_HEADER_SIZE, 0), self.bucket_id, segment_id, path)
-        idx = self._load_checkpoint(seg_dir, segment_id, size)
+        idx = self._load_checkpoint(seg_dir, segment_id, f)
         if idx is None:
             idx = ActiveIndex(segment_id, self.segment_size, SEGMENT_HEADER_SIZE)
         start = idx.end_offset
@@ -222,7 +235,15 @@ class Bucket:
         self.write_offset = result.valid_end
         self.checkpoint_offset = start
 
-    def _load_checkpoint(self, seg_dir: str, segment_id: int, size: int) -> ActiveIndex | None:
+    def _load_checkpoint(self, seg_dir: str, segment_id: int, f: DiskFile) -> ActiveIndex | None:
+        """The checkpointed index of the active segment, if there is a usable one.
+
+        A checkpoint only ever covers durable data, and the engine only ever cuts data past
+        it (a torn tail after it, a failed write after it), so data shorter than a checkpoint
+        means acknowledged data was lost: that is reported, not papered over. A damaged
+        checkpoint is ignored and removed (the scan starts from the segment's beginning); so is
+        any checkpoint that is not used, so it can never be mistaken for later data.
+        """
         path = os.path.join(seg_dir, CHECKPOINT_FILE)
         if not self.disk.exists(path):
             return None
@@ -230,11 +251,23 @@ class Bucket:
             sf = SectionFile(self.disk.read_file(path), CHECKPOINT_MAGIC)
             sf.verify()
             idx = ActiveIndex.from_sections(sf.sections, self.segment_size)
+            problem = None if idx.segment_id == segment_id else "it is for another segment"
         except (BadSectionFile, OSError, ValueError, AssertionError) as e:
-            log.warning("bucket %d: ignoring bad checkpoint %s (%s)", self.bucket_id, path, e)
-            return None
-        if idx.segment_id != segment_id or idx.end_offset > size:
-            log.warning("bucket %d: ignoring stale checkpoint %s", self.bucket_id, path)
+            problem = str(e)
+        if problem is None and idx.end_offset > f.size():
+            if self.sync:
+                pos = bisect_left(idx.offsets, f.size() + 1) - 1
+                start = idx.offsets[pos] if pos >= 0 else SEGMENT_HEADER_SIZE
+                raise CorruptionError(
+                    f.path,
+                    start,
+                    f"the file ends at {f.size()} but acknowledged records reach "
+                    f"{idx.end_offset} (truncated)",
+                )
+            problem = "the data it covers was never synced (sync policy none)"
+        if problem is not None:
+            log.warning("bucket %d: ignoring checkpoint %s: %s", self.bucket_id, path, problem)
+            self.disk.remove(path)
             return None
         return idx
 
@@ -740,6 +773,7 @@ class Bucket:
         sealed = SealedSegment(
             self.disk, self.bucket_id, old_id, self.seg_dir(old_id), self.write_offset, self.file
         )
+        sealed.rebuild = self._rebuild_sealed
         self._merge_stream_filter(sealed)
         self._write_stream_filter([*self.sealed, sealed])
         with self.lock:
@@ -765,6 +799,13 @@ class Bucket:
             os.path.join(seg_dir, CHECKPOINT_FILE), pack_sections(CHECKPOINT_MAGIC, sections)
         )
         self.checkpoint_offset = offset
+
+    def close_files(self) -> None:
+        """Release file handles without writing anything (after a failed open)."""
+        if self.file is not None:
+            self.file.close()
+        for seg in self.sealed:
+            seg.close()
 
     def close(self) -> None:
         with self._flush_lock:

@@ -7,10 +7,12 @@ through the shared block cache; the active segment's durable part is read with `
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import google_crc32c
@@ -19,9 +21,12 @@ from .cache import BLOCK_SIZE_BYTES, BlockCache
 from .errors import CorruptionError
 from .record import HEADER_SIZE, BadRecord, Event, decode_header, event_from, peek_length
 from .sealed import SealedIndexes
+from .sectionfile import BadSectionFile
 
 if TYPE_CHECKING:
     from .disk import Disk, DiskFile
+
+log = logging.getLogger("sierradb.storage")
 
 SEGMENT_MAGIC = b"SDBEVTS1"
 SEGMENT_FORMAT = 1
@@ -71,6 +76,7 @@ class SealedSegment:
         "size",
         "disk",
         "time_range",
+        "rebuild",
         "_indexes",
         "_file",
         "_lock",
@@ -93,17 +99,28 @@ class SealedSegment:
         self.size = size
         # (min, max) of the ids' millisecond times, once known without opening the indexes.
         self.time_range: tuple[int, int] | None = None
+        # Rewrites the index files from the data when they turn out damaged (set by the bucket).
+        self.rebuild: Callable[[int], None] | None = None
         self._indexes: SealedIndexes | None = None
         self._file: DiskFile | None = file
         self._lock = threading.Lock()
 
     def indexes(self) -> SealedIndexes:
+        """The index files, mapped and CRC-checked on first use; rebuilt if damaged."""
         idx = self._indexes
         if idx is None:
             with self._lock:
                 idx = self._indexes
                 if idx is None:
-                    idx = self._indexes = SealedIndexes(self.disk, self.dir, verify=True)
+                    try:
+                        idx = SealedIndexes(self.disk, self.dir, verify=True)
+                    except (BadSectionFile, OSError, ValueError, TypeError) as e:
+                        if self.rebuild is None:
+                            raise CorruptionError(self.dir, 0, f"index files: {e}") from e
+                        log.warning("segment %s: index files damaged (%s), rebuilding", self.dir, e)
+                        self.rebuild(self.segment_id)
+                        idx = SealedIndexes(self.disk, self.dir, verify=True)
+                    self._indexes = idx
         return idx
 
     def data_file(self) -> DiskFile:

@@ -107,6 +107,8 @@ class Store:
                 checkpoint_interval_bytes,
             )
         except BaseException:
+            for bucket in self.buckets:
+                bucket.close_files()
             self._release_lock()
             raise
         return self
@@ -201,8 +203,8 @@ class Store:
                 self.cache,
                 checkpoint_interval_bytes,
             )
-            bucket.open()
             self.buckets.append(bucket)
+            bucket.open()
 
     def close(self) -> None:
         for b in self.buckets:
