@@ -127,8 +127,9 @@ class ActiveIndex:
             self.stream_base.append(version)
             self.stream_bloom.add(bytes_hash64(sid_key))
         sevents = self.stream_events[ref]
-        if not sevents:
+        if not sevents:  # new here, or every earlier entry was discarded
             self.stream_base[ref] = version
+            self.stream_pkeys[ref * 16 : ref * 16 + 16] = partition_key
         assert version == self.stream_base[ref] + len(sevents), (
             f"stream {sid_key[2:]!r}: version {version} does not extend the active index"
         )
@@ -218,8 +219,9 @@ class ActiveIndex:
                     stream_base.append(version)
                     self.stream_bloom.add(bytes_hash64(key))
                 sevents = stream_events[ref]
-                if not sevents:
+                if not sevents:  # new here, or every earlier entry was discarded
                     stream_base[ref] = version
+                    self.stream_pkeys[ref * 16 : ref * 16 + 16] = partition_key
                 assert version == stream_base[ref] + len(sevents), (
                     f"stream {sid!r}: version {version} does not extend the active index"
                 )

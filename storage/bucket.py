@@ -108,6 +108,7 @@ class Bucket:
         self.pending: list[Unit] = []
         self.pending_bytes = 0
         self.inflight: list[Unit] = []
+        self.dropped: list[Ticket] = []  # tickets of queued units a discard removed
         self.sealed: list[SealedSegment] = []
         self.active: ActiveIndex
         self.active_id = 0
@@ -165,7 +166,7 @@ class Bucket:
                 )
                 self._rebuild_sealed(seg_id)
             seg = SealedSegment(disk, self.bucket_id, seg_id, seg_dir, size)
-            seg.rebuild = self._rebuild_sealed
+            seg.rebuild = self._rebuild_sealed_in_use
             self.sealed.append(seg)
         self._open_active(ids[-1])
         self._load_stream_filter()
@@ -271,7 +272,12 @@ class Bucket:
             return None
         return idx
 
-    def _rebuild_sealed(self, segment_id: int) -> None:
+    def _rebuild_sealed_in_use(self, segment_id: int) -> None:
+        # Runs under the segment's lock, possibly from a thread holding the bucket lock: it must
+        # not take the bucket lock. Its discard markers were recorded before it was sealed.
+        self._rebuild_sealed(segment_id, record_discards=False)
+
+    def _rebuild_sealed(self, segment_id: int, record_discards: bool = True) -> None:
         """Rebuild a sealed segment's index files from its data (every record must be valid)."""
         seg_dir = self.seg_dir(segment_id)
         path = os.path.join(seg_dir, DATA_FILE)
@@ -289,7 +295,8 @@ class Bucket:
                 off = SEGMENT_HEADER_SIZE + rel
                 if h.kind == KIND_DISCARD:
                     idx.discard(h.partition, h.sequence)
-                    self._record_discard(self.parts[h.partition], h.sequence, segment_id, off)
+                    if record_discards:
+                        self._record_discard(self.parts[h.partition], h.sequence, segment_id, off)
                 else:
                     sid = bytes(body[rel + HEADER_SIZE : rel + HEADER_SIZE + h.sid_len])
                     idx.add(
@@ -571,10 +578,13 @@ class Bucket:
                 if u.partition_id == partition_id and u.ticket.first_sequence >= from_sequence:
                     u.ticket.error = Discarded(f"discarded from sequence {from_sequence}")
                     self.pending_bytes -= len(u.data)
+                    self.dropped.append(u.ticket)  # reported by the next flush
+                    if u.discard_from is not None:
+                        ps.pending_discards.remove(u.discard_from)
                 else:
                     kept.append(u)
             self.pending = kept
-            ps.pending_discard = from_sequence
+            ps.pending_discards.append(from_sequence)
             ps.next_sequence = from_sequence
             ps.streams.clear()
             ps.pending_ids = {e: s for e, s in ps.pending_ids.items() if s < from_sequence}
@@ -657,9 +667,10 @@ class Bucket:
                 self.pending = []
                 self.pending_bytes = 0
                 self.inflight = units
+                completed: list[Ticket] = self.dropped
+                self.dropped = []
             if not units:
-                return []
-            completed: list[Ticket] = []
+                return completed
             i = 0
             while i < len(units):
                 room = self.segment_size - self.write_offset
@@ -713,8 +724,7 @@ class Bucket:
                     run = []
                 idx.discard(u.partition_id, u.discard_from)
                 self._record_discard(ps, u.discard_from, self.active_id, start)
-                if ps.pending_discard == u.discard_from:
-                    ps.pending_discard = None
+                ps.pending_discards.remove(u.discard_from)
                 ps.durable_next = u.discard_from
                 ps.durable_last_term = u.last_term
             entries = u.entries
@@ -755,7 +765,7 @@ class Bucket:
                 ps.last_term = ps.durable_last_term
                 ps.streams.clear()
                 ps.pending_ids.clear()
-                ps.pending_discard = None
+                ps.pending_discards.clear()
             return [u.ticket for u in failed]
 
     def _roll_over(self) -> None:
@@ -773,7 +783,7 @@ class Bucket:
         sealed = SealedSegment(
             self.disk, self.bucket_id, old_id, self.seg_dir(old_id), self.write_offset, self.file
         )
-        sealed.rebuild = self._rebuild_sealed
+        sealed.rebuild = self._rebuild_sealed_in_use
         self._merge_stream_filter(sealed)
         self._write_stream_filter([*self.sealed, sealed])
         with self.lock:

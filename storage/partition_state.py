@@ -16,8 +16,9 @@ Theory of operation. For each partition the engine keeps, in memory:
   entry with sequence >= from that lies *before* the marker is gone; entries written after the
   marker are the replacements. Sealed index files predate later discards, so lookups in sealed
   segments consult this list; the active index applies discards directly.
-- ``pending_discard``: the from-sequence of a discard that is queued but not yet written; until
-  it is, indexed entries at or above it are treated as gone.
+- ``pending_discards``: the from-sequences of discards that are queued but not yet written, in
+  queue order; until the first is written, indexed entries at or above the lowest are treated as
+  gone (``pending_discard``).
 
 Every path that changes the log (leader append, replicated append, discard, recovery, a failed
 write) updates this state, and nothing else decides positions. The promise, watermark and
@@ -54,7 +55,7 @@ class PartitionState:
         "streams",
         "stream_cache_limit",
         "pending_ids",
-        "pending_discard",
+        "pending_discards",
         "promise",
         "discards",
         "cache_hits",
@@ -72,7 +73,7 @@ class PartitionState:
         self.streams: OrderedDict[bytes, list] = OrderedDict()
         self.stream_cache_limit = max(1, stream_cache_limit)
         self.pending_ids: dict[bytes, int] = {}
-        self.pending_discard: int | None = None
+        self.pending_discards: list[int] = []
         self.promise = Promise()
         self.discards: list[tuple[int, int, int]] = []
         self.cache_hits = 0
@@ -105,9 +106,15 @@ class PartitionState:
             if i >= 16:
                 return
 
+    @property
+    def pending_discard(self) -> int | None:
+        """Indexed entries at or above this are gone once the queued discards are written."""
+        return min(self.pending_discards) if self.pending_discards else None
+
     def discarded_in_sealed(self, sequence: int, segment_id: int) -> bool:
         """Whether the entry `sequence` stored in sealed segment `segment_id` was discarded."""
-        if self.pending_discard is not None and sequence >= self.pending_discard:
+        pending = self.pending_discard
+        if pending is not None and sequence >= pending:
             return True
         for from_seq, seg, _off in self.discards:
             if seg > segment_id and sequence >= from_seq:
