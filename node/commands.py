@@ -71,6 +71,12 @@ async def select(conn: Connection, req: g.Select) -> bytes:
 def _check_password(conn: Connection, username: bytes | None, password: bytes) -> None:
     required = conn.config.requirepass
     if not required:
+        if username is not None:
+            # Like Redis 6+: the default user has no password, so any password is accepted for
+            # it (redis-py sends AUTH default <password> when given both).
+            if username != b"default":
+                raise NodeError("WRONGPASS", "invalid username-password pair")
+            return
         raise NodeError(
             "ERR",
             "AUTH <password> called without any password configured for the default user. "
@@ -228,8 +234,10 @@ async def esub(conn: Connection, req: g.ESub) -> bytes:
     for s in req.streams:
         p = partition_id(s.partition_key, db.partition_count)
         start = s.start_version
-        if start is None:  # live only: from the visible end now
-            last = await db.read(db.store.last_stream_version, p, s.stream_id)
+        if start is None:
+            # Live only: from the visible end as of this command, taken without an await so no
+            # event can become visible between that and the reply (usually a cached stream tip).
+            last = db.store.last_stream_version(p, s.stream_id)
             start = 0 if last is None else last + 1
         targets.append(StreamTarget(p, s.stream_id, s.partition_key, start))
     return _start(conn, targets, req.window)

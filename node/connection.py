@@ -19,6 +19,7 @@ whole (shielded), so ending a subscription never cuts a frame in half.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -108,16 +109,20 @@ class Connection:
 
     async def _loop(self) -> None:
         reader = self.reader
+        # When the partial request now held began: it must complete within the request timeout,
+        # however slowly its bytes trickle in (slow-loris clients); reset whenever one completes.
+        request_started: float | None = None
         while not self.closing:
             started = reader.statistics()
-            # A request that has started must complete in time (slow-loris clients).
-            timeout = (
-                self.server.partial_request_timeout_s
-                if started.partial_request_bytes_bound or started.held_bytes
-                else float("inf")
-            )
+            if started.partial_request_bytes_bound or started.held_bytes:
+                if request_started is None:
+                    request_started = trio.current_time()
+                deadline = request_started + self.server.partial_request_timeout_s
+            else:
+                request_started = None
+                deadline = float("inf")
             with trio.CancelScope() as self._receive_scope:
-                with trio.move_on_after(timeout) as timer:
+                with trio.move_on_at(deadline) as timer:
                     data = await self.stream.receive_some(RECEIVE_BYTES)
             self._receive_scope = None
             if self.closing:
@@ -136,15 +141,51 @@ class Connection:
                     return
                 if not requests:
                     break
+                request_started = None
                 out = bytearray()
                 await self._execute_batch(requests, out)
                 if out:
-                    await self.send(out)
+                    await self._send_reading_ahead(out)
                 for gate in self.after_send:
                     gate.set()
                 self.after_send.clear()
                 if self.closing:
                     return
+
+    async def _send_reading_ahead(self, data: bytearray) -> None:
+        """Send a batch's replies; if the socket is full, keep reading (not executing) requests.
+
+        A client that writes its whole pipeline before reading any reply (redis-py's pipeline)
+        would otherwise deadlock with us once its unread replies fill the socket buffers: we
+        wait to send, it waits to send. The read-ahead is parsed on the next round and bounded
+        by the maximum request size, so a client that never reads still cannot make us buffer
+        without bound. Fast path: one non-blocking write, no extra task.
+        """
+        async with self.send_lock:
+            try:
+                sent = os.write(self.stream.socket.fileno(), data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:  # the peer is gone, or the socket is closed
+                raise trio.BrokenResourceError(str(exc)) from exc
+            if sent == len(data):
+                return
+            reading = trio.CancelScope()
+
+            async def read_ahead() -> None:
+                budget = self.config.max_request_bytes
+                with reading:
+                    while budget > 0 and not self.closing:
+                        chunk = await self.stream.receive_some(min(RECEIVE_BYTES, budget))
+                        if not chunk:
+                            return
+                        self.reader.feed(chunk)
+                        budget -= len(chunk)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_ahead)
+                await self.stream.send_all(memoryview(data)[sent:])
+                reading.cancel()
 
     async def _protocol_error(self, message: str) -> None:
         text = message if message.startswith("Protocol error") else f"Protocol error: {message}"
@@ -319,6 +360,9 @@ class Connection:
                 )  # fmt: skip
             )
         if supplied:
+            if len({eid for _, eid in supplied}) != len(supplied):
+                # One id for two events: a retry of this request could never be recognised.
+                raise NodeError("DUPLICATE", "event id already used by another event")
             stored = self._match_stored_transaction(leader, events, supplied)
             if stored is not None:
 

@@ -26,7 +26,9 @@ server: it allocates the list of an aggregate as soon as it reads the header (`*
   `feed_slice_bytes` is handed over in slices of that size, so the bound overshoots the true
   partial size by at most one slice: requests up to `max_request_bytes - feed_slice_bytes` are
   always accepted, and a partial request is refused once more than `max_request_bytes` may be
-  buffered, whatever its headers claimed.
+  buffered, whatever its headers claimed. (The Python objects hiredis builds for a partial frame
+  of tiny items, such as `*0` elements, can take ~15 times its byte size; that is the ceiling per
+  connection, as Redis's own query buffer limit is.)
 * **Frame boundaries are tracked where they are cheap to know**: right after a frame whose end was
   the last byte fed. At such a boundary a first byte other than `*` is looked at in Python: another
   RESP type byte is a non-array command (a protocol error); anything else starts an inline command
@@ -72,7 +74,7 @@ __all__ = [
 ]
 
 # Limits, with their reasons.
-# The contract's maximum request size: a request must fit in one storage segment anyway.
+# The contract's default (PROTOCOL.md, Limits): what one connection's partial request may hold.
 DEFAULT_MAX_REQUEST_BYTES: Final = 64 * 1024 * 1024
 # Redis's multibulk limit (1024*1024 arguments); EMAPPEND batches stay far below it.
 DEFAULT_MAX_ARGS: Final = 1024 * 1024
@@ -139,6 +141,8 @@ class RequestReader:
         self._max_args = max_args
         if feed_slice_bytes is None:
             feed_slice_bytes = max(1, min(DEFAULT_FEED_SLICE_BYTES, max_request_bytes // 64))
+        elif feed_slice_bytes < 1:
+            raise ValueError("feed_slice_bytes must be positive")
         self._slice_bytes = feed_slice_bytes
         # A count or length with fewer digits than this is below both limits.
         self._digits = min(len(str(max_args)), len(str(max_request_bytes)))
@@ -605,11 +609,7 @@ def _verbatim(out: bytearray, value: str, resp3: bool) -> None:
 def _array(out: bytearray, prefix: bytes, items: list[Any] | tuple[Any, ...], r3: bool) -> None:
     out += b"%b%d\r\n" % (prefix, len(items))
     for item in items:
-        kind = type(item)
-        if kind is bytes and len(item) < _SMALL_BULK_BYTES:
-            out += b"$%d\r\n%b\r\n" % (len(item), item)
-        else:
-            _encode(out, item, r3)
+        _encode_item(out, item, r3)
 
 
 def _map(out: bytearray, mapping: dict[Any, Any], resp3: bool) -> None:
@@ -618,8 +618,20 @@ def _map(out: bytearray, mapping: dict[Any, Any], resp3: bool) -> None:
     else:
         out += b"*%d\r\n" % (2 * len(mapping))
     for key, value in mapping.items():
-        if type(key) is SimpleString:
-            out += _simple(key)
-        else:
-            _encode(out, key, resp3)
-        _encode(out, value, resp3)
+        _encode_item(out, key, resp3)
+        _encode_item(out, value, resp3)
+
+
+def _encode_item(out: bytearray, item: Any, resp3: bool) -> None:
+    """`_encode` with the frequent flat values of event maps and arrays handled first."""
+    kind = type(item)
+    if kind is SimpleString:
+        if "\r" in item or "\n" in item:
+            item = item.replace("\r", " ").replace("\n", " ")
+        out += b"+%b\r\n" % item.encode()
+    elif kind is bytes and len(item) < _SMALL_BULK_BYTES:
+        out += b"$%d\r\n%b\r\n" % (len(item), item)
+    elif kind is int and _INT64_MIN <= item <= _INT64_MAX:
+        out += b":%d\r\n" % item
+    else:
+        _encode(out, item, resp3)

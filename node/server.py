@@ -13,9 +13,12 @@ what is left. The caller then drains the writers and syncs the storage.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import logging
 import socket
+import struct
+import termios
 import time
 from dataclasses import dataclass
 
@@ -28,6 +31,16 @@ from .database import Database
 log = logging.getLogger("sierradb.node")
 
 LAG_TICK_S = 0.1
+# A connection that the server closes while the client may still be sending (protocol error,
+# QUIT, request timeout, shutdown) is half-closed and its input drained until the client has
+# acknowledged every reply (or sent EOF), for up to this long: closing with unread input makes
+# the kernel reset the connection and discard the replies not yet delivered (a "lingering
+# close", as nginx and Apache do).
+LINGER_S = 2.0
+LINGER_MAX_BYTES = 16 * 1024 * 1024
+LINGER_RECEIVE_BYTES = 64 * 1024
+# How often a lingering close checks whether the client has acknowledged everything.
+LINGER_POLL_S = 0.01
 
 
 @dataclass
@@ -65,6 +78,34 @@ def is_loopback(host: str) -> bool:
     return addr.is_loopback
 
 
+def _unacknowledged_bytes(sock: trio.socket.SocketType) -> int | None:
+    """Bytes sent that the peer has not acknowledged yet (Linux SIOCOUTQ); None if unknown."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, AttributeError):
+        return None
+    return int(struct.unpack("i", raw)[0])
+
+
+async def _linger(stream: trio.SocketStream) -> None:
+    """Send EOF, then discard the client's input until it has acknowledged all we sent, or sent
+    EOF itself (bounded in time and bytes)."""
+    drained = 0
+    with trio.move_on_after(LINGER_S):
+        try:
+            await stream.send_eof()
+            while drained <= LINGER_MAX_BYTES:
+                if _unacknowledged_bytes(stream.socket) == 0:
+                    return  # the client holds every reply: a reset can no longer lose one
+                with trio.move_on_after(LINGER_POLL_S):
+                    data = await stream.receive_some(LINGER_RECEIVE_BYTES)
+                    if not data:
+                        return
+                    drained += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+
 class Server:
     def __init__(self, config: Config, db: Database, peer_id: str) -> None:
         self.config = config
@@ -97,7 +138,9 @@ class Server:
             nursery.start_soon(self.lag.run)
             with self._listen_scope:
                 task_status.started(self)
-                await trio.serve_listeners(self._handle, listeners)
+                # Connections live in the connection nursery, not in serve_listeners' own (inside
+                # the listen scope): shutdown stops accepting without cancelling running batches.
+                await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         self.stats.connections += 1
@@ -130,19 +173,23 @@ class Server:
         conn = Connection(self, stream, client_id, f"{peer_host}:{peer_port}")
         self.connections[client_id] = conn
         self._all_closed = trio.Event()
+        # conn.serve() runs a nursery, so its errors come wrapped in exception groups.
         try:
-            await conn.serve()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        except AssertionError:
+            try:
+                await conn.serve()
+            except* (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the client went away (a reset, or a close mid-send)
+        except* AssertionError:
             raise
-        except Exception:
+        except* Exception:
             log.exception("connection %s failed; closing it", conn.peer)
         finally:
             del self.connections[client_id]
             if not self.connections:
                 self._all_closed.set()
             with trio.CancelScope(shield=True):
+                if conn.closing:
+                    await _linger(stream)
                 await stream.aclose()
 
     async def shutdown(self, grace_s: float) -> None:
@@ -155,5 +202,9 @@ class Server:
             await self._all_closed.wait()
         if self.connections:
             log.warning("closing %d connections that did not finish in time", len(self.connections))
+            # A push blocked on a client that stopped reading is shielded from cancellation (a
+            # frame is never cut in half); closing the socket is what wakes it.
+            for conn in list(self.connections.values()):
+                conn.stream.socket.close()
         assert self._conn_nursery is not None
         self._conn_nursery.cancel_scope.cancel()

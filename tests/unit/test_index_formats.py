@@ -109,7 +109,7 @@ def test_active_index_discard_drops_tail_from_every_lookup():
     cut = base + count - 10
     idx.discard(p, cut)
     assert idx.partition_range(p) == (base, count - 10)
-    for off, pp, s, v, key, eid in expected:
+    for _off, pp, s, v, key, eid in expected:
         if pp == p and s >= cut:
             assert idx.find_event(eid) is None
             ref, vbase, vcount, _ = idx.stream_range(key)
