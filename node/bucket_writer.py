@@ -1,28 +1,42 @@
-"""Group commit: one writer task per bucket drives the storage engine's flush.
+"""Group commit: one writer thread per bucket drives the storage engine's flush.
 
 Theory of operation. Appends only queue records in memory and ``kick`` the bucket's writer. The
-writer waits for a kick, optionally lingers for the sync window to gather more, then runs one
-``Store.flush`` in a worker thread (its own limiter, so fsyncs never wait behind reads): one write
-and one fdatasync for everything queued, from every partition of the bucket. Appends arriving
-meanwhile queue up for the next round, so under load each flush carries a whole batch.
+writer thread waits for a kick, optionally lingers for the sync window to gather more, then runs
+one ``Store.flush``: one write and one fdatasync for everything queued, from every partition of
+the bucket. Appends arriving meanwhile queue up for the next round, so under load each flush
+carries a whole batch. A dedicated thread (rather than a thread-pool job per flush) keeps the
+per-flush cost to one wake-up each way.
 
-When the flush returns, each durable transaction is *confirmed*: with one replica the quorum is
-this node, so the partition's watermark moves to the transaction's end (transactions complete in
-order, so the watermark only ever stops at a transaction boundary). Only then are the waiting
-appends woken and the subscriptions notified, so a reply implies the events are readable.
-Replication will confirm through its quorum instead, behind this same seam.
+Kicks are coalesced on the trio side (``pump``): the thread is woken once per scheduler round,
+after every request that was ready in that round has queued its appends, rather than by the
+first one (a thread woken at once would grab the GIL during the event loop's next syscall and
+flush a batch of one).
 
-The flush thread is never abandoned: cancelling the node waits for a running flush to finish.
+A flush has two phases (see ``Bucket.flush_write``): the thread writes and fdatasyncs, then
+hands the result to the trio thread (``run_sync_soon``) and waits while the event loop indexes
+it, so the thread never holds the bucket lock that the loop's appends need. There each durable
+transaction is *confirmed*: with one replica the quorum is this node, so the partition's
+watermark moves to the transaction's end (transactions complete in order, so the watermark only
+ever stops at a transaction boundary). Only then are the waiting appends woken and the
+subscriptions notified, so a reply implies the events are readable. Replication will confirm
+through its quorum instead, behind this same seam.
+
+A kick that arrives while a flush runs is never lost: the thread clears its wake-up flag before
+it takes the queue. An exception from the engine (a broken invariant) is handed to the trio
+thread and stops the node (fail-stop).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 
 import trio
 
 from sierradb.storage import Store, Ticket
+from sierradb.storage.bucket import Written
 
 from .visibility import WatermarkBoard
 
@@ -37,39 +51,87 @@ class BucketWriter:
         board: WatermarkBoard,
         window_s: float,
         on_failure: Callable[[Ticket], None],
+        on_crash: Callable[[BaseException], None],
     ) -> None:
         self.store = store
         self.bucket_id = bucket_id
         self.board = board
         self.window_s = window_s
         self.on_failure = on_failure
+        self.on_crash = on_crash
         self._kicked = trio.Event()
-        self._limiter = trio.CapacityLimiter(1)
+        self._wake = threading.Event()
+        self._applied = threading.Event()
+        self._crashed = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
         self.flushes = 0
         self.transactions = 0
-        self.idle = trio.Event()
-        self.idle.set()
+
+    def start(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._thread = threading.Thread(
+            target=self._run, name=f"sierradb-writer-{self.bucket_id}", daemon=True
+        )
+        self._thread.start()
 
     def kick(self) -> None:
+        """Called by each append (trio thread): the pump passes it on once per scheduler round."""
         self._kicked.set()
 
-    async def run(self) -> None:
+    async def pump(self) -> None:
+        """Wake the thread at most once per trio scheduling round.
+
+        Every task that became runnable together (all the requests read from the sockets in one
+        round) queues its appends before this task runs again, so the thread finds a whole
+        batch instead of flushing after the first append.
+        """
         while True:
             await self._kicked.wait()
             self._kicked = trio.Event()
-            self.idle = trio.Event()
-            if self.window_s:
-                await trio.sleep(self.window_s)
-            await self.flush_once()
-            if not self._kicked.is_set():
-                self.idle.set()
+            self._wake.set()
 
-    async def flush_once(self) -> None:
-        completed = await trio.to_thread.run_sync(
-            self.store.flush, self.bucket_id, limiter=self._limiter
-        )
-        if not completed:
+    def stop(self) -> None:
+        """Blocking: flush what is queued and end the thread."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        token = self._token
+        assert token is not None
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self.window_s and not self._stopping:
+                time.sleep(self.window_s)
+            try:
+                written = self.store.flush_write(self.bucket_id)
+            except BaseException as e:  # a broken invariant: stop the node
+                token.run_sync_soon(self.on_crash, e)
+                return
+            if written.batches or written.completed:
+                # Phase 2 runs on the event loop; the next write waits for it (see storage).
+                self._applied.clear()
+                token.run_sync_soon(self._complete, written)
+                self._applied.wait()
+                if self._crashed:
+                    return
+            if self._stopping and not self.store.pending_bytes(self.bucket_id):
+                return
+
+    def _complete(self, written: Written) -> None:
+        """On the trio thread: index, confirm, move watermarks, wake appends and subscribers."""
+        try:
+            completed = self.store.flush_apply(self.bucket_id, written)
+        except BaseException as e:  # a broken invariant: stop the node
+            self._crashed = True
+            self.on_crash(e)
             return
+        finally:
+            self._applied.set()
         self.flushes += 1
         self.transactions += len(completed)
         store = self.store

@@ -24,6 +24,7 @@ from .server import Server
 log = logging.getLogger("sierradb.node")
 
 SHUTDOWN_GRACE_S = 5.0
+SWITCH_INTERVAL_S = float(os.environ.get("SIERRA_SWITCH_INTERVAL_S", "0.0005"))
 
 
 async def serve(config: Config, db: Database, peer_id: str) -> None:
@@ -36,8 +37,7 @@ async def serve(config: Config, db: Database, peer_id: str) -> None:
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 break
         await server.shutdown(SHUTDOWN_GRACE_S)
-        await db.drain()
-        root.cancel_scope.cancel()
+        root.cancel_scope.cancel()  # the database flushes what is queued as it stops
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         peer_id,
         db.opened_in_s,
     )
+    # The writer threads need the GIL back right after each fdatasync; with the default 5 ms
+    # switch interval a busy event loop keeps them (and every reply) waiting that long.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         trio.run(serve, config, db, peer_id)
     finally:

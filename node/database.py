@@ -37,12 +37,14 @@ class Database:
         self.board = WatermarkBoard()
         window = config.sync_window_s or 0.0
         self.writers = [
-            BucketWriter(store, b, self.board, window, self._on_write_failure)
+            BucketWriter(store, b, self.board, window, self._on_write_failure, self._on_crash)
             for b in range(store.bucket_count)
         ]
         self.leaders: list[PartitionLeader] = []
         self.read_limiter = trio.CapacityLimiter(READ_THREADS)
         self._nursery: trio.Nursery | None = None
+        self._crashed = trio.Event()
+        self._crash: BaseException | None = None
         self.opened_in_s = 0.0
 
     @classmethod
@@ -79,21 +81,31 @@ class Database:
         return db
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            for w in self.writers:
-                nursery.start_soon(w.run)
-            task_status.started()
+        """Run the bucket writers until cancelled; then flush what is queued and stop them."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for w in self.writers:
+                    w.start()
+                    nursery.start_soon(w.pump)
+                task_status.started()
+                await self._crashed.wait()
+                assert self._crash is not None
+                raise self._crash
+        finally:
+            with trio.CancelScope(shield=True):
+                for w in self.writers:
+                    await trio.to_thread.run_sync(w.stop)
+                await trio.lowlevel.checkpoint()  # let the writers' last completions run
+
+    def _on_crash(self, exc: BaseException) -> None:
+        log.critical("storage failed, stopping the node: %r", exc)
+        self._crash = exc
+        self._crashed.set()
 
     def _on_write_failure(self, ticket: Ticket) -> None:
         assert self._nursery is not None
         self.leaders[ticket.partition_id].on_write_failure(self._nursery)
-
-    async def drain(self) -> None:
-        """Wait until every queued append has been flushed."""
-        while any(not w.idle.is_set() for w in self.writers):
-            for w in self.writers:
-                await w.idle.wait()
 
     def close(self) -> None:
         """Sync and close the storage (blocking; after the writers have stopped)."""

@@ -23,6 +23,9 @@ from .hashing import _GOLDEN, _M64, Bloom, SlotTable, bytes_hash64, id_hash64
 
 # Assumed smallest average record (bytes) when sizing the bloom filters of a segment.
 BLOOM_BYTES_PER_ITEM = 128
+# Events per segment the id slot table is first sized for: one per this many bytes (it holds
+# up to half as many events as slots, and doubles beyond that).
+SLOT_BYTES_PER_EVENT = 1024
 
 
 def stream_key(partition_id: int, stream_id: bytes) -> bytes:
@@ -66,7 +69,11 @@ class ActiveIndex:
         self.sequences = array("Q")
         self.stream_refs = array("I")
         self.event_ids = bytearray()
-        self.id_slots = SlotTable()
+        # Sized for a segment of small events, so that it rarely has to grow (a rehash in
+        # Python costs about a microsecond per event already indexed).
+        self.id_slots = SlotTable(
+            bits=max(10, (segment_size_bytes // SLOT_BYTES_PER_EVENT).bit_length())
+        )
         bloom_bits = Bloom.size_for(max(1, segment_size_bytes // BLOOM_BYTES_PER_ITEM))
         self.id_bloom = Bloom(bloom_bits)
         self.min_time_ms = 1 << 62

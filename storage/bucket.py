@@ -32,6 +32,7 @@ import os
 import threading
 from array import array
 from bisect import bisect_left
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .active_index import ActiveIndex, event_time_ms, stream_key
@@ -82,6 +83,15 @@ META_FILE = "replication.json"
 STREAM_FILTER_FILE = "streams.bloom"
 
 
+@dataclass
+class Written:
+    """What a flush's write phase did: batches (units, start offset) written and synced but not
+    indexed yet, and tickets already complete (dropped, failed, or indexed before a seal)."""
+
+    batches: list[tuple[list[Unit], int]]
+    completed: list[Ticket]
+
+
 class Bucket:
     def __init__(
         self,
@@ -109,6 +119,7 @@ class Bucket:
         self.pending_bytes = 0
         self.inflight: list[Unit] = []
         self.dropped: list[Ticket] = []  # tickets of queued units a discard removed
+        self._unapplied = False  # phase 1 wrote batches that phase 2 has not indexed yet
         self.sealed: list[SealedSegment] = []
         self.active: ActiveIndex
         self.active_id = 0
@@ -484,6 +495,8 @@ class Bucket:
         with self.lock:
             self._check_writable()
             ps = self.parts[partition_id]
+            if len(events) == 1:
+                return self._append_one(ps, partition_key, transaction_id, events[0], term)
             seq0 = ps.next_sequence
             tips: dict[bytes, list] = {}
             versions = []
@@ -540,6 +553,58 @@ class Bucket:
             self._enqueue(Unit(ticket, partition_id, b"".join(records), entries, None, term))
             self._advance(ps, entries, tips, term)
             return ticket
+
+    def _append_one(
+        self,
+        ps: PartitionState,
+        partition_key: bytes,
+        transaction_id: bytes,
+        ev: NewEvent,
+        term: int,
+    ) -> Ticket:
+        """append_leader for a single event (the common case), with its work inlined."""
+        sid = ev.stream_id
+        seq = ps.next_sequence
+        tip = ps.streams.get(sid)
+        if tip is not None:
+            ps.streams.move_to_end(sid)
+            ps.cache_hits += 1
+            next_v, key = tip[0], tip[1]
+        else:
+            found = self._stream_tip(ps, sid)
+            next_v, key = (found[0], found[1]) if found is not None else (0, None)
+        if key is not None and key != partition_key:
+            raise PartitionKeyMismatch(sid, key, partition_key)
+        exp = ev.expected_version
+        if exp != ANY and not (
+            (exp >= 0 and next_v - 1 == exp)
+            or (exp == EMPTY and next_v == 0)
+            or (exp == EXISTS and next_v > 0)
+        ):
+            raise WrongExpectedVersion(sid, partition_key, next_v - 1 if next_v else None, exp)
+        p = ps.partition_id
+        rec = encode_event(
+            term, p, seq, next_v, ev.timestamp_ms, ev.event_id, partition_key, transaction_id,
+            sid, ev.event_name, ev.metadata, ev.payload, 0, 1, True,
+        )  # fmt: skip
+        if len(rec) + SEGMENT_HEADER_SIZE > self.segment_size:
+            raise TransactionTooLarge("events exceed the size of a single segment")
+        ticket = Ticket(p, seq, seq, [next_v], term)
+        self.pending.append(
+            Unit(ticket, p, rec, [(0, seq, next_v, sid, partition_key, ev.event_id)], None, term)
+        )
+        self.pending_bytes += len(rec)
+        ps.next_sequence = seq + 1
+        ps.last_term = term
+        ps.pending_ids[ev.event_id] = seq
+        tip = ps.streams.get(sid)
+        if tip is not None:
+            tip[0] = next_v + 1
+            tip[1] = partition_key
+            tip[2] = seq
+        else:
+            ps.remember_stream(sid, next_v + 1, partition_key, seq)
+        return ticket
 
     def _advance(
         self, ps: PartitionState, entries: list, tips: dict[bytes, list], term: int
@@ -660,17 +725,26 @@ class Bucket:
 
     # ------------------------------------------------------------------------- flushing
     def flush(self) -> list[Ticket]:
-        """Write and sync everything queued; return the tickets completed (done or failed)."""
+        """Write, sync and index everything queued; the tickets completed (done or failed)."""
+        return self.flush_apply(self.flush_write())
+
+    def flush_write(self) -> Written:
+        """Phase 1, blocking (the writer thread): write and fdatasync everything queued.
+
+        The entries become readable only in phase 2 (``flush_apply``), which the node runs on
+        its event loop, so the writer thread never holds the bucket lock for long. Phase 2 must
+        complete before the next phase 1 (sealing and checkpoints need a complete index).
+        """
         with self._flush_lock:
+            assert not self._unapplied, "flush_write before the last flush was applied"
+            self._housekeeping()
             with self.lock:
                 units = self.pending
                 self.pending = []
                 self.pending_bytes = 0
                 self.inflight = units
-                completed: list[Ticket] = self.dropped
+                written = Written([], self.dropped)
                 self.dropped = []
-            if not units:
-                return completed
             i = 0
             while i < len(units):
                 room = self.segment_size - self.write_offset
@@ -682,6 +756,8 @@ class Bucket:
                 start = self.write_offset
                 try:
                     if j == i:
+                        # Sealing writes the index: apply what was written before it first.
+                        self._apply_now(written)
                         self._roll_over()
                         continue
                     batch = units[i:j]
@@ -689,28 +765,44 @@ class Bucket:
                     if self.sync:
                         self.file.sync()
                 except OSError as e:
-                    completed.extend(self._fail(units[i:], start, e))
-                    return completed
-                with self.lock:
-                    self._apply(batch, start)
-                    self.write_offset = start + size
+                    # What was written before is durable: index it before rolling back state.
+                    self._apply_now(written)
+                    written.completed.extend(self._fail(units[i:], start, e))
+                    return written
+                self.write_offset = start + size
                 self.bytes_written += size
-                completed.extend(u.ticket for u in batch)
+                written.batches.append((batch, start))
                 i = j
-            with self.lock:
-                self.inflight = []
+            self._unapplied = bool(written.batches)
+            return written
+
+    def flush_apply(self, written: Written) -> list[Ticket]:
+        """Phase 2 (any thread, short): index what phase 1 wrote and complete its tickets."""
+        with self.lock:
+            self._apply_now(written)
+            self.inflight = []
+            self._unapplied = False
+        if written.completed:
             self.flushes += 1
-            try:
-                if self.meta_dirty:
-                    self._write_meta()
-                if self.write_offset - self.checkpoint_offset >= self.checkpoint_interval:
-                    self.write_checkpoint()
-            except OSError as e:
-                # The data is durable; metadata and checkpoint are retried at the next flush.
-                log.error(
-                    "bucket %d: could not write metadata or checkpoint: %s", self.bucket_id, e
-                )
-            return completed
+        return written.completed
+
+    def _apply_now(self, written: Written) -> None:
+        with self.lock:
+            for batch, start in written.batches:
+                self._apply(batch, start)
+                written.completed.extend(u.ticket for u in batch)
+            written.batches.clear()
+
+    def _housekeeping(self) -> None:
+        """Metadata and checkpoint writes left over from earlier flushes (writer thread)."""
+        try:
+            if self.meta_dirty:
+                self._write_meta()
+            if self.write_offset - self.checkpoint_offset >= self.checkpoint_interval:
+                self.write_checkpoint()
+        except OSError as e:
+            # The data is durable; metadata and checkpoint are retried at the next flush.
+            log.error("bucket %d: could not write metadata or checkpoint: %s", self.bucket_id, e)
 
     def _apply(self, batch: list[Unit], start: int) -> None:
         idx = self.active

@@ -18,7 +18,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from .bucket import Bucket
+from .bucket import Bucket, Written
 from .cache import BlockCache, CacheStatistics
 from .disk import Disk, FileDisk
 from .errors import DataDirLocked, DataDirMismatch, StorageError
@@ -241,6 +241,14 @@ class Store:
     def flush(self, bucket_id: int) -> list[Ticket]:
         """Blocking: write and fdatasync the bucket's queue; the tickets completed."""
         return self.buckets[bucket_id].flush()
+
+    def flush_write(self, bucket_id: int) -> Written:
+        """Blocking phase 1 of a flush (see Bucket.flush_write): write and fdatasync."""
+        return self.buckets[bucket_id].flush_write()
+
+    def flush_apply(self, bucket_id: int, written: Written) -> list[Ticket]:
+        """Short phase 2: make phase 1's entries readable; the tickets completed."""
+        return self.buckets[bucket_id].flush_apply(written)
 
     def flush_all(self) -> list[Ticket]:
         done: list[Ticket] = []
