@@ -43,8 +43,6 @@ cache_capacity_bytes       cache_capacity_bytes,        --cache-size      256MiB
                            cache.capacity_bytes
 stream_cache_entries       stream_cache_entries         --stream-cache-   100000
                                                         entries
-event_id_cache_entries     event_id_cache_entries       --event-id-cache- 100000
-                                                        entries
 log_level                  log_level                    -l/--log-level    info
 =========================  ===========================  ================  =====================
 
@@ -258,7 +256,6 @@ class Config:
     request_timeout_s: float = 30.0
     cache_capacity_bytes: int = DEFAULT_CACHE_CAPACITY_BYTES
     stream_cache_entries: int = 100_000
-    event_id_cache_entries: int = 100_000
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -373,7 +370,7 @@ def _validate(config: Config) -> None:
         "default_count",
         f"default_count ({c.default_count}) must not exceed max_count ({c.max_count})",
     )
-    for key in ("cache_capacity_bytes", "stream_cache_entries", "event_id_cache_entries"):
+    for key in ("cache_capacity_bytes", "stream_cache_entries"):
         value = getattr(c, key)
         _check(value >= 0, key, f"{key} must not be negative, got {value}")
     _check(
@@ -506,10 +503,6 @@ _SETTINGS: tuple[_Setting, ...] = (
     _Setting(
         "stream_cache_entries", _to_int, ("--stream-cache-entries",), "N",
         "streams whose latest version is kept in memory", "100000", "storage",
-    ),
-    _Setting(
-        "event_id_cache_entries", _to_int, ("--event-id-cache-entries",), "N",
-        "recent event ids kept in memory for duplicate detection", "100000", "storage",
     ),
     _Setting(
         "client_address", _to_str, ("--client-address",), "HOST:PORT",

@@ -75,7 +75,6 @@ def test_defaults() -> None:
     assert config.max_clients == 10_000
     assert config.cache_capacity_bytes == 256 * MIB
     assert config.stream_cache_entries > 0
-    assert config.event_id_cache_entries > 0
     assert config.log_level == "info"
     assert config.config_path is None
 
@@ -278,7 +277,6 @@ def test_toml_flat_keys(toml_file: WriteToml) -> None:
         default_count = 10
         default_window = 20
         stream_cache_entries = 0
-        event_id_cache_entries = 7
         log_level = "WARN"
         """
     )
@@ -292,7 +290,7 @@ def test_toml_flat_keys(toml_file: WriteToml) -> None:
     assert config.sync_policy == "none"
     assert config.max_request_bytes == 1 * MIB
     assert (config.max_clients, config.default_count, config.default_window) == (5, 10, 20)
-    assert (config.stream_cache_entries, config.event_id_cache_entries) == (0, 7)
+    assert config.stream_cache_entries == 0
     assert config.log_level == "warning"
 
 
@@ -497,7 +495,6 @@ def test_http_address_off() -> None:
         (["--max-count", "50"], "default_count (100) must not exceed max_count (50)"),
         (["--cache-size", "-1"], "--cache-size: invalid size"),
         (["--stream-cache-entries", "-1"], "stream_cache_entries must not be negative"),
-        (["--event-id-cache-entries", "-1"], "event_id_cache_entries must not be negative"),
         (["--log-level", "loud"], "log_level must be one of"),
         (["--peer", "10.0.0.1:7000"], "peer '10.0.0.1:7000' is not a multiaddr"),
         (["--dir", ""], "-d/--dir: expected a non-empty path"),
@@ -570,7 +567,6 @@ ALL_FLAGS = [
     "--request-timeout",
     "--cache-size",
     "--stream-cache-entries",
-    "--event-id-cache-entries",
     "--log-level",
 ]
 
