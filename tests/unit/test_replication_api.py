@@ -18,6 +18,10 @@ def open_store(disk: MemoryDisk, path: str = "/d") -> Store:
     return Store.open(path, partitions=2, buckets=1, segment_size_bytes=128 * 1024, disk=disk)
 
 
+def event(stream: bytes, payload: bytes = b"") -> NewEvent:
+    return NewEvent(os.urandom(16), stream, b"E", 1, b"", payload)
+
+
 def append(store: Store, n: int, stream: bytes = b"s", term: int = 1, p: int = 0) -> list:
     tickets = [
         store.append_leader(
