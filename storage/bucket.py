@@ -63,6 +63,7 @@ from .segment import (
     CHECKPOINT_FILE,
     DATA_FILE,
     SEGMENT_HEADER_SIZE,
+    OpenIndexes,
     RecordReader,
     SealedSegment,
     check_segment_header,
@@ -80,6 +81,11 @@ log = logging.getLogger("sierradb.storage")
 CHECKPOINT_MAGIC = b"SDBCKPT1"
 FILTER_MAGIC = b"SDBSFLT1"
 META_FILE = "replication.json"
+# A checkpoint rewrites the whole active index, which grows with the segment: the next one is
+# due only once this many times its size was written (and at least the configured interval),
+# so checkpoints cost at most ~1/RATIO of the data written, and opening scans a tail of at most
+# RATIO checkpoint sizes (a few tens of MiB) per bucket.
+CHECKPOINT_RATIO = 2
 STREAM_FILTER_FILE = "streams.bloom"
 
 
@@ -103,6 +109,7 @@ class Bucket:
         sync: bool,
         cache: BlockCache,
         checkpoint_interval_bytes: int,
+        open_indexes: OpenIndexes,
     ) -> None:
         self.disk = disk
         self.bucket_id = bucket_id
@@ -112,6 +119,7 @@ class Bucket:
         self.sync = sync
         self.cache = cache
         self.checkpoint_interval = checkpoint_interval_bytes
+        self.open_indexes = open_indexes
         self.lock = threading.RLock()
         self._flush_lock = threading.Lock()
         self._meta_lock = threading.Lock()
@@ -126,6 +134,7 @@ class Bucket:
         self.file: DiskFile | None = None  # type: ignore[assignment]
         self.write_offset = SEGMENT_HEADER_SIZE
         self.checkpoint_offset = SEGMENT_HEADER_SIZE
+        self.checkpoint_size = 0
         self.meta_dirty = False
         self.broken: BaseException | None = None
         self.stream_filter: Bloom
@@ -178,6 +187,7 @@ class Bucket:
                 self._rebuild_sealed(seg_id)
             seg = SealedSegment(disk, self.bucket_id, seg_id, seg_dir, size)
             seg.rebuild = self._rebuild_sealed_in_use
+            seg.open_indexes = self.open_indexes
             self.sealed.append(seg)
         self._open_active(ids[-1])
         self._load_stream_filter()
@@ -204,27 +214,29 @@ class Bucket:
         start = idx.end_offset
         tail = f.pread(size - start, start)
         discards: list[tuple[int, int, int]] = []
+        run: list[tuple[int, int, list]] = []  # units to index together (add_units)
 
         def on_unit(unit: list) -> None:
+            entries = []
             for rel, h in unit:
                 if h.kind == KIND_DISCARD:
+                    if run:
+                        idx.add_units(run)
+                        run.clear()
                     idx.discard(h.partition, h.sequence)
                     discards.append((h.partition, h.sequence, start + rel))
                 else:
-                    idx.add(
-                        start + rel,
-                        h.partition,
-                        h.sequence,
-                        h.version,
-                        stream_key(
-                            h.partition,
-                            bytes(tail[rel + HEADER_SIZE : rel + HEADER_SIZE + h.sid_len]),
-                        ),
-                        h.partition_key,
-                        h.event_id,
-                    )
+                    sid = bytes(tail[rel + HEADER_SIZE : rel + HEADER_SIZE + h.sid_len])
+                    entries.append((rel, h.sequence, h.version, sid, h.partition_key, h.event_id))
+            if entries:
+                run.append((start, unit[0][1].partition, entries))
+                if len(run) >= 1024:
+                    idx.add_units(run)
+                    run.clear()
 
         result = scan_units(tail, start, path, on_unit)
+        if run:
+            idx.add_units(run)
         if result.torn_from is not None:
             log.warning(
                 "bucket %d segment %d: cutting torn tail at offset %d (%d bytes: %s); it was never "
@@ -260,10 +272,12 @@ class Bucket:
         if not self.disk.exists(path):
             return None
         try:
-            sf = SectionFile(self.disk.read_file(path), CHECKPOINT_MAGIC)
+            raw = self.disk.read_file(path)
+            sf = SectionFile(raw, CHECKPOINT_MAGIC)
             sf.verify()
             idx = ActiveIndex.from_sections(sf.sections, self.segment_size)
             problem = None if idx.segment_id == segment_id else "it is for another segment"
+            self.checkpoint_size = len(raw)
         except (BadSectionFile, OSError, ValueError, AssertionError) as e:
             problem = str(e)
         if problem is None and idx.end_offset > f.size():
@@ -798,7 +812,8 @@ class Bucket:
         try:
             if self.meta_dirty:
                 self._write_meta()
-            if self.write_offset - self.checkpoint_offset >= self.checkpoint_interval:
+            due = max(self.checkpoint_interval, CHECKPOINT_RATIO * self.checkpoint_size)
+            if self.write_offset - self.checkpoint_offset >= due:
                 self.write_checkpoint()
         except OSError as e:
             # The data is durable; metadata and checkpoint are retried at the next flush.
@@ -876,6 +891,7 @@ class Bucket:
             self.disk, self.bucket_id, old_id, self.seg_dir(old_id), self.write_offset, self.file
         )
         sealed.rebuild = self._rebuild_sealed_in_use
+        sealed.open_indexes = self.open_indexes
         self._merge_stream_filter(sealed)
         self._write_stream_filter([*self.sealed, sealed])
         with self.lock:
@@ -885,6 +901,7 @@ class Bucket:
             self.file = new_file  # the old handle now belongs to the sealed segment
             self.write_offset = SEGMENT_HEADER_SIZE
             self.checkpoint_offset = SEGMENT_HEADER_SIZE
+            self.checkpoint_size = 0
         ckpt = os.path.join(self.seg_dir(old_id), CHECKPOINT_FILE)
         if self.disk.exists(ckpt):
             self.disk.remove(ckpt)
@@ -897,10 +914,10 @@ class Bucket:
             sections = self.active.to_sections()
             offset = self.active.end_offset
             seg_dir = self.seg_dir(self.active_id)
-        self.disk.write_atomic(
-            os.path.join(seg_dir, CHECKPOINT_FILE), pack_sections(CHECKPOINT_MAGIC, sections)
-        )
+        data = pack_sections(CHECKPOINT_MAGIC, sections)
+        self.disk.write_atomic(os.path.join(seg_dir, CHECKPOINT_FILE), data)
         self.checkpoint_offset = offset
+        self.checkpoint_size = len(data)
 
     def close_files(self) -> None:
         """Release file handles without writing anything (after a failed open)."""
@@ -990,11 +1007,24 @@ class Bucket:
 
     # -- partition runs: the surviving entries in order, one run per segment
     def partition_runs(
-        self, ps: PartitionState
-    ) -> list[tuple[RecordReader | SealedSegment, int, int]]:
-        """(segment, first sequence, count) runs, oldest first; durable, surviving entries."""
+        self, ps: PartitionState, start: int = 0
+    ) -> list[tuple[SealedSegment | None, int, int]]:
+        """(segment or None for the active one, first sequence, count) runs, oldest first, of
+        the durable surviving entries; runs wholly below `start` may be left out.
+
+        Surviving sequences grow with the segment order, so the walk goes from the newest
+        segment back and stops at the first run that begins at or below `start`: a read of
+        recent events never opens the index files of old segments.
+        """
         runs: list = []
-        for seg in self.sealed:
+        base, count = self.active.partition_range(ps.partition_id)
+        if count and ps.pending_discard is not None:
+            count = max(0, min(count, ps.pending_discard - base))
+        if count:
+            runs.append((None, base, count))
+            if base <= start:
+                return runs
+        for seg in reversed(self.sealed):
             seq_min, count = seg.indexes().partition_range(ps.partition_id)
             if not count:
                 continue
@@ -1003,11 +1033,9 @@ class Bucket:
                 count = max(0, min(count, limit - seq_min))
             if count:
                 runs.append((seg, seq_min, count))
-        base, count = self.active.partition_range(ps.partition_id)
-        if count and ps.pending_discard is not None:
-            count = max(0, min(count, ps.pending_discard - base))
-        if count:
-            runs.append((None, base, count))
+                if seq_min <= start:
+                    break
+        runs.reverse()
         return runs
 
     def read_partition_events(
@@ -1018,7 +1046,7 @@ class Bucket:
         if limit <= 0 or start > last:
             return out
         with self.lock:
-            runs = self.partition_runs(ps)
+            runs = self.partition_runs(ps, start)
             plan = []
             want = min(limit, last - start + 1)
             for seg, base, count in runs:
@@ -1158,7 +1186,7 @@ class Bucket:
         chunks: list[bytes] = []
         size = 0
         with self.lock:
-            runs = self.partition_runs(ps)
+            runs = self.partition_runs(ps, start)
             plan = []
             for seg, base, count in runs:
                 if base + count <= start:

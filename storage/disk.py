@@ -30,6 +30,7 @@ class DiskFile(Protocol):
     def size(self) -> int: ...
     def truncate(self, size: int) -> None: ...
     def map(self) -> memoryview: ...
+    def drop_resident(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -83,6 +84,11 @@ class _RealFile:
             self._map = mmap.mmap(self.fd, size, access=mmap.ACCESS_READ)
             self._map_size = size
         return memoryview(self._map)
+
+    def drop_resident(self) -> None:
+        """Let the kernel drop the mapped pages from this process (they stay in page cache)."""
+        if self._map is not None:
+            self._map.madvise(mmap.MADV_DONTNEED)
 
     def close(self) -> None:
         # A map still referenced by a memoryview cannot be closed; the GC frees it later.
@@ -200,6 +206,9 @@ class _MemHandle:
 
     def map(self) -> memoryview:
         return memoryview(bytes(self._file().current))
+
+    def drop_resident(self) -> None:
+        pass
 
     def close(self) -> None:
         self._closed = True

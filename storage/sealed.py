@@ -170,6 +170,9 @@ class SealedIndexes:
         sf = SectionFile(f.map(), magic)
         if verify:
             sf.verify()
+            # The check read every page; lookups touch only a few, so do not keep them all
+            # resident (memory must not grow with the number of segments used).
+            f.drop_resident()
         return sf
 
     def close(self) -> None:

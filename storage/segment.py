@@ -12,6 +12,7 @@ import os
 import struct
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,32 @@ def check_segment_header(data: bytes, bucket_id: int, segment_id: int, path: str
         )
 
 
+class OpenIndexes:
+    """The sealed segments whose index files are mapped, least recently used first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self._segments: OrderedDict[int, SealedSegment] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def touch(self, seg: SealedSegment) -> None:
+        key = id(seg)
+        evicted = []
+        with self._lock:
+            if key in self._segments:
+                self._segments.move_to_end(key)
+                return
+            self._segments[key] = seg
+            while len(self._segments) > self.capacity:
+                evicted.append(self._segments.popitem(last=False)[1])
+        for old in evicted:
+            old.release_indexes()
+
+    def forget(self, seg: SealedSegment) -> None:
+        with self._lock:
+            self._segments.pop(id(seg), None)
+
+
 class SealedSegment:
     """An immutable segment: its index files are mapped on first use."""
 
@@ -77,6 +104,8 @@ class SealedSegment:
         "disk",
         "time_range",
         "rebuild",
+        "verified",
+        "open_indexes",
         "_indexes",
         "_file",
         "_lock",
@@ -104,24 +133,40 @@ class SealedSegment:
         self._indexes: SealedIndexes | None = None
         self._file: DiskFile | None = file
         self._lock = threading.Lock()
+        self.verified = False  # the index files passed their CRC check in this process
+        self.open_indexes: OpenIndexes | None = None
 
     def indexes(self) -> SealedIndexes:
-        """The index files, mapped and CRC-checked on first use; rebuilt if damaged."""
+        """The index files, mapped (and CRC-checked once) on use; rebuilt if damaged.
+
+        At most ``OpenIndexes.capacity`` segments keep their files mapped; the least recently
+        used are unmapped, so memory does not grow with the number of sealed segments.
+        """
         idx = self._indexes
         if idx is None:
             with self._lock:
                 idx = self._indexes
                 if idx is None:
                     try:
-                        idx = SealedIndexes(self.disk, self.dir, verify=True)
+                        idx = SealedIndexes(self.disk, self.dir, verify=not self.verified)
                     except (BadSectionFile, OSError, ValueError, TypeError) as e:
                         if self.rebuild is None:
                             raise CorruptionError(self.dir, 0, f"index files: {e}") from e
                         log.warning("segment %s: index files damaged (%s), rebuilding", self.dir, e)
                         self.rebuild(self.segment_id)
                         idx = SealedIndexes(self.disk, self.dir, verify=True)
+                    self.verified = True
                     self._indexes = idx
+        if self.open_indexes is not None:
+            self.open_indexes.touch(self)
         return idx
+
+    def release_indexes(self) -> None:
+        """Unmap the index files (a reader still holding them keeps its maps alive)."""
+        with self._lock:
+            idx, self._indexes = self._indexes, None
+        if idx is not None:
+            idx.close()
 
     def data_file(self) -> DiskFile:
         f = self._file
@@ -133,9 +178,9 @@ class SealedSegment:
         return f
 
     def close(self) -> None:
-        if self._indexes is not None:
-            self._indexes.close()
-            self._indexes = None
+        if self.open_indexes is not None:
+            self.open_indexes.forget(self)
+        self.release_indexes()
         if self._file is not None:
             self._file.close()
             self._file = None

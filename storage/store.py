@@ -24,6 +24,7 @@ from .disk import Disk, FileDisk
 from .errors import DataDirLocked, DataDirMismatch, StorageError
 from .partition_state import STREAM_TIP_BYTES, PartitionState, Promise
 from .record import Event
+from .segment import OpenIndexes
 from .transaction import NewEvent, Ticket
 
 FORMAT_VERSION = 1
@@ -35,6 +36,8 @@ DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
 DEFAULT_STREAM_CACHE_ENTRIES = 200_000
 # Opening scans at most this much of each active segment beyond its checkpoint.
 DEFAULT_CHECKPOINT_INTERVAL_BYTES = 16 * 1024 * 1024
+# Sealed segments whose index files stay mapped at once (least recently used are unmapped).
+DEFAULT_OPEN_SEGMENT_INDEXES = 64
 META_FILE = "sierradb.json"
 LOCK_FILE = "LOCK"
 
@@ -72,6 +75,7 @@ class Store:
         self.buckets: list[Bucket] = []
         self.partitions: list[PartitionState] = []
         self.cache = BlockCache(0)
+        self.open_indexes = OpenIndexes(DEFAULT_OPEN_SEGMENT_INDEXES)
         self._lock_fd: int | None = None
 
     # ------------------------------------------------------------------------- lifecycle
@@ -88,6 +92,7 @@ class Store:
         cache_capacity_bytes: int = DEFAULT_CACHE_BYTES,
         stream_cache_entries: int = DEFAULT_STREAM_CACHE_ENTRIES,
         checkpoint_interval_bytes: int = DEFAULT_CHECKPOINT_INTERVAL_BYTES,
+        open_segment_indexes: int = DEFAULT_OPEN_SEGMENT_INDEXES,
     ) -> Store:
         """Open (or create) a data dir. None for a fixed setting means "as recorded/default"."""
         self = cls()
@@ -105,6 +110,7 @@ class Store:
                 cache_capacity_bytes,
                 stream_cache_entries,
                 checkpoint_interval_bytes,
+                open_segment_indexes,
             )
         except BaseException:
             for bucket in self.buckets:
@@ -140,6 +146,7 @@ class Store:
         cache_capacity_bytes: int,
         stream_cache_entries: int,
         checkpoint_interval_bytes: int,
+        open_segment_indexes: int,
     ) -> None:
         meta_path = os.path.join(self.path, META_FILE)
         wanted = {
@@ -185,6 +192,7 @@ class Store:
         self.segment_size_bytes = meta["segment_size_bytes"]
         self.member_id = meta["member_id"]
         self.cache = BlockCache(cache_capacity_bytes)
+        self.open_indexes = OpenIndexes(open_segment_indexes)
         per_partition_cache = max(16, stream_cache_entries // self.partition_count)
         self.partitions = [
             PartitionState(p, per_partition_cache) for p in range(self.partition_count)
@@ -202,6 +210,7 @@ class Store:
                 sync,
                 self.cache,
                 checkpoint_interval_bytes,
+                self.open_indexes,
             )
             self.buckets.append(bucket)
             bucket.open()
