@@ -30,9 +30,7 @@ from sierradb.storage.transaction import NewEvent
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAYLOAD_PATH = os.path.join(HERE, "..", "..", "shared", "bench", "payload.json")
-PAYLOAD = (
-    open(PAYLOAD_PATH, "rb").read().strip() if os.path.exists(PAYLOAD_PATH) else b"x" * 200
-)
+PAYLOAD = open(PAYLOAD_PATH, "rb").read().strip() if os.path.exists(PAYLOAD_PATH) else b"x" * 200
 STREAMS = 100_000
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Summarise a server_bench.sh output dir: medians per workload and ratios to Redis and PostgreSQL."""
+"""Summarise a server_bench.sh output dir: medians per workload, ratios to Redis and PostgreSQL."""
 
 import csv
 import glob
@@ -10,6 +10,7 @@ import sys
 
 out = sys.argv[1]
 rows: dict[str, list[tuple[float, float, float]]] = {}
+PG_ROW = r"(\S+)-c(\d+)-run\d+ .*tps=([\d.]+).*p50_ms=([\d.]+) p99_ms=([\d.]+)"
 
 
 def add(key: str, rps: float, p50: float, p99: float) -> None:
@@ -28,11 +29,12 @@ for path in glob.glob(os.path.join(out, "redis-*.csv")):
     with open(path) as f:
         for line in f:
             parts = next(csv.reader([line]))
-            add(f"redis {parts[0]} {parts[2]}", float(parts[-7]), float(parts[-4]), float(parts[-2]))
+            rps, p50, p99 = float(parts[-7]), float(parts[-4]), float(parts[-2])
+            add(f"redis {parts[0]} {parts[2]}", rps, p50, p99)
 for path in glob.glob(os.path.join(out, "pg-*", "results.txt")):
     with open(path) as f:
         for line in f:
-            m = re.match(r"(\S+)-c(\d+)-run\d+ .*tps=([\d.]+).*p50_ms=([\d.]+) p99_ms=([\d.]+)", line)
+            m = re.match(PG_ROW, line)
             if m:
                 add(f"postgres {m.group(1)} c{m.group(2)}", *map(float, m.group(3, 4, 5)))
 
@@ -63,4 +65,5 @@ for p in ("P1", "P16"):
     print(f"EAPPEND {p} vs Redis XADD always: {ratio(f'sierradb eappend {p}', f'redis xadd {p}')}")
 print(f"ESCAN 100 vs Redis XRANGE 100 (P1): {ratio('sierradb escan100 P1', 'redis xrange100 P1')}")
 for c in ("c8", "c32"):
-    print(f"EAPPEND P1 vs PostgreSQL append c{c[1:]}: {ratio('sierradb eappend P1', f'postgres maxver {c}')}")
+    vs_pg = ratio("sierradb eappend P1", f"postgres maxver {c}")
+    print(f"EAPPEND P1 vs PostgreSQL append {c}: {vs_pg}")

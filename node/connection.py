@@ -266,10 +266,25 @@ class Connection:
                 + g.format_expected_version(expected),
             )
 
-    @staticmethod
-    def _check_timestamp(ts: int) -> None:
+    def _new_event(
+        self, ev: g.EAppend | g.EMAppendEvent, now_ms: int, phash: int
+    ) -> tuple[NewEvent, bool]:
+        """The event to store, checked (strict mode, timestamp, id), and whether its id was
+        the client's (an idempotency key) rather than generated here."""
+        self._check_strict(ev.expected_version)
+        ts = now_ms if ev.timestamp_ms is None else ev.timestamp_ms
         if ts > MAX_TIMESTAMP_MS:
             raise NodeError("DBOPFAILED", "database operation failed: system time is incorrect")
+        eid = ev.event_id
+        supplied = eid is not None
+        if eid is None:
+            eid = new_event_id(phash, now_ms)
+        elif partition_hash(eid) != phash:
+            raise NodeError("INVALIDARG", "the event id must embed the partition hash")
+        event = NewEvent(
+            eid, ev.stream_id, ev.event_name, ts, ev.metadata, ev.payload, ev.expected_version
+        )
+        return event, supplied
 
     def _submit(self, request: g.EAppend | g.EMAppend) -> Deferred:
         """Sequence an append now; the returned coroutine waits for it and formats the reply."""
@@ -279,57 +294,36 @@ class Connection:
         leader = self.db.leaders[p]
         now_ms = int(time.time() * 1000)
         phash = partition_hash(pk)
-        if isinstance(request, g.EAppend):
-            self._check_strict(request.expected_version)
-            ts = now_ms if request.timestamp_ms is None else request.timestamp_ms
-            self._check_timestamp(ts)
-            eid = request.event_id
-            if eid is not None:
-                if partition_hash(eid) != phash:
-                    raise NodeError("INVALIDARG", "the event id must embed the partition hash")
-                stored = check_duplicate(
-                    leader.find_duplicates([eid])[0],
-                    request.stream_id,
-                    request.event_name,
-                    request.payload,
-                )
-                if stored is not None:
-
-                    async def replay() -> bytes:
-                        await leader.wait_visible(stored)
-                        return append_result(
-                            stored.event_id, stored.partition_key, p,
-                            stored.partition_sequence, stored.stream_version,
-                            stored.timestamp_ms, resp3,
-                        )  # fmt: skip
-
-                    return replay
-            else:
-                eid = new_event_id(phash, now_ms)
-            ticket = leader.submit(
-                pk,
-                new_transaction_id(True),
-                [
-                    NewEvent(
-                        eid,
-                        request.stream_id,
-                        request.event_name,
-                        ts,
-                        request.metadata,
-                        request.payload,
-                        request.expected_version,
-                    )
-                ],
+        if isinstance(request, g.EMAppend):
+            return self._submit_multi(request, p, leader, now_ms, phash, resp3)
+        event, supplied = self._new_event(request, now_ms, phash)
+        if supplied:
+            stored = check_duplicate(
+                leader.find_duplicates([event.event_id])[0],
+                event.stream_id,
+                event.event_name,
+                event.payload,
             )
+            if stored is not None:
 
-            async def done() -> bytes:
-                await leader.wait(ticket)
-                return append_result(
-                    eid, pk, p, ticket.first_sequence, ticket.versions[0], ts, resp3
-                )  # type: ignore[arg-type]
+                async def replay() -> bytes:
+                    await leader.wait_visible(stored)
+                    return append_result(
+                        stored.event_id, stored.partition_key, p, stored.partition_sequence,
+                        stored.stream_version, stored.timestamp_ms, resp3,
+                    )  # fmt: skip
 
-            return done
-        return self._submit_multi(request, p, leader, now_ms, phash, resp3)
+                return replay
+        ticket = leader.submit(pk, new_transaction_id(True), [event])
+
+        async def done() -> bytes:
+            await leader.wait(ticket)
+            return append_result(
+                event.event_id, pk, p, ticket.first_sequence, ticket.versions[0],
+                event.timestamp_ms, resp3,
+            )  # fmt: skip
+
+        return done
 
     def _submit_multi(
         self, request: g.EMAppend, p: int, leader: Any, now_ms: int, phash: int, resp3: bool
@@ -338,27 +332,10 @@ class Connection:
         events: list[NewEvent] = []
         supplied = []
         for ev in request.events:
-            self._check_strict(ev.expected_version)
-            ts = now_ms if ev.timestamp_ms is None else ev.timestamp_ms
-            self._check_timestamp(ts)
-            eid = ev.event_id
-            if eid is not None:
-                if partition_hash(eid) != phash:
-                    raise NodeError("INVALIDARG", "the event id must embed the partition hash")
-                supplied.append((len(events), eid))
-            else:
-                eid = new_event_id(phash, now_ms)
-            events.append(
-                NewEvent(
-                    eid,
-                    ev.stream_id,
-                    ev.event_name,
-                    ts,
-                    ev.metadata,
-                    ev.payload,
-                    ev.expected_version,
-                )  # fmt: skip
-            )
+            event, given = self._new_event(ev, now_ms, phash)
+            if given:
+                supplied.append((len(events), event.event_id))
+            events.append(event)
         if supplied:
             if len({eid for _, eid in supplied}) != len(supplied):
                 # One id for two events: a retry of this request could never be recognised.

@@ -32,6 +32,7 @@ import os
 import threading
 from array import array
 from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -1038,18 +1039,18 @@ class Bucket:
         runs.reverse()
         return runs
 
-    def read_partition_events(
+    def _partition_entries(
         self, ps: PartitionState, start: int, last: int, limit: int
-    ) -> list[Event]:
-        """Surviving durable events with start <= sequence <= last, at most `limit`."""
-        out: list[Event] = []
+    ) -> Iterator[tuple[RecordReader, int]]:
+        """(reader, offset) of the surviving durable entries with start <= sequence <= last,
+        at most `limit`, in sequence order. The plan is taken under the lock, the reads not."""
         if limit <= 0 or start > last:
-            return out
+            return
+        p = ps.partition_id
         with self.lock:
-            runs = self.partition_runs(ps, start)
-            plan = []
+            plan: list[tuple[RecordReader | SealedSegment, object]] = []
             want = min(limit, last - start + 1)
-            for seg, base, count in runs:
+            for seg, base, count in self.partition_runs(ps, start):
                 if base + count <= start or want <= 0:
                     continue
                 if base > start:
@@ -1057,21 +1058,27 @@ class Bucket:
                 lo = start - base
                 hi = min(count, lo + want)
                 if seg is None:
-                    offsets = self.active.partition_offsets(ps.partition_id, lo, hi)
-                    plan.append((self._active_reader(), offsets))
+                    plan.append((self._active_reader(), self.active.partition_offsets(p, lo, hi)))
                 else:
                     plan.append((seg, (lo, hi)))
                 want -= hi - lo
                 start = base + hi
-        for seg, what in plan:
-            if isinstance(seg, RecordReader):
-                reader, offsets = seg, what
+        for source, what in plan:
+            if isinstance(source, RecordReader):
+                reader, offsets = source, what
             else:
-                reader = self._sealed_reader(seg)
-                offsets = seg.indexes().partition_offsets(ps.partition_id, what[0], what[1])
-            for off in offsets:
-                out.append(reader.event_at(off))
-        return out
+                reader = self._sealed_reader(source)
+                offsets = source.indexes().partition_offsets(p, *what)  # type: ignore[misc]
+            for off in offsets:  # type: ignore[attr-defined]
+                yield reader, off
+
+    def read_partition_events(
+        self, ps: PartitionState, start: int, last: int, limit: int
+    ) -> list[Event]:
+        """Surviving durable events with start <= sequence <= last, at most `limit`."""
+        return [
+            reader.event_at(off) for reader, off in self._partition_entries(ps, start, last, limit)
+        ]
 
     def _read_seq(self, ps: PartitionState, sequence: int) -> Event | None:
         found = self.read_partition_events(ps, sequence, sequence, 1)
@@ -1185,32 +1192,10 @@ class Bucket:
         """Record bytes of the durable entries from `start`, at least one, about `max_bytes`."""
         chunks: list[bytes] = []
         size = 0
-        with self.lock:
-            runs = self.partition_runs(ps, start)
-            plan = []
-            for seg, base, count in runs:
-                if base + count <= start:
-                    continue
-                lo = max(0, start - base)
-                if seg is None:
-                    plan.append(
-                        (
-                            self._active_reader(),
-                            self.active.partition_offsets(ps.partition_id, lo, count),
-                        )
-                    )
-                else:
-                    plan.append((seg, (lo, count)))
-        for seg, what in plan:
-            if isinstance(seg, RecordReader):
-                reader, offsets = seg, what
-            else:
-                reader = self._sealed_reader(seg)
-                offsets = seg.indexes().partition_offsets(ps.partition_id, what[0], what[1])
-            for off in offsets:
-                raw = reader.raw_at(off)
-                chunks.append(raw)
-                size += len(raw)
-                if size >= max_bytes:
-                    return b"".join(chunks)
+        for reader, off in self._partition_entries(ps, start, ps.durable_next - 1, 1 << 62):
+            raw = reader.raw_at(off)
+            chunks.append(raw)
+            size += len(raw)
+            if size >= max_bytes:
+                break
         return b"".join(chunks)
