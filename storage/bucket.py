@@ -179,7 +179,7 @@ class Bucket:
                 size = data.size()
             finally:
                 data.close()
-            if not index_files_ok(disk, seg_dir, verify=False):
+            if not index_files_ok(disk, seg_dir, verify=False, data_size=size):
                 log.warning(
                     "bucket %d segment %d: index files missing or damaged, rebuilding",
                     self.bucket_id,
@@ -884,10 +884,6 @@ class Bucket:
         if not self.sync:
             self.file.sync()
         write_index_files(self.disk, self.seg_dir(old_id), self.active)
-        new_id = old_id + 1
-        self._create_segment(new_id)
-        new_path = os.path.join(self.seg_dir(new_id), DATA_FILE)
-        new_file = self.disk.open(new_path)
         sealed = SealedSegment(
             self.disk, self.bucket_id, old_id, self.seg_dir(old_id), self.write_offset, self.file
         )
@@ -895,6 +891,12 @@ class Bucket:
         sealed.open_indexes = self.open_indexes
         self._merge_stream_filter(sealed)
         self._write_stream_filter([*self.sealed, sealed])
+        # The next segment's data file comes last: once it exists, opening treats this one as
+        # sealed, so everything sealing writes must be on disk before (if a step fails, the
+        # segment simply stays active and the next rollover does it all again).
+        new_id = old_id + 1
+        self._create_segment(new_id)
+        new_file = self.disk.open(os.path.join(self.seg_dir(new_id), DATA_FILE))
         with self.lock:
             self.sealed.append(sealed)
             self.active = ActiveIndex(new_id, self.segment_size, SEGMENT_HEADER_SIZE)
@@ -1158,13 +1160,13 @@ class Bucket:
         with self.lock:
             seq = ps.pending_ids.get(event_id)
             if seq is not None:
-                for u in [*self.inflight, *self.pending]:
-                    if (
-                        u.partition_id == ps.partition_id
-                        and u.entries
-                        and (u.entries[0][1] <= seq <= u.entries[-1][1])
-                    ):
-                        rel = u.entries[seq - u.entries[0][1]][0]
+                # Newest first: a queued replacement at the same sequence hides what it replaces.
+                for u in reversed([*self.inflight, *self.pending]):
+                    if u.partition_id != ps.partition_id or not u.entries:
+                        continue
+                    first = u.entries[0][1]
+                    if first <= seq <= u.entries[-1][1] and u.entries[seq - first][5] == event_id:
+                        rel = u.entries[seq - first][0]
                         return decode_event(u.data, rel, len(u.data)), False
             n = self.active.find_event(event_id)
             if n is not None and self.active.partitions[n] == ps.partition_id:

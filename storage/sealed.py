@@ -48,6 +48,7 @@ def _eidx_bytes(idx: ActiveIndex) -> bytes:
             idx.id_bloom.mask + 1,
             idx.min_time_ms,
             idx.max_time_ms,
+            idx.end_offset,  # the data the indexes describe: data.evts must end exactly here
         ],
     )
     return pack_sections(
@@ -115,6 +116,7 @@ class SealedIndexes:
         "e_bloom",
         "min_time_ms",
         "max_time_ms",
+        "data_end",
         "parts",
         "p_offsets",
         "s_slots",
@@ -140,7 +142,7 @@ class SealedIndexes:
             raise
         self._files = files
         meta = e["meta"].cast("q")
-        _count, self.e_bits, e_bloom_bits, self.min_time_ms, self.max_time_ms = meta
+        _count, self.e_bits, e_bloom_bits, self.min_time_ms, self.max_time_ms, self.data_end = meta
         self.e_slots = e["slots"].cast("i")
         self.e_ids = e["ids"]
         self.e_offsets = e["offsets"].cast("Q")
@@ -234,10 +236,12 @@ class SealedIndexes:
         return list(self.s_offsets[base + start : base + stop])
 
 
-def index_files_ok(disk: Disk, seg_dir: str, verify: bool) -> bool:
-    """Whether the three index files exist and parse (and, with `verify`, match their CRC)."""
+def index_files_ok(disk: Disk, seg_dir: str, verify: bool, data_size: int | None = None) -> bool:
+    """Whether the three index files exist and parse (with `verify`, match their CRC; with
+    `data_size`, describe a data file of exactly that size)."""
     try:
-        SealedIndexes(disk, seg_dir, verify).close()
+        indexes = SealedIndexes(disk, seg_dir, verify)
     except (OSError, BadSectionFile, ValueError, TypeError):
         return False
-    return True
+    indexes.close()
+    return data_size is None or indexes.data_end == data_size
