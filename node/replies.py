@@ -7,6 +7,8 @@ reference's (event map: 11 keys; EAPPEND: 6 keys). In RESP2 a map is a flat arra
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from sierradb.storage import Event
 
 from .identifiers import format_uuid
@@ -30,7 +32,49 @@ def _uuid(b: bytes) -> bytes:
     return format_uuid(b).encode()
 
 
+class EncodedEvents:
+    """An LRU of encoded event maps, bounded in bytes.
+
+    Stored events never change, so the bytes of an event map can be reused by every read and
+    every subscriber that sends it (hot streams are read again and again when aggregates are
+    loaded). The key includes the position and term, so an entry a discard replaced (same
+    position, other event) is never confused with its replacement.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._maps: OrderedDict[tuple, bytes] = OrderedDict()
+
+    def get(self, ev: Event, resp3: bool) -> bytes:
+        key = (ev.event_id, ev.partition_sequence, ev.term, resp3)
+        encoded = self._maps.get(key)
+        if encoded is not None:
+            self._maps.move_to_end(key)
+            self.hits += 1
+            return encoded
+        self.misses += 1
+        encoded = _encode_event_map(ev, resp3)
+        if len(encoded) <= self.max_bytes // 64:
+            self._maps[key] = encoded
+            self.bytes += len(encoded)
+            while self.bytes > self.max_bytes:
+                self.bytes -= len(self._maps.popitem(last=False)[1])
+        return encoded
+
+
+# Encoded event maps kept for reuse (the event loop's thread only).
+ENCODED_EVENTS_MAX_BYTES = 32 * 1024 * 1024
+encoded_events = EncodedEvents(ENCODED_EVENTS_MAX_BYTES)
+
+
 def event_map(ev: Event, resp3: bool) -> bytes:
+    return encoded_events.get(ev, resp3)
+
+
+def _encode_event_map(ev: Event, resp3: bool) -> bytes:
     return (_EVENT3 if resp3 else _EVENT2) % (
         _uuid(ev.event_id),
         _uuid(ev.partition_key),

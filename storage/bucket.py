@@ -58,7 +58,7 @@ from .record import (
     reencode_event,
 )
 from .scan import scan_units
-from .sealed import index_files_ok, write_index_files
+from .sealed import SealedIndexes, indexed_data_end, write_index_files
 from .sectionfile import BadSectionFile, SectionFile, pack_sections
 from .segment import (
     CHECKPOINT_FILE,
@@ -179,9 +179,18 @@ class Bucket:
                 size = data.size()
             finally:
                 data.close()
-            if not index_files_ok(disk, seg_dir, verify=False, data_size=size):
+            covered = indexed_data_end(disk, seg_dir, verify=False)
+            if covered is not None and covered > size:
+                raise CorruptionError(
+                    data_path,
+                    self._record_containing(seg_dir, size),
+                    f"sealed data ends at {size}, its index covers {covered} (truncated)",
+                )
+            if covered != size:
+                # Missing or damaged index files, or data written after them (a rollover that
+                # failed before the next segment existed): rebuild from the data.
                 log.warning(
-                    "bucket %d segment %d: index files missing or damaged, rebuilding",
+                    "bucket %d segment %d: index files missing, damaged or stale, rebuilding",
                     self.bucket_id,
                     seg_id,
                 )
@@ -195,6 +204,16 @@ class Bucket:
         self._restore_partitions()
         if self.meta_dirty:
             self._write_meta()
+
+    def _record_containing(self, seg_dir: str, offset: int) -> int:
+        """Start of the indexed record that holds `offset` (the first record of a segment
+        when none does), to name the damaged record in a corruption report."""
+        indexes = SealedIndexes(self.disk, seg_dir, verify=False)
+        try:
+            pos = bisect_left(indexes.e_offsets, offset + 1) - 1
+            return int(indexes.e_offsets[pos]) if pos >= 0 else SEGMENT_HEADER_SIZE
+        finally:
+            indexes.close()
 
     def _create_segment(self, segment_id: int) -> None:
         seg_dir = self.seg_dir(segment_id)

@@ -229,10 +229,29 @@ def event_from(buf: bytes | bytearray | memoryview, offset: int, h: Header) -> E
 
 
 def decode_event(buf: bytes | bytearray | memoryview, offset: int, end: int) -> Event:
-    h = decode_header(buf, offset, end)
-    if h.kind != KIND_EVENT:
-        raise BadRecord("not an event record")
-    return event_from(buf, offset, h)
+    """The event record at `offset`, fully checked (decode_header + event_from in one step:
+    this runs for every event a read returns)."""
+    if offset + HEADER_SIZE > end:
+        raise BadRecord("truncated header")
+    fields = HEADER.unpack_from(buf, offset)
+    (crc, magic, kind, flags, length, sid_len, name_len, partition, unit_index, unit_count,
+     term, seq, version, ts, eid, pk, txn, meta_len, payload_len) = fields  # fmt: skip
+    if magic != MAGIC or kind != KIND_EVENT:
+        raise BadRecord("bad magic" if magic != MAGIC else "not an event record")
+    if offset + length > end or length != HEADER_SIZE + sid_len + name_len + meta_len + payload_len:
+        raise BadRecord("bad length")
+    if unit_index >= unit_count:
+        raise BadRecord("bad unit position")
+    record = bytes(buf[offset : offset + length])
+    if _crc32c(record[4:]) != crc:
+        raise BadRecord("CRC32C mismatch")
+    p = HEADER_SIZE + sid_len
+    q = p + name_len
+    r = q + meta_len
+    return Event(
+        eid, pk, partition, txn, seq, version, ts, record[HEADER_SIZE:p], record[p:q],
+        record[q:r], record[r:length], term, bool(flags & FLAG_TXN_LAST),
+    )  # fmt: skip
 
 
 def peek_length(buf: bytes | bytearray | memoryview, offset: int) -> int:

@@ -236,12 +236,16 @@ class SealedIndexes:
         return list(self.s_offsets[base + start : base + stop])
 
 
-def index_files_ok(disk: Disk, seg_dir: str, verify: bool, data_size: int | None = None) -> bool:
-    """Whether the three index files exist and parse (with `verify`, match their CRC; with
-    `data_size`, describe a data file of exactly that size)."""
+def indexed_data_end(disk: Disk, seg_dir: str, verify: bool) -> int | None:
+    """The data length the index files describe, or None if they are missing or damaged
+    (with `verify`, also if their CRC does not match)."""
     try:
         indexes = SealedIndexes(disk, seg_dir, verify)
     except (OSError, BadSectionFile, ValueError, TypeError):
-        return False
+        return None
     indexes.close()
-    return data_size is None or indexes.data_end == data_size
+    return int(indexes.data_end)
+
+
+def index_files_ok(disk: Disk, seg_dir: str, verify: bool) -> bool:
+    return indexed_data_end(disk, seg_dir, verify) is not None

@@ -20,7 +20,7 @@ import google_crc32c
 
 from .cache import BLOCK_SIZE_BYTES, BlockCache
 from .errors import CorruptionError
-from .record import HEADER_SIZE, BadRecord, Event, decode_header, event_from, peek_length
+from .record import HEADER_SIZE, BadRecord, Event, decode_event, peek_length
 from .sealed import SealedIndexes
 from .sectionfile import BadSectionFile
 
@@ -239,12 +239,9 @@ class RecordReader:
             self._load(offset, length)
             rel, buf = offset - self._buf_start, self._buf
         try:
-            h = decode_header(buf, rel, rel + length)
+            return decode_event(buf, rel, rel + length)
         except BadRecord as e:
             raise CorruptionError(self.path, offset, str(e)) from None
-        if h.kind != 1:
-            raise CorruptionError(self.path, offset, "index points at a non-event record")
-        return event_from(buf, rel, h)
 
     def raw_at(self, offset: int) -> bytes:
         """The verified bytes of the record at `offset` (for replication catch-up)."""
