@@ -46,6 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"sierradb: error: {e}", file=sys.stderr)
         return 1
+    if config.node_count > 1:
+        # The flags exist so configurations carry over, but a cluster needs the p2p and
+        # replication layers, which this version does not have yet: refuse rather than run a
+        # lone node that the operator believes is replicated.
+        print(
+            f"sierradb: error: --node-count {config.node_count}: clustering is not available "
+            "in this version; run a single node (--node-count 1)",
+            file=sys.stderr,
+        )
+        return 1
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -19,8 +19,10 @@ SECTIONS = ("server", "clients", "stats", "storage", "cache", "cluster")
 
 
 def cache_info(store: Store) -> dict[str, Any]:
-    """The reference's INFO CACHE map (blob-string keys, in its order)."""
+    """INFO CACHE: the reference's block-cache map (blob-string keys, in its order), then the
+    storage engine's other bounded cache, the stream-tip cache (next version per stream)."""
     c = store.cache.statistics()
+    s = store.statistics()
     lookups = c.hits + c.misses
     return {
         "hits": c.hits,
@@ -31,6 +33,12 @@ def cache_info(store: Store) -> dict[str, Any]:
         "max_bytes": c.max_bytes,
         "block_size_bytes": c.block_size_bytes,
         "evictions": c.evictions,
+        "stream_cache_hits": s.stream_cache_hits,
+        "stream_cache_misses": s.stream_cache_misses,
+        "stream_cache_entries": s.stream_cache_entries,
+        "stream_cache_max_entries": s.stream_cache_max_entries,
+        "stream_cache_bytes": s.stream_cache_bytes,
+        "stream_cache_evictions": s.stream_cache_evictions,
     }
 
 
@@ -87,16 +95,7 @@ def _section(server: Server, name: str) -> list[tuple[str, object]]:
             ("open_time_s", round(db.opened_in_s, 3)),
         ]
     if name == "cache":
-        s = store.statistics()
-        return [
-            *((f"block_cache_{k}", v) for k, v in cache_info(store).items()),
-            ("stream_cache_hits", s.stream_cache_hits),
-            ("stream_cache_misses", s.stream_cache_misses),
-            ("stream_cache_entries", s.stream_cache_entries),
-            ("stream_cache_max_entries", s.stream_cache_max_entries),
-            ("stream_cache_bytes", s.stream_cache_bytes),
-            ("stream_cache_evictions", s.stream_cache_evictions),
-        ]
+        return list(cache_info(store).items())
     if name == "cluster":
         return [
             ("cluster_enabled", 0),

@@ -140,6 +140,13 @@ def test_invalid_config_exits_1_with_one_clear_line(tmp_path, args, env, needles
     assert not data_dir.exists(), "the data dir was created for an invalid configuration"
 
 
+def test_a_cluster_configuration_is_refused_until_clustering_exists(tmp_path):
+    data_dir = tmp_path / "data"
+    result = run_cli("--dir", str(data_dir), "--node-count", "3", "--mdns", "false")
+    assert_one_error_line(result, "--node-count 3", "clustering is not available")
+    assert not data_dir.exists()
+
+
 def test_missing_config_file_exits_1(tmp_path):
     result = run_cli("--dir", str(tmp_path / "d"), "--config", str(tmp_path / "nope.toml"))
     assert_one_error_line(result, "nope.toml")

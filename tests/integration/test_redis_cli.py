@@ -112,6 +112,12 @@ def test_redis_cli_info_prints_the_sections(server):
         "max_bytes",
         "block_size_bytes",
         "evictions",
+        "stream_cache_hits",
+        "stream_cache_misses",
+        "stream_cache_entries",
+        "stream_cache_max_entries",
+        "stream_cache_bytes",
+        "stream_cache_evictions",
     ]
 
 
