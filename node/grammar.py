@@ -654,24 +654,32 @@ def parse_eget(args: list[bytes]) -> EGet:
     return EGet(event_id)
 
 
+def _scan_range(args: list[bytes], what: str) -> tuple[int, int | None]:
+    """The <start> <end> of ESCAN/EPSCAN (arguments 2 and 3)."""
+    if len(args) < 3:
+        raise _missing(f"start {what}")
+    start = _range_start(args[2], what)
+    if len(args) < 4:
+        raise _missing(f"end {what}")
+    return start, _range_end(args[3], what)
+
+
+def _stream_partition_key(stream_id: bytes, key: bytes | None) -> bytes:
+    """The PARTITION_KEY given, or the one derived from the stream id."""
+    return partition_key_for_stream(stream_id) if key is None else _uuid(key, "partition key")
+
+
 def parse_escan(args: list[bytes]) -> EScan:
     """ESCAN <stream_id> <start> <end> [PARTITION_KEY <uuid>] [COUNT <n>]"""
-    n = len(args)
-    if n < 2:
+    if len(args) < 2:
         raise _missing("stream id")
     stream_id = _stream_id(args[1])
-    if n < 3:
-        raise _missing("start version")
-    start = _range_start(args[2], "version")
-    if n < 4:
-        raise _missing("end version")
-    end = _range_end(args[3], "version")
+    start, end = _scan_range(args, "version")
     options = _options(args, 4, _ESCAN_OPTIONS)
-    key = options.get(b"PARTITION_KEY")
     count = options.get(b"COUNT")
     return EScan(
         stream_id,
-        partition_key_for_stream(stream_id) if key is None else _uuid(key, "partition key"),
+        _stream_partition_key(stream_id, options.get(b"PARTITION_KEY")),
         start,
         end,
         None if count is None else _unsigned(count, "count"),
@@ -684,24 +692,15 @@ def parse_esver(args: list[bytes]) -> ESVer:
         raise _missing("stream id")
     stream_id = _stream_id(args[1])
     key = _options(args, 2, _ESVER_OPTIONS).get(b"PARTITION_KEY")
-    return ESVer(
-        stream_id,
-        partition_key_for_stream(stream_id) if key is None else _uuid(key, "partition key"),
-    )
+    return ESVer(stream_id, _stream_partition_key(stream_id, key))
 
 
 def parse_epscan(args: list[bytes]) -> EPScan:
     """EPSCAN <partition> <start> <end> [COUNT <n>]"""
-    n = len(args)
-    if n < 2:
+    if len(args) < 2:
         raise _missing("partition")
     partition = _partition(args[1])
-    if n < 3:
-        raise _missing("start sequence")
-    start = _range_start(args[2], "sequence")
-    if n < 4:
-        raise _missing("end sequence")
-    end = _range_end(args[3], "sequence")
+    start, end = _scan_range(args, "sequence")
     count = _options(args, 4, _EPSCAN_OPTIONS).get(b"COUNT")
     return EPScan(partition, start, end, None if count is None else _unsigned(count, "count"))
 
