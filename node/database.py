@@ -60,6 +60,13 @@ class Database:
             cache_capacity_bytes=config.cache_capacity_bytes,
             stream_cache_entries=config.stream_cache_entries,
         )
+        db = cls.from_store(store, config)
+        db.opened_in_s = time.monotonic() - started
+        return db
+
+    @classmethod
+    def from_store(cls, store: Store, config: Config) -> Database:
+        """Leaders and writers over an open store (tests pass one on the in-memory disk)."""
         db = cls(store, config)
         # A start is a new term for every partition: positions handed out again after a crash
         # are written under a term that no earlier record carries.
@@ -77,7 +84,6 @@ class Database:
         # Opening built long-lived structures; keep the collector from walking them again.
         gc.collect()
         gc.freeze()
-        db.opened_in_s = time.monotonic() - started
         return db
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
