@@ -53,7 +53,6 @@ RECEIVE_BYTES = 64 * 1024
 MAX_TIMESTAMP_MS = ((1 << 63) - 1) // 1_000_000
 SUBSCRIPTION_COMMANDS = (g.ESub, g.EPSub, g.EAck, g.EUnsub, g.Ping, g.Quit)
 OPEN_WITHOUT_AUTH = (g.Auth, g.Hello, g.Ping, g.Quit)
-SERVER_NAME = "sierradb"
 
 Deferred = Callable[[], Awaitable[bytes]]
 
@@ -78,8 +77,6 @@ class Connection:
         self.closing = False
         # Set once the batch reply that started a subscription has been sent.
         self.after_send: list[trio.Event] = []
-        self.created = time.monotonic()
-        self.commands = 0
         self._receive_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -202,7 +199,6 @@ class Connection:
     async def _execute_batch(self, requests: list[list[bytes]], out: bytearray) -> None:
         deferred: list[Deferred] = []
         for args in requests:
-            self.commands += 1
             self.server.stats.commands += 1
             try:
                 request = g.parse_command(args)

@@ -57,7 +57,7 @@ from .record import (
     encode_event,
     reencode_event,
 )
-from .scan import scan_units
+from .scan import ScanResult, scan_units
 from .sealed import SealedIndexes, indexed_data_end, write_index_files
 from .sectionfile import BadSectionFile, SectionFile, pack_sections
 from .segment import (
@@ -88,6 +88,38 @@ META_FILE = "replication.json"
 # RATIO checkpoint sizes (a few tens of MiB) per bucket.
 CHECKPOINT_RATIO = 2
 STREAM_FILTER_FILE = "streams.bloom"
+
+
+def index_scanned(
+    idx: ActiveIndex, buf: bytes, base: int, path: str
+) -> tuple[ScanResult, list[tuple[int, int, int]]]:
+    """Scan `buf` (segment bytes from offset `base`) into `idx`; the scan's result and the
+    discard markers met, as (partition, from sequence, marker offset)."""
+    discards: list[tuple[int, int, int]] = []
+    run: list[tuple[int, int, list]] = []  # units to index together (add_units)
+
+    def on_unit(unit: list) -> None:
+        entries = []
+        for rel, h in unit:
+            if h.kind == KIND_DISCARD:
+                if run:
+                    idx.add_units(run)
+                    run.clear()
+                idx.discard(h.partition, h.sequence)
+                discards.append((h.partition, h.sequence, base + rel))
+            else:
+                sid = bytes(buf[rel + HEADER_SIZE : rel + HEADER_SIZE + h.sid_len])
+                entries.append((rel, h.sequence, h.version, sid, h.partition_key, h.event_id))
+        if entries:
+            run.append((base, unit[0][1].partition, entries))
+            if len(run) >= 1024:
+                idx.add_units(run)
+                run.clear()
+
+    result = scan_units(buf, base, path, on_unit)
+    if run:
+        idx.add_units(run)
+    return result, discards
 
 
 @dataclass
@@ -233,30 +265,7 @@ class Bucket:
             idx = ActiveIndex(segment_id, self.segment_size, SEGMENT_HEADER_SIZE)
         start = idx.end_offset
         tail = f.pread(size - start, start)
-        discards: list[tuple[int, int, int]] = []
-        run: list[tuple[int, int, list]] = []  # units to index together (add_units)
-
-        def on_unit(unit: list) -> None:
-            entries = []
-            for rel, h in unit:
-                if h.kind == KIND_DISCARD:
-                    if run:
-                        idx.add_units(run)
-                        run.clear()
-                    idx.discard(h.partition, h.sequence)
-                    discards.append((h.partition, h.sequence, start + rel))
-                else:
-                    sid = bytes(tail[rel + HEADER_SIZE : rel + HEADER_SIZE + h.sid_len])
-                    entries.append((rel, h.sequence, h.version, sid, h.partition_key, h.event_id))
-            if entries:
-                run.append((start, unit[0][1].partition, entries))
-                if len(run) >= 1024:
-                    idx.add_units(run)
-                    run.clear()
-
-        result = scan_units(tail, start, path, on_unit)
-        if run:
-            idx.add_units(run)
+        result, discards = index_scanned(idx, tail, start, path)
         if result.torn_from is not None:
             log.warning(
                 "bucket %d segment %d: cutting torn tail at offset %d (%d bytes: %s); it was never "
@@ -333,30 +342,12 @@ class Bucket:
             f.close()
         check_segment_header(data, self.bucket_id, segment_id, path)
         idx = ActiveIndex(segment_id, self.segment_size, SEGMENT_HEADER_SIZE)
-        body = data[SEGMENT_HEADER_SIZE:]
-
-        def on_unit(unit: list) -> None:
-            for rel, h in unit:
-                off = SEGMENT_HEADER_SIZE + rel
-                if h.kind == KIND_DISCARD:
-                    idx.discard(h.partition, h.sequence)
-                    if record_discards:
-                        self._record_discard(self.parts[h.partition], h.sequence, segment_id, off)
-                else:
-                    sid = bytes(body[rel + HEADER_SIZE : rel + HEADER_SIZE + h.sid_len])
-                    idx.add(
-                        off,
-                        h.partition,
-                        h.sequence,
-                        h.version,
-                        stream_key(h.partition, sid),
-                        h.partition_key,
-                        h.event_id,
-                    )
-
-        result = scan_units(body, SEGMENT_HEADER_SIZE, path, on_unit)
+        result, discards = index_scanned(idx, data[SEGMENT_HEADER_SIZE:], SEGMENT_HEADER_SIZE, path)
         if result.torn_from is not None:
             raise CorruptionError(path, result.torn_from, f"sealed segment: {result.torn_reason}")
+        if record_discards:
+            for p, from_seq, offset in discards:
+                self._record_discard(self.parts[p], from_seq, segment_id, offset)
         idx.end_offset = result.valid_end
         write_index_files(self.disk, seg_dir, idx)
 

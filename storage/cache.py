@@ -58,11 +58,6 @@ class BlockCache:
                     self.evictions += 1
         return block
 
-    def drop_segment(self, bucket_id: int, segment_id: int) -> None:
-        with self._lock:
-            for key in [k for k in self._blocks if k[0] == bucket_id and k[1] == segment_id]:
-                self._bytes -= len(self._blocks.pop(key))
-
     def statistics(self) -> CacheStatistics:
         with self._lock:
             return CacheStatistics(
