@@ -2,99 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-READY = re.compile(rb"ready to receive connections on [^:]+:(\d+)")
-START_TIMEOUT_S = 30.0
-
-
-class NodeProcess:
-    """A `python -m sierradb.node` child; `port` is known once it logged that it is ready."""
-
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.args = args
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self.log = bytearray()
-        self._ready = threading.Event()
-        self._pump_thread: threading.Thread | None = None
-
-    def start(self, wait: bool = True) -> NodeProcess:
-        cmd = [
-            sys.executable,
-            "-m",
-            "sierradb.node",
-            "--dir",
-            str(self.data_dir),
-            "--client-address",
-            "127.0.0.1:0",
-            *self.args,
-        ]
-        env = dict(os.environ)
-        env.update(self.env or {})
-        self.log.clear()
-        self._ready.clear()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        self._pump_thread = threading.Thread(target=self._pump, args=(self.proc,), daemon=True)
-        self._pump_thread.start()
-        if wait:
-            self.wait_ready()
-        return self
-
-    def _pump(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self.log += line
-            m = READY.search(line)
-            if m:
-                self.port = int(m.group(1))
-                self._ready.set()
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self._ready.wait(0.05):
-            assert self.proc is not None
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"node did not start:\n{self.log.decode(errors='replace')}")
-
-    def _reap(self) -> None:
-        assert self.proc is not None
-        self.proc.wait()
-        if self._pump_thread is not None:
-            self._pump_thread.join(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-    def kill(self) -> None:
-        """SIGKILL (if still running) and reap."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self._reap()
-
-    def terminate(self, timeout: float = 20.0) -> int:
-        """SIGTERM, wait for the exit, and return its code."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
-        self._reap()
-        return code
-
-    def output(self) -> str:
-        return self.log.decode(errors="replace")
+from nodeproc import NodeProcess
 
 
 @pytest.fixture

@@ -187,7 +187,7 @@ class RawClient:
 # --------------------------------------------------------------------------- node fixtures
 def module_node(tmp_path_factory: Any, *args: str) -> Iterator[Any]:
     """Generator for a module-scoped fixture: one node process for many tests."""
-    from conftest import NodeProcess  # tests/conftest.py, on sys.path under pytest
+    from nodeproc import NodeProcess  # tests/nodeproc.py, on sys.path under pytest
 
     node = NodeProcess(tmp_path_factory.mktemp("node"), *args)
     try:

@@ -54,17 +54,6 @@ def strict(tmp_path_factory):
     yield from module_node(tmp_path_factory, "--strict-versioning", "true")
 
 
-@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
-def protocol(request):
-    return request.param
-
-
-@pytest.fixture
-def raw(server, protocol):
-    with RawClient(server.port, protocol) as c:
-        yield c
-
-
 @pytest.fixture
 def r(server, protocol):
     c = client(server.port, protocol)

@@ -56,22 +56,11 @@ def secured(tmp_path_factory):
     yield from module_node(tmp_path_factory, "--requirepass", PASSWORD)
 
 
-@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
-def protocol(request):
-    return request.param
-
-
 @pytest.fixture
 def r(server, protocol):
     c = client(server.port, protocol)
     yield c
     c.close()
-
-
-@pytest.fixture
-def raw(server, protocol):
-    with RawClient(server.port, protocol) as c:
-        yield c
 
 
 # ------------------------------------------------------------------------------ PING / ECHO

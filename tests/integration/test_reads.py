@@ -52,17 +52,6 @@ def partitions(tmp_path_factory):
     yield from module_node(tmp_path_factory)
 
 
-@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
-def protocol(request):
-    return request.param
-
-
-@pytest.fixture
-def raw(server, protocol):
-    with RawClient(server.port, protocol) as c:
-        yield c
-
-
 @pytest.fixture
 def praw(partitions, protocol):
     with RawClient(partitions.port, protocol) as c:

@@ -39,11 +39,6 @@ def server(tmp_path_factory):
     yield from module_node(tmp_path_factory)
 
 
-@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
-def protocol(request):
-    return request.param
-
-
 @pytest.fixture
 def sub(server, protocol):
     with RawClient(server.port, protocol) as c:
