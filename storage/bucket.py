@@ -678,12 +678,18 @@ class Bucket:
             ps.next_sequence = from_sequence
             ps.streams.clear()
             ps.pending_ids = {e: s for e, s in ps.pending_ids.items() if s < from_sequence}
-            # Streams with entries still queued below the point must stay cached (see state).
-            for u in [*self.inflight, *self.pending]:
-                if u.partition_id == partition_id:
-                    for _rel, seq, version, sid, key, _eid in u.entries:
-                        if seq < from_sequence:
-                            ps.remember_stream(sid, version + 1, key, seq)
+            # Streams with entries still queued below the point must stay cached (see state),
+            # except entries that an earlier queued discard, behind them, already removes.
+            queued = [u for u in (*self.inflight, *self.pending) if u.partition_id == partition_id]
+            alive: list[list] = []
+            later_discard = from_sequence
+            for u in reversed(queued):
+                alive.append([e for e in u.entries if e[1] < later_discard])
+                if u.discard_from is not None:
+                    later_discard = min(later_discard, u.discard_from)
+            for entries in reversed(alive):
+                for _rel, seq, version, sid, key, _eid in entries:
+                    ps.remember_stream(sid, version + 1, key, seq)
             ps.last_term = self._term_before(ps, from_sequence)
             return self._append_positioned(ps, events, from_sequence)
 

@@ -176,3 +176,24 @@ def test_watermark_never_moves_back_and_is_clamped_to_the_durable_end_on_open():
     store = open_store(disk)
     assert store.durable_next(0) == 3
     assert store.watermark(0) == 3  # clamped, never above the log end
+
+
+def test_a_second_discard_does_not_revive_entries_the_first_one_removed():
+    """Stream tips recomputed at a discard skip queued entries an earlier discard removes."""
+    source = open_store(MemoryDisk())
+    append(source, 1, stream=b"x")
+    append(source, 1, stream=b"y")
+    x0, y0 = decode_all(source.read_raw(0, 0, 1 << 20))
+    store = open_store(MemoryDisk())
+    store.append_replicated(0, [x0])
+    store.flush_all()
+    store.append_replicated(0, [y0])
+    written = store.flush_write(0)  # y@1 written, not yet indexed
+    store.replace_tail(0, 1, [x0._replace(partition_sequence=1, stream_version=1, term=2)])
+    store.replace_tail(0, 2, [])
+    store.flush_apply(0, written)
+    store.flush_all()
+    (t,) = append(store, 1, stream=b"y", term=3)
+    assert t.versions == [0]  # y@1 was discarded: y is a new stream
+    store.set_watermark(0, store.durable_next(0))
+    assert [e.stream_id for e in store.read_partition(0, 0, None, 10)[0]] == [b"x", b"x", b"y"]
