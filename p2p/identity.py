@@ -12,6 +12,8 @@ import os
 
 from nacl.signing import SigningKey
 
+from .files import write_file_atomic
+
 KEY_FILE = "node.key"
 _B58 = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
@@ -37,19 +39,7 @@ def load_or_create_seed(data_dir: str) -> bytes:
     except FileNotFoundError:
         pass
     seed = os.urandom(32)
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, seed)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    dfd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_file_atomic(path, seed, mode=0o600)
     return seed
 
 
