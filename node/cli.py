@@ -11,15 +11,20 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import trio
 
-from sierradb.p2p import load_or_create_seed, peer_id_from_seed
+from sierradb.p2p import ClusterState, ClusterStateError, load_or_create_seed, peer_id_from_seed
 from sierradb.storage import StorageError
 
 from .config import Config, ConfigError, load_config
 from .database import Database
+from .placement import PLACEMENT_VERSION
 from .server import Server
+
+if TYPE_CHECKING:
+    from sierradb.p2p.runtime import ClusterRuntime
 
 log = logging.getLogger("sierradb.node")
 
@@ -27,16 +32,57 @@ SHUTDOWN_GRACE_S = 5.0
 SWITCH_INTERVAL_S = float(os.environ.get("SIERRA_SWITCH_INTERVAL_S", "0.0005"))
 
 
-async def serve(config: Config, db: Database, peer_id: str) -> None:
+def cluster_runtime(
+    config: Config, db: Database, seed: bytes, state: ClusterState, client_address: str
+) -> ClusterRuntime:
+    """The p2p runtime of a cluster node (importing it is what loads libp2p)."""
+    from sierradb.p2p.addresses import parse_listen_address, parse_peer_address
+    from sierradb.p2p.runtime import ClusterRuntime, ClusterSettings
+
+    from .commands import SERVER_VERSION
+
+    settings = ClusterSettings(
+        data_dir=str(config.dir),
+        cluster_name=config.cluster_name,
+        secret=None if config.cluster_secret is None else config.cluster_secret.encode(),
+        node_count=config.node_count,
+        node_index=config.node_index,
+        replication_factor=config.replication_factor,
+        partitions=db.store.partition_count,
+        buckets=db.store.bucket_count,
+        placement_version=PLACEMENT_VERSION,
+        member_id=db.store.member_id,
+        listen=parse_listen_address(config.cluster_address),
+        peers=tuple(parse_peer_address(p) for p in config.peers),
+        mdns=config.mdns,
+        heartbeat_interval_s=config.heartbeat_interval_s,
+        down_timeout_s=config.down_timeout_s,
+        client_address=client_address,
+        software_version=SERVER_VERSION,
+    )
+    return ClusterRuntime(settings, seed, state)
+
+
+async def serve(
+    config: Config, db: Database, peer_id: str, seed: bytes, state: ClusterState
+) -> None:
     async with trio.open_nursery() as root:
         await root.start(db.run)
         server = Server(config, db, peer_id)
+        client_address = await server.bind()
+        cluster = None
+        if config.node_count > 1:
+            cluster = cluster_runtime(config, db, seed, state, client_address)
+            await root.start(cluster.run)
+            server.cluster = cluster
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             await root.start(server.serve)
             async for signum in signals:
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 break
         await server.shutdown(SHUTDOWN_GRACE_S)
+        if cluster is not None:
+            await cluster.leave()
         root.cancel_scope.cancel()  # the database flushes what is queued as it stops
 
 
@@ -46,16 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"sierradb: error: {e}", file=sys.stderr)
         return 1
-    if config.node_count > 1:
-        # The flags exist so configurations carry over, but a cluster needs the p2p and
-        # replication layers, which this version does not have yet: refuse rather than run a
-        # lone node that the operator believes is replicated.
-        print(
-            f"sierradb: error: --node-count {config.node_count}: clustering is not available "
-            "in this version; run a single node (--node-count 1)",
-            file=sys.stderr,
-        )
-        return 1
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -63,9 +99,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         os.makedirs(config.dir, exist_ok=True)
-        peer_id = peer_id_from_seed(load_or_create_seed(str(config.dir)))
+        seed = load_or_create_seed(str(config.dir))
+        peer_id = peer_id_from_seed(seed)
         db = Database.open(config)
     except (StorageError, OSError, ValueError) as e:
+        print(f"sierradb: error: {e}", file=sys.stderr)
+        return 1
+    try:
+        state = ClusterState.start(
+            str(config.dir),
+            node_count=config.node_count,
+            node_index=config.node_index,
+            replication_factor=config.replication_factor,
+        )
+    except (ClusterStateError, OSError) as e:
+        db.close()
         print(f"sierradb: error: {e}", file=sys.stderr)
         return 1
     store = db.store
@@ -83,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     # switch interval a busy event loop keeps them (and every reply) waiting that long.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
-        trio.run(serve, config, db, peer_id)
+        trio.run(serve, config, db, peer_id, seed, state)
     finally:
         db.close()
     log.info("sierradb stopped cleanly")

@@ -148,6 +148,19 @@ async def config_get(conn: Connection, req: g.ConfigGet) -> bytes:
     return conn._encode({})
 
 
+async def cluster_admit(conn: Connection, req: g.ClusterAdmit) -> bytes:
+    from sierradb.p2p.membership import AdmitError
+
+    cluster = conn.server.cluster
+    if cluster is None:
+        raise NodeError("ERR", "this node is not part of a cluster (--node-count 1)")
+    try:
+        await cluster.admit(req.node_index, req.member_id)
+    except AdmitError as e:
+        raise NodeError("ERR", str(e)) from e
+    return OK
+
+
 async def command(conn: Connection, req: g.Command) -> bytes:
     if req.subcommand == b"COUNT":
         return conn._encode(0)
@@ -286,6 +299,7 @@ HANDLERS: dict[type, Callable[[Connection, Any], Awaitable[bytes]]] = {
     g.ClientId: client_id,
     g.ConfigGet: config_get,
     g.Command: command,
+    g.ClusterAdmit: cluster_admit,
     g.EGet: eget,
     g.EScan: escan,
     g.ESVer: esver,

@@ -17,10 +17,17 @@ client_address             client_address,              --client-address  127.0.
 http_address               http_address                 --http-address    off
 node_count                 node_count, node.count       -n/--node-count   1
 node_index                 node_index, node.index       -i/--node-index   0
-cluster_address            cluster_address,             --cluster-address 127.0.0.1:0
+cluster_address            cluster_address,             --cluster-address /ip4/0.0.0.0/tcp/7000
                            network.cluster_address
+cluster_name               cluster_name                 --cluster-name    sierradb
+cluster_secret             cluster_secret               (none: env/file)  none
+cluster_secret_file        cluster_secret_file          --cluster-secret- none
+                                                        file
 mdns                       mdns, network.mdns           --mdns            node_count > 1
 peers                      peers (array of strings)     --peer (repeat)   none
+heartbeat_interval_s       heartbeat_interval_s         --heartbeat-      1
+                                                        interval
+down_timeout_s             down_timeout_s               --down-timeout    6
 requirepass                requirepass                  --requirepass     none
 protected_mode             protected_mode               --protected-mode  true
 partitions                 partitions, partition.count  --partitions      32
@@ -49,7 +56,9 @@ log_level                  log_level                    -l/--log-level    info
 Sizes are plain bytes or a number with a binary suffix (`512KiB`, `64MiB`, `1.5GiB`, `1TiB`);
 booleans are `true/false`, `yes/no`, `on/off` or `1/0`; the sync policy is `always`, `none`, or a
 group-commit window such as `2ms`, `500us` or `0.01s`. In the environment, `SIERRA_PEERS` is a
-comma-separated list, and an empty variable counts as unset.
+comma-separated list, and an empty variable counts as unset. The cluster secret has no flag of
+its own (flags show in `ps`): set `SIERRA_CLUSTER_SECRET`, or name a file with
+`--cluster-secret-file`, whose content (without a trailing newline) is the secret.
 """
 
 from __future__ import annotations
@@ -62,6 +71,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
+
+from sierradb.p2p.addresses import parse_listen_address, parse_peer_address
+from sierradb.p2p.errors import AddressError
 
 __all__ = [
     "DEFAULT_CACHE_CAPACITY_BYTES",
@@ -101,6 +113,10 @@ MAX_SEGMENT_SIZE_BYTES = 10 * GIB
 MAX_SYNC_WINDOW_S = 1.0
 # The most replicas a partition gets by default; more adds write latency for little safety.
 DEFAULT_MAX_REPLICATION_FACTOR = 3
+# Every node links to every other (a full mesh of control streams and heartbeats).
+MAX_NODE_COUNT = 64
+DEFAULT_CLUSTER_ADDRESS = "/ip4/0.0.0.0/tcp/7000"
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 DEFAULT_SEGMENT_SIZE_BYTES = 256 * MIB
 # One RESP request (an EMAPPEND batch) is buffered whole before it is parsed.
@@ -211,14 +227,6 @@ def parse_sync_window_s(policy: str) -> float | None:
     return window_s
 
 
-def _is_multiaddr(text: str) -> bool:
-    # A light syntax check only; the p2p layer parses it for real (and imports multiaddr lazily).
-    parts = text.split("/")
-    return (
-        len(parts) >= 3 and parts[0] == "" and all(parts[1:]) and not any(c.isspace() for c in text)
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # The configuration itself.
 
@@ -237,9 +245,14 @@ class Config:
     http_address: str | None = None
     node_count: int = 1
     node_index: int = 0
-    cluster_address: str = "127.0.0.1:0"
+    cluster_address: str = DEFAULT_CLUSTER_ADDRESS
+    cluster_name: str = "sierradb"
+    cluster_secret: str | None = field(default=None, repr=False)
+    cluster_secret_file: Path | None = None
     mdns: bool = False
     peers: tuple[str, ...] = ()
+    heartbeat_interval_s: float = 1.0
+    down_timeout_s: float = 6.0
     requirepass: str | None = field(default=None, repr=False)
     protected_mode: bool = True
     partitions: int = 32
@@ -272,11 +285,11 @@ class Config:
         return self.protected_mode and self.requirepass is None
 
     def describe(self) -> list[str]:
-        """`key=value` lines for the startup log, the password masked."""
+        """`key=value` lines for the startup log, the password and secret masked."""
         lines = []
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
-            if item.name == "requirepass" and value is not None:
+            if item.name in ("requirepass", "cluster_secret") and value is not None:
                 text = "********"
             elif value is None:
                 text = "none"
@@ -307,9 +320,17 @@ def _check_address(config: Config, key: str) -> None:
 
 def _validate(config: Config) -> None:
     c = config
-    for key in ("client_address", "cluster_address", "http_address"):
+    for key in ("client_address", "http_address"):
         _check_address(c, key)
-    _check(c.node_count >= 1, "node_count", f"node_count must be at least 1, got {c.node_count}")
+    try:
+        parse_listen_address(c.cluster_address)
+    except AddressError as error:
+        raise ConfigError(f"cluster_address: {error}", key="cluster_address") from error
+    _check(
+        1 <= c.node_count <= MAX_NODE_COUNT,
+        "node_count",
+        f"node_count must be in 1..{MAX_NODE_COUNT}, got {c.node_count}",
+    )
     _check(
         0 <= c.node_index < c.node_count,
         "node_index",
@@ -317,11 +338,31 @@ def _validate(config: Config) -> None:
         f"got {c.node_index}",
     )
     for peer in c.peers:
-        _check(
-            _is_multiaddr(peer),
-            "peers",
-            f"peer {peer!r} is not a multiaddr (e.g. /ip4/10.0.0.2/tcp/7000/p2p/<peer id>)",
-        )
+        try:
+            parse_peer_address(peer)
+        except AddressError as error:
+            raise ConfigError(f"peers: {error}", key="peers") from error
+    _check(
+        _CLUSTER_NAME.fullmatch(c.cluster_name) is not None,
+        "cluster_name",
+        f"cluster_name must be 1..64 letters, digits, '.', '_' or '-', got {c.cluster_name!r}",
+    )
+    _check(
+        c.cluster_secret is None or c.cluster_secret != "",
+        "cluster_secret",
+        "cluster_secret must not be empty (leave it unset for no secret)",
+    )
+    _check(
+        c.heartbeat_interval_s > 0,
+        "heartbeat_interval_s",
+        f"heartbeat_interval_s must be positive, got {c.heartbeat_interval_s}",
+    )
+    _check(
+        c.down_timeout_s >= 2 * c.heartbeat_interval_s,
+        "down_timeout_s",
+        f"down_timeout_s ({c.down_timeout_s}) must be at least twice heartbeat_interval_s "
+        f"({c.heartbeat_interval_s}), or one late heartbeat marks a live peer down",
+    )
     _check(
         c.requirepass is None or c.requirepass != "",
         "requirepass",
@@ -530,9 +571,30 @@ _SETTINGS: tuple[_Setting, ...] = (
         "this node's index, 0..node-count-1", "0", "cluster", "node.index",
     ),
     _Setting(
-        "cluster_address", _to_str, ("--cluster-address",), "HOST:PORT",
-        "address for peer connections (port 0 picks a free one)", "127.0.0.1:0", "cluster",
-        "network.cluster_address",
+        "cluster_address", _to_str, ("--cluster-address",), "MULTIADDR",
+        "address for peer connections: a multiaddr or HOST:PORT (port 0 picks a free one)",
+        DEFAULT_CLUSTER_ADDRESS, "cluster", "network.cluster_address",
+    ),
+    _Setting(
+        "cluster_name", _to_str, ("--cluster-name",), "NAME",
+        "nodes only join peers of the same cluster name", "sierradb", "cluster",
+    ),
+    _Setting(
+        "cluster_secret", _to_optional_str, (), "",
+        "shared secret every node of the cluster proves (SIERRA_CLUSTER_SECRET)", "none",
+        "cluster",
+    ),
+    _Setting(
+        "cluster_secret_file", _to_path, ("--cluster-secret-file",), "PATH",
+        "file holding the cluster secret", "none", "cluster",
+    ),
+    _Setting(
+        "heartbeat_interval_s", _to_float, ("--heartbeat-interval",), "SECONDS",
+        "how often a node tells each peer it is alive", "1", "cluster",
+    ),
+    _Setting(
+        "down_timeout_s", _to_float, ("--down-timeout",), "SECONDS",
+        "a peer not heard from this long is down", "6", "cluster",
     ),
     _Setting(
         "mdns", _to_bool, ("--mdns",), "true|false",
@@ -630,6 +692,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     groups = {name: parser.add_argument_group(title) for name, title in _GROUP_TITLES.items()}
     for setting in _SETTINGS:
+        if not setting.flags:
+            continue  # settable from the environment and the file only (a secret)
         groups[setting.group].add_argument(
             *setting.flags,
             dest=setting.name,
@@ -686,6 +750,30 @@ def _read_toml(path: Path) -> dict[str, tuple[object, str]]:
     return values
 
 
+def _read_secret_file(values: dict[str, object], raw: dict[str, tuple[object, str]]) -> None:
+    """Put the content of cluster_secret_file into cluster_secret (never both)."""
+    path = values.get("cluster_secret_file")
+    if path is None:
+        return
+    assert isinstance(path, Path)
+    source = raw["cluster_secret_file"][1]
+    if values.get("cluster_secret") is not None:
+        raise ConfigError(
+            f"cluster_secret_file ({source}) and cluster_secret "
+            f"({raw['cluster_secret'][1]}) are both set; give the secret one way",
+            key="cluster_secret_file",
+        )
+    try:
+        secret = path.read_text().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise ConfigError(
+            f"cannot read the cluster secret file {path} ({source}): {reason}",
+            key="cluster_secret_file",
+        ) from error
+    values["cluster_secret"] = secret
+
+
 def load_config(argv: list[str], environ: Mapping[str, str]) -> Config:
     """Build the Config from command-line arguments (without the program name), environment
     variables and the TOML file they name.
@@ -705,13 +793,14 @@ def load_config(argv: list[str], environ: Mapping[str, str]) -> Config:
         if text:
             raw[setting.name] = (text, setting.env_var)
     for setting in _SETTINGS:
-        value = getattr(arguments, setting.name)
+        value = getattr(arguments, setting.name, None)
         if value is not None:
             raw[setting.name] = (value, "/".join(setting.flags))
 
     values = {
         name: _convert(_BY_NAME[name], value, source) for name, (value, source) in raw.items()
     }
+    _read_secret_file(values, raw)
     node_count = values.get("node_count", 1)
     assert isinstance(node_count, int)
     values.setdefault("mdns", node_count > 1)

@@ -30,7 +30,7 @@ from sierradb.storage import NewEvent, Ticket
 
 from . import grammar as g
 from .commands import HANDLERS
-from .errors import NodeError, reply_for
+from .errors import NodeError, cluster_serves_no_data, reply_for
 from .identifiers import (
     format_uuid,
     new_event_id,
@@ -53,6 +53,10 @@ RECEIVE_BYTES = 64 * 1024
 MAX_TIMESTAMP_MS = ((1 << 63) - 1) // 1_000_000
 SUBSCRIPTION_COMMANDS = (g.ESub, g.EPSub, g.EAck, g.EUnsub, g.Ping, g.Quit)
 OPEN_WITHOUT_AUTH = (g.Auth, g.Hello, g.Ping, g.Quit)
+DATA_COMMANDS = (
+    g.EAppend, g.EMAppend, g.EGet, g.EScan, g.ESVer, g.EPScan, g.EPSeq,
+    g.ESub, g.EPSub, g.EAck, g.EUnsub,
+)  # fmt: skip
 
 Deferred = Callable[[], Awaitable[bytes]]
 
@@ -210,6 +214,8 @@ class Connection:
                     and not isinstance(request, SUBSCRIPTION_COMMANDS)
                 ):
                     raise NodeError("ERR", "only subscription commands are allowed in this context")
+                if self.server.cluster is not None and isinstance(request, DATA_COMMANDS):
+                    raise cluster_serves_no_data()
                 if isinstance(request, (g.EAppend, g.EMAppend)):
                     deferred.append(self._submit(request))
                     continue

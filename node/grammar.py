@@ -15,6 +15,7 @@ stay `bytes` (checked to be UTF-8), payloads and metadata are raw bytes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -249,6 +250,12 @@ class Command:
     args: tuple[bytes, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterAdmit:
+    node_index: int
+    member_id: str | None  # None: the member linked at that index now
+
+
 Request = (
     Ping
     | Hello
@@ -274,6 +281,7 @@ Request = (
     | ClientId
     | ConfigGet
     | Command
+    | ClusterAdmit
 )
 
 
@@ -1052,6 +1060,30 @@ def parse_config(args: list[bytes]) -> ConfigGet:
     return ConfigGet(tuple(args[2:]))
 
 
+_MEMBER_ID = re.compile(rb"[0-9a-f]{32}")
+
+
+def parse_cluster(args: list[bytes]) -> ClusterAdmit:
+    """CLUSTER ADMIT <node index> [<member id>]"""
+    n = len(args)
+    if n < 2:
+        raise _arity("cluster")
+    if _keyword(args[1]) != b"ADMIT":
+        raise _invalid(f"unknown subcommand '{_shown(args[1])}'. Try CLUSTER ADMIT.")
+    if n not in (3, 4):
+        raise _arity("cluster|admit")
+    try:
+        node_index = _parse_unsigned(args[2], 0xFFFF)
+    except ValueError as exc:
+        raise _invalid(f"invalid node index '{_shown(args[2])}': {exc}") from exc
+    member_id = None
+    if n == 4:
+        if not _MEMBER_ID.fullmatch(args[3]):
+            raise _invalid(f"invalid member id '{_shown(args[3])}': expected 32 hex digits")
+        member_id = args[3].decode()
+    return ClusterAdmit(node_index, member_id)
+
+
 def parse_command_introspection(args: list[bytes]) -> Command:
     """COMMAND [subcommand [arg ...]] (the caller answers with little or nothing)"""
     if len(args) < 2:
@@ -1084,6 +1116,7 @@ _PARSERS: dict[bytes, Callable[[list[bytes]], Request]] = {
     b"CLIENT": parse_client,
     b"CONFIG": parse_config,
     b"COMMAND": parse_command_introspection,
+    b"CLUSTER": parse_cluster,
 }
 COMMAND_NAMES: frozenset[bytes] = frozenset(_PARSERS)
 _PARSERS.update({name.lower(): parser for name, parser in list(_PARSERS.items())})

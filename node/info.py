@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from sierradb.storage import Store
 
+from .placement import counts
+
 if TYPE_CHECKING:
     from .server import Server
 
@@ -97,14 +99,70 @@ def _section(server: Server, name: str) -> list[tuple[str, object]]:
     if name == "cache":
         return list(cache_info(store).items())
     if name == "cluster":
+        return _cluster_section(server)
+    return []
+
+
+def _info_value(text: object) -> str:
+    """A value safe inside a `key:a=b,c=d` INFO line (redis clients split on ',' and '=')."""
+    return str(text).replace("\r", " ").replace("\n", " ").replace(",", ";").replace("=", ":")
+
+
+def _cluster_section(server: Server) -> list[tuple[str, object]]:
+    config = server.config
+    layout = counts(
+        config.node_count, config.replication_factor, server.db.store.partition_count,
+        config.node_index,
+    )  # fmt: skip
+    placement = f"replicas={layout.replicas},preferred_leader={layout.preferred_leader}"
+    cluster = server.cluster
+    if cluster is None:
         return [
             ("cluster_enabled", 0),
-            ("node_count", server.config.node_count),
-            ("node_index", server.config.node_index),
-            ("replication_factor", server.config.replication_factor),
-            ("partitions_led", store.partition_count),
+            ("node_count", config.node_count),
+            ("node_index", config.node_index),
+            ("replication_factor", config.replication_factor),
+            ("placement", placement),
+            ("partitions_led", server.db.store.partition_count),
         ]
-    return []
+    st = cluster.statistics()
+    m = st.membership
+    rows: list[tuple[str, object]] = [
+        ("cluster_enabled", 1),
+        ("cluster_name", st.cluster_name),
+        ("cluster_id", m.cluster_id or "none"),
+        ("node_count", st.node_count),
+        ("node_index", st.node_index),
+        ("peer_id", st.peer_id),
+        ("member_id", st.member_id),
+        ("incarnation", st.incarnation),
+        ("listen_addresses", ";".join(st.listen_addresses)),
+        ("nodes_alive", m.nodes_alive),
+        ("replication_factor", st.replication_factor),
+        ("placement", placement),
+        ("learner", int(m.learner)),
+        ("conflict", _info_value(m.conflict or "none")),
+        ("event_loop_stalled_s", round(st.stalled_s, 3)),
+    ]
+    for i, peer in enumerate(m.peers):
+        fields = {
+            "node_index": "none" if peer.node_index is None else peer.node_index,
+            "peer_id": peer.peer_id,
+            "member_id": peer.member_id or "none",
+            "addresses": ";".join(peer.addresses) or "none",
+            "client_address": peer.client_address or "none",
+            "state": peer.state,
+            "heartbeat_age_ms": _ms(peer.heartbeat_age_s),
+            "rtt_ms": _ms(peer.rtt_s),
+            "incarnation": "none" if peer.incarnation is None else peer.incarnation,
+            "reason": _info_value(peer.reason or "none"),
+        }
+        rows.append((f"peer{i}", ",".join(f"{k}={v}" for k, v in fields.items())))
+    return rows
+
+
+def _ms(seconds: float | None) -> object:
+    return "none" if seconds is None else round(seconds * 1000, 1)
 
 
 def info_text(server: Server, sections: tuple[bytes, ...]) -> str:

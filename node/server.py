@@ -21,12 +21,16 @@ import struct
 import termios
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
 from .config import Config, parse_host_port
 from .connection import Connection
 from .database import Database
+
+if TYPE_CHECKING:
+    from sierradb.p2p.runtime import ClusterRuntime
 
 log = logging.getLogger("sierradb.node")
 
@@ -107,10 +111,17 @@ async def _linger(stream: trio.SocketStream) -> None:
 
 
 class Server:
-    def __init__(self, config: Config, db: Database, peer_id: str) -> None:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        peer_id: str,
+        cluster: ClusterRuntime | None = None,
+    ) -> None:
         self.config = config
         self.db = db
         self.peer_id = peer_id
+        self.cluster = cluster  # None for a single node
         self.stats = ServerStats()
         self.lag = LagMonitor()
         self.connections: dict[int, Connection] = {}
@@ -123,13 +134,22 @@ class Server:
         self._conn_nursery: trio.Nursery | None = None
         self._all_closed = trio.Event()
         self._all_closed.set()
+        self._listeners: list[trio.SocketListener] = []
+
+    async def bind(self) -> str:
+        """Open the client listeners (before serving, so a cluster node can announce the real
+        port); the bound address as host:port."""
+        host, port = parse_host_port(self.config.client_address)
+        self._listeners = await trio.open_tcp_listeners(port, host=host or None)
+        self.port = self._listeners[0].socket.getsockname()[1]
+        return f"{host}:{self.port}" if ":" not in host else f"[{host}]:{self.port}"
 
     async def serve(
         self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        host, port = parse_host_port(self.config.client_address)
-        listeners = await trio.open_tcp_listeners(port, host=host or None)
-        self.port = listeners[0].socket.getsockname()[1]
+        if not self._listeners:
+            await self.bind()
+        listeners = self._listeners
         for listener in listeners:
             name = listener.socket.getsockname()
             log.info("ready to receive connections on %s:%d", name[0], name[1])

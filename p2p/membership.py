@@ -139,8 +139,10 @@ class Membership:
         self.peers: dict[str, _Peer] = {}
         self.stalled_s = 0.0  # total time not counted against peers, for INFO
         self._last_tick = now
+        # Not recorded in the registry by itself: the peers record it on first sight, so a node
+        # whose data dir is new (wiped, or a second process at a taken index) finds itself a
+        # learner in what they gossip instead of contesting their record.
         table.merge_members([local.info()])
-        table.record_first_seen(local.node_index, local.member_id)
 
     # ----------------------------------------------------------------------- events
     def on_link_up(self, peer_id: str, hello: Hello, now: float) -> Output:

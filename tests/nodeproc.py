@@ -15,24 +15,36 @@ import time
 from pathlib import Path
 
 READY = re.compile(rb"ready to receive connections on [^:]+:(\d+)")
+# A cluster node logs its peer id and where its cluster port listens before it is ready.
+CLUSTER_LISTENING = re.compile(rb"peer id (\S+), listening on /ip[46]/[^/]+/tcp/(\d+)")
 START_TIMEOUT_S = 30.0
 
 
 class NodeProcess:
     """A `python -m sierradb.node` child; `port` is known once it logged that it is ready."""
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        prefix: tuple[str, ...] = (),
+    ) -> None:
         self.data_dir = data_dir
         self.args = args
         self.env = env
+        self.prefix = prefix  # e.g. ("ip", "netns", "exec", ns): it execs, so the pid stays
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.cluster_port = 0
+        self.peer_id = ""
         self.log = bytearray()
         self._ready = threading.Event()
         self._pump_thread: threading.Thread | None = None
 
     def start(self, wait: bool = True) -> NodeProcess:
         cmd = [
+            *self.prefix,
             sys.executable,
             "-m",
             "sierradb.node",
@@ -57,6 +69,10 @@ class NodeProcess:
         assert proc.stdout is not None
         for line in proc.stdout:
             self.log += line
+            cluster = CLUSTER_LISTENING.search(line)
+            if cluster:
+                self.peer_id = cluster.group(1).decode()
+                self.cluster_port = int(cluster.group(2))
             m = READY.search(line)
             if m:
                 self.port = int(m.group(1))

@@ -24,6 +24,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from sierradb.node.server import is_loopback
+from sierradb.p2p import ClusterState
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -140,11 +141,14 @@ def test_invalid_config_exits_1_with_one_clear_line(tmp_path, args, env, needles
     assert not data_dir.exists(), "the data dir was created for an invalid configuration"
 
 
-def test_a_cluster_configuration_is_refused_until_clustering_exists(tmp_path):
+def test_a_single_nodes_data_dir_is_refused_as_a_cluster_node(tmp_path):
     data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    ClusterState.start(str(data_dir), node_count=1, node_index=0, replication_factor=1)
     result = run_cli("--dir", str(data_dir), "--node-count", "3", "--mdns", "false")
-    assert_one_error_line(result, "--node-count 3", "clustering is not available")
-    assert not data_dir.exists()
+    assert_one_error_line(
+        result, "belongs to node 0 of a 1-node cluster", "cannot start as node 0 of 3"
+    )
 
 
 def test_missing_config_file_exits_1(tmp_path):

@@ -60,7 +60,7 @@ def test_defaults() -> None:
     assert config.client_address == "127.0.0.1:9090"
     assert config.http_address is None
     assert (config.node_count, config.node_index) == (1, 0)
-    assert config.cluster_address == "127.0.0.1:0"
+    assert config.cluster_address == "/ip4/0.0.0.0/tcp/7000"
     assert config.mdns is False
     assert config.peers == ()
     assert config.requirepass is None
@@ -476,14 +476,23 @@ def test_http_address_off() -> None:
         (["--partitions", "4", "--buckets", "5"], "buckets must be in 1..partitions (4)"),
         (["--segment-size", "64KiB"], "segment_size_bytes must be in 128KiB..10GiB"),
         (["--segment-size", "11GiB"], "segment_size_bytes must be in 128KiB..10GiB"),
-        (["-n", "0"], "node_count must be at least 1"),
+        (["-n", "0"], "node_count must be in 1..64"),
+        (["-n", "65"], "node_count must be in 1..64"),
         (["-n", "3", "-i", "3"], "node_index must be in 0..2"),
         (["-i", "-1"], "node_index must be in 0..0"),
         (["-n", "2", "--replication-factor", "3"], "replication_factor must be in 1..node_count"),
         (["--replication-factor", "0"], "replication_factor must be in 1..node_count"),
         (["--client-address", "localhost"], "client_address: invalid address"),
         (["--client-address", "h:70000"], "client_address: invalid address"),
-        (["--cluster-address", "nope"], "cluster_address: invalid address"),
+        (["--cluster-address", "nope"], "cluster_address: cluster address 'nope': expected"),
+        (["--cluster-address", "/dns4/x/tcp/7000"], "cluster_address: cluster address"),
+        (["--cluster-address", "/ip4/1.2.3/tcp/7000"], "cluster_address: cluster address"),
+        (["--cluster-address", "/ip4/0.0.0.0/udp/7000"], "cluster_address: cluster address"),
+        (["--cluster-name", "a b"], "cluster_name must be 1..64 letters"),
+        (["--cluster-name", "x" * 65], "cluster_name must be 1..64 letters"),
+        (["--heartbeat-interval", "0"], "heartbeat_interval_s must be positive"),
+        (["--heartbeat-interval", "4"], "down_timeout_s (6.0) must be at least twice"),
+        (["--down-timeout", "1.5"], "down_timeout_s (1.5) must be at least twice"),
         (["--http-address", "h:p"], "http_address: invalid address"),
         (["--sync", "sometimes"], "invalid sync policy"),
         (["-n", "3", "--sync", "none"], "sync_policy none is refused with replication_factor 3"),
@@ -496,7 +505,11 @@ def test_http_address_off() -> None:
         (["--cache-size", "-1"], "--cache-size: invalid size"),
         (["--stream-cache-entries", "-1"], "stream_cache_entries must not be negative"),
         (["--log-level", "loud"], "log_level must be one of"),
-        (["--peer", "10.0.0.1:7000"], "peer '10.0.0.1:7000' is not a multiaddr"),
+        (["--peer", "10.0.0.1:7000"], "peers: peer address '10.0.0.1:7000': expected"),
+        (["--peer", "/ip4/10.0.0.1/tcp/7000/p2p/x"], "peers: peer address"),
+        (["--peer", "/ip4/10.0.0.1/tcp/99999"], "peers: peer address"),
+        (["--peer", "/ip5/10.0.0.1/tcp/7000"], "peers: peer address"),
+        (["--peer", "/dns4/bad name/tcp/7000"], "peers: peer address"),
         (["--dir", ""], "-d/--dir: expected a non-empty path"),
         (["--requirepass", ""], None),  # empty means no password: accepted
     ],
@@ -549,6 +562,10 @@ ALL_FLAGS = [
     "--node-count",
     "--node-index",
     "--cluster-address",
+    "--cluster-name",
+    "--cluster-secret-file",
+    "--heartbeat-interval",
+    "--down-timeout",
     "--mdns",
     "--peer",
     "--requirepass",
@@ -614,3 +631,70 @@ def test_loopback_only_unless_password_or_protected_mode_off() -> None:
     assert load().loopback_only is True
     assert load("--requirepass", "pw").loopback_only is False
     assert load("--protected-mode", "no").loopback_only is False
+
+
+# --- cluster settings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "/ip4/0.0.0.0/tcp/7000",
+        "/ip6/::/tcp/7000",
+        "10.0.0.1:7000",
+        "[::1]:7000",
+        "/ip4/127.0.0.1/tcp/0",
+    ],
+)
+def test_cluster_address_takes_a_multiaddr_or_host_port(address: str) -> None:
+    assert load("--cluster-address", address).cluster_address == address
+
+
+@pytest.mark.parametrize(
+    "peer",
+    [
+        "/ip4/10.0.0.1/tcp/7000",
+        "/ip4/10.0.0.1/tcp/7000/p2p/12D3KooWDGQJifMFC5FLxpzAqAwcZ4RM9BN8WSKaYeHTEizVWBz5",
+        "/ip6/fe80::1/tcp/7000",
+        "/dns4/tasks.sierradb/tcp/7000",
+        "/dns/node-0.local/tcp/7000",
+    ],
+)
+def test_peers_take_ip_and_dns_multiaddrs_with_or_without_peer_id(peer: str) -> None:
+    assert load("--peer", peer).peers == (peer,)
+
+
+def test_cluster_secret_comes_from_the_environment_and_is_masked() -> None:
+    config = load(SIERRA_CLUSTER_SECRET="s3cret")
+    assert config.cluster_secret == "s3cret"
+    assert "cluster_secret=********" in config.describe()
+    assert "s3cret" not in repr(config)
+
+
+def test_cluster_secret_has_no_flag() -> None:
+    assert "unrecognized arguments" in load_error("--cluster-secret", "x")
+
+
+def test_cluster_secret_file_is_read_without_its_trailing_newline(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text("s3cret\n")
+    config = load("--cluster-secret-file", str(path))
+    assert config.cluster_secret == "s3cret"
+
+
+def test_cluster_secret_given_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text("a")
+    message = load_error("--cluster-secret-file", str(path), SIERRA_CLUSTER_SECRET="b")
+    assert "are both set" in message
+
+
+def test_unreadable_cluster_secret_file_is_a_clear_error(tmp_path: Path) -> None:
+    message = load_error("--cluster-secret-file", str(tmp_path / "missing"))
+    assert message.startswith("cannot read the cluster secret file"), message
+
+
+def test_empty_cluster_secret_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text("\n")
+    assert "cluster_secret must not be empty" in load_error("--cluster-secret-file", str(path))
