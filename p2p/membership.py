@@ -10,10 +10,12 @@ must be persisted before those messages leave. Time is always the caller's monot
   on SIGTERM) marks it down at once. When this node's event loop stalls (``tick`` finds itself
   much later than it asked to be woken), the stalled time is added to every peer's deadline: we
   were not listening, so their silence proves nothing.
-- Every link sends a ``Heartbeat`` each ``heartbeat_interval_s`` carrying a ping number
-  (answered at once by a ``Pong``, which gives the round-trip time) and the (index, peer id) of
-  every peer it holds a live, accepted link to. Those reports show when two live nodes claim one
-  index anywhere in the cluster; both are then refused, here and on every node that sees it.
+- Every link sends a ``Heartbeat`` each ``heartbeat_interval_s`` carrying a ping number, the
+  echo of the peer's last ping with how long it was held (the peer's round-trip time, without a
+  message of its own: py-libp2p costs about a millisecond of CPU per message), and the
+  (index, peer id) of every peer it holds a live, accepted link to. Those reports show when two
+  live nodes claim one index anywhere in the cluster; both are then refused, here and on every
+  node that sees it.
 - The member table (see ``member_table``) is sent to a peer when its link comes up, whenever it
   changed since that peer last got it, and every ``GOSSIP_REFRESH_S`` anyway.
 - The cluster id is created by node 0 alone, and only while it and a majority of the nodes it is
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 
 from .handshake import Refusal
 from .member_table import MemberTable
-from .messages import Claim, Gossip, Heartbeat, Hello, Leave, MemberInfo, Message, Pong
+from .messages import Claim, Gossip, Heartbeat, Hello, Leave, MemberInfo, Message
 
 # The table is resent this often even when nothing changed: a lost gossip heals by itself.
 GOSSIP_REFRESH_S = 10.0
@@ -110,6 +112,8 @@ class _Peer:
     rtt_s: float | None = None
     ping: int = 0
     ping_sent_at: float = 0.0
+    echo: int = 0  # the peer's last ping, returned in our next heartbeat
+    echo_received_at: float = 0.0
     reported: list[Claim] = field(default_factory=list)
     gossip_version_sent: int = -1
     gossip_sent_at: float = 0.0
@@ -155,6 +159,7 @@ class Membership:
         peer.left = False
         peer.refusal = None
         peer.reported = []
+        peer.echo = 0
         peer.ping_sent_at = float("-inf")  # heartbeat and table go out at once
         peer.gossip_version_sent = -1
         out = Output()
@@ -197,10 +202,9 @@ class Membership:
         peer.last_heard = now
         if isinstance(message, Heartbeat):
             peer.reported = list(message.linked)
-            out.sends.append((peer_id, Pong(message.ping)))
-        elif isinstance(message, Pong):
-            if message.ping == peer.ping:
-                peer.rtt_s = now - peer.ping_sent_at
+            peer.echo, peer.echo_received_at = message.ping, now
+            if message.echo == peer.ping:
+                peer.rtt_s = max(0.0, now - peer.ping_sent_at - message.held_ms / 1000)
         elif isinstance(message, Gossip):
             if message.cluster_id is not None:
                 peer.cluster_id = message.cluster_id
@@ -328,7 +332,10 @@ class Membership:
         if now - peer.ping_sent_at >= self.heartbeat_interval_s:
             peer.ping += 1
             peer.ping_sent_at = now
-            hb = Heartbeat(self.local.incarnation, peer.ping, self._claims_of_links())
+            held_ms = int((now - peer.echo_received_at) * 1000) if peer.echo else 0
+            hb = Heartbeat(
+                self.local.incarnation, peer.ping, peer.echo, held_ms, self._claims_of_links()
+            )
             out.sends.append((peer.peer_id, hb))
         if (
             peer.gossip_version_sent != self.table.version

@@ -105,17 +105,17 @@ class Refuse:
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
+    """Sent every heartbeat interval on each link. ``ping`` numbers this heartbeat; ``echo`` is
+    the last ping received from the peer and ``held_ms`` how long ago it arrived, so the peer
+    gets a round-trip time without a message of its own."""
+
     TYPE: ClassVar[str] = "hb"
     incarnation: int = limit(MAX_INT)
     ping: int = limit(MAX_INT)
+    echo: int = limit(MAX_INT)
+    held_ms: int = limit(MAX_INT)
     # Peers this node holds a live, accepted link to (duplicate node indexes show up here).
     linked: list[Claim] = limit(DEFAULT_MAX_ITEMS)
-
-
-@dataclass(frozen=True, slots=True)
-class Pong:
-    TYPE: ClassVar[str] = "pong"
-    ping: int = limit(MAX_INT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +134,9 @@ class Leave:
     incarnation: int = limit(MAX_INT)
 
 
-Message = Hello | Proof | Ready | Refuse | Heartbeat | Pong | Gossip | Leave
+Message = Hello | Proof | Ready | Refuse | Heartbeat | Gossip | Leave
 MESSAGE_TYPES: dict[str, type] = {
-    cls.TYPE: cls for cls in (Hello, Proof, Ready, Refuse, Heartbeat, Pong, Gossip, Leave)
+    cls.TYPE: cls for cls in (Hello, Proof, Ready, Refuse, Heartbeat, Gossip, Leave)
 }
 
 

@@ -155,6 +155,7 @@ class ClusterRuntime:
         self._static_ids: dict[str, tuple[str, ...]] = {}
         self._mdns: MdnsDiscovery | None = None
         self._logged_states: dict[str, tuple[str, str | None]] = {}
+        self._table_version_seen = -1
 
     # ------------------------------------------------------------------ lifecycle
     async def run(
@@ -260,7 +261,9 @@ class ClusterRuntime:
                         await trio.to_thread.run_sync(self.state.save)
                 for peer_id, message in out.sends:
                     self._enqueue(peer_id, message)
-        self._targets_changed.set()
+        if self.table.version != self._table_version_seen:
+            self._table_version_seen = self.table.version
+            self._targets_changed.set()  # new members may need dialling
 
     def _enqueue(self, peer_id: str, message: Message) -> None:
         link = self._links.get(peer_id)
@@ -277,18 +280,25 @@ class ClusterRuntime:
 
     async def _tick_loop(self) -> None:
         assert self.membership is not None
+        logged_at = 0.0
         while True:
             await trio.sleep(self.membership.tick_interval_s)
-            await self._apply(self.membership.tick(trio.current_time()))
-            self._log_state_changes()
+            now = trio.current_time()
+            await self._apply(self.membership.tick(now))
+            if now - logged_at >= self.settings.heartbeat_interval_s:
+                logged_at = now
+                self._log_state_changes()
 
     def _log_state_changes(self) -> None:
         assert self.membership is not None
         stats = self.membership.statistics(trio.current_time())
         for peer in stats.peers:
             key = (peer.state, peer.reason)
-            if self._logged_states.get(peer.peer_id) != key:
+            before = self._logged_states.get(peer.peer_id)
+            if before != key:
                 self._logged_states[peer.peer_id] = key
+                if before is None and peer.state == "down":
+                    continue  # known from gossip, not linked yet: nothing has changed
                 level = logging.INFO if peer.state == "up" else logging.WARNING
                 log.log(
                     level, "peer %s (node %s) is %s%s", peer.peer_id, peer.node_index,

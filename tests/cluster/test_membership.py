@@ -42,6 +42,12 @@ def test_nodes_given_only_node_0s_address_form_the_whole_cluster(node_factory, n
     nodes = start_cluster(node_factory, node_count)
     for node in nodes:
         wait_for(lambda n=node: alive(n) == node_count, FORM_S, f"nodes_alive:{node_count}")
+
+    def measured(node) -> bool:  # type: ignore[no-untyped-def]
+        return all(row["rtt_ms"] != "none" for row in peers(info_cluster(node.port)))
+
+    for node in nodes:  # a round trip is known after the first heartbeat echoes
+        wait_for(lambda n=node: measured(n), 10, "round-trip times")
     infos = [info_cluster(n.port) for n in nodes]
     cluster_ids = {info["cluster_id"] for info in infos}
     assert len(cluster_ids) == 1 and "none" not in cluster_ids

@@ -9,9 +9,13 @@ import pytest
 
 from sierradb.p2p.member_table import MemberTable
 from sierradb.p2p.membership import AdmitError, LocalNode, Membership
-from sierradb.p2p.messages import Claim, Gossip, Heartbeat, Hello, Leave, Pong
+from sierradb.p2p.messages import Claim, Gossip, Heartbeat, Hello, Leave
 
 HB, DOWN = 1.0, 6.0
+
+
+def hb(ping: int = 1, echo: int = 0, held_ms: int = 0, linked: list | None = None) -> Heartbeat:
+    return Heartbeat(1, ping, echo, held_ms, linked or [])
 
 
 def local(index: int = 0, count: int = 3) -> LocalNode:
@@ -60,14 +64,15 @@ def test_heartbeats_go_out_every_interval() -> None:
     assert 9 <= beats <= 11
 
 
-def test_a_heartbeat_is_answered_with_a_pong_and_a_pong_gives_the_round_trip() -> None:
+def test_a_heartbeat_echoes_the_peers_ping_and_gives_the_round_trip() -> None:
     m = make()
-    m.on_link_up("p1", hello(1), 0.0)
-    out = m.on_message("p1", Heartbeat(1, 7, []), 0.1)
-    assert ("p1", Pong(7)) in out.sends
-    m.on_message("p1", Pong(m.peers["p1"].ping), 0.004)
-    (row,) = m.statistics(0.01).peers
+    m.on_link_up("p1", hello(1), 0.0)  # our ping 1 goes out at 0.0
+    # The peer got ping 1 at 0.002, held it 0.5 s, and echoes it in its heartbeat at 0.504.
+    m.on_message("p1", hb(ping=8, echo=1, held_ms=500), 0.504)
+    (row,) = m.statistics(0.6).peers
     assert row.rtt_s == pytest.approx(0.004)
+    (beat,) = [msg for _, msg in m.tick(1.0).sends if isinstance(msg, Heartbeat)]
+    assert (beat.ping, beat.echo, beat.held_ms) == (2, 8, 496)
 
 
 def test_a_silent_peer_is_down_after_the_timeout_and_a_talking_one_stays_up() -> None:
@@ -78,11 +83,11 @@ def test_a_silent_peer_is_down_after_the_timeout_and_a_talking_one_stays_up() ->
     while now < DOWN - 0.5:
         now += m.tick_interval_s
         m.tick(now)
-        m.on_message("chatty", Heartbeat(1, 1, []), now)
+        m.on_message("chatty", hb(ping=1, linked=[]), now)
     assert state_of(m, "quiet", now) == "up"
     now = DOWN + 0.25
     m.tick(now)
-    m.on_message("chatty", Heartbeat(1, 1, []), now)
+    m.on_message("chatty", hb(ping=1, linked=[]), now)
     assert state_of(m, "quiet", now) == "down"
     assert state_of(m, "chatty", now) == "up"
     assert m.statistics(now).nodes_alive == 2
@@ -128,19 +133,19 @@ def test_two_live_peers_claiming_one_index_are_both_refused() -> None:
     m.on_link_up("y", hello(2), 0.0)
     assert state_of(m, "x", 0.1) == "up"
     # y holds a link to another node that also claims index 1
-    m.on_message("y", Heartbeat(1, 1, [Claim(1, "x-prime")]), 0.2)
+    m.on_message("y", hb(ping=1, linked=[Claim(1, "x-prime")]), 0.2)
     assert state_of(m, "x", 0.3) == "refused"
     assert state_of(m, "y", 0.3) == "up"
     assert m.conflicts(0.3) == {1: {"x", "x-prime"}}
     # the duplicate goes away: the report stops naming it
-    m.on_message("y", Heartbeat(1, 2, []), 1.0)
+    m.on_message("y", hb(ping=2, linked=[]), 1.0)
     assert state_of(m, "x", 1.1) == "up"
 
 
 def test_a_node_whose_own_index_is_claimed_elsewhere_reports_the_conflict() -> None:
     m = make(index=1)
     m.on_link_up("p0", hello(0), 0.0)
-    m.on_message("p0", Heartbeat(1, 1, [Claim(1, "impostor")]), 0.1)
+    m.on_message("p0", hb(ping=1, linked=[Claim(1, "impostor")]), 0.1)
     assert m.statistics(0.2).conflict == "node index 1 is also claimed by impostor"
 
 
@@ -231,7 +236,7 @@ def test_the_table_is_resent_when_it_changed() -> None:
 
 def test_messages_from_an_unlinked_peer_are_ignored() -> None:
     m = make()
-    assert m.on_message("stranger", Heartbeat(1, 1, []), 0.0).sends == []
+    assert m.on_message("stranger", hb(ping=1, linked=[]), 0.0).sends == []
 
 
 def test_dial_targets_are_the_members_with_their_addresses() -> None:
