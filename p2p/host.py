@@ -133,7 +133,12 @@ class Host:
         async with self._host.run(listen_addrs=self._listen):
             if not self._host.get_addrs():
                 raise P2PError(f"could not listen on {self._listen[0]}")
-            yield self
+            try:
+                yield self
+            finally:
+                # libp2p's own shutdown leaves connections' sockets unclosed.
+                for peer in list(self._host.get_network().connections):
+                    await self.disconnect(peer.to_base58())
 
     def listen_port(self) -> int:
         for addr in self._host.get_addrs():

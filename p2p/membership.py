@@ -217,12 +217,7 @@ class Membership:
         return out
 
     def tick(self, now: float) -> Output:
-        late = now - self._last_tick - self.tick_interval_s
-        if late > STALL_GRACE_FACTOR * self.tick_interval_s:
-            self.stalled_s += late
-            for peer in self.peers.values():
-                if peer.last_heard is not None:
-                    peer.last_heard = min(now, peer.last_heard + late)
+        self._account_stall(now)
         self._last_tick = now
         out = Output()
         for peer in self.peers.values():
@@ -258,6 +253,7 @@ class Membership:
 
     # ---------------------------------------------------------------------- queries
     def is_up(self, peer_id: str, now: float) -> bool:
+        self._account_stall(now)
         peer = self.peers.get(peer_id)
         return peer is not None and self._alive(peer, now)
 
@@ -288,6 +284,7 @@ class Membership:
         return self.table.is_learner(self.local.node_index, self.local.member_id)
 
     def statistics(self, now: float) -> MembershipStatistics:
+        self._account_stall(now)
         conflicts = self.conflicts(now)
         rows = []
         members = self.table.effective_members()
@@ -307,6 +304,18 @@ class Membership:
         )
 
     # --------------------------------------------------------------------- internals
+    def _account_stall(self, now: float) -> None:
+        """If this node has not ticked for much longer than it asked, it was stalled: push
+        every peer's last-heard time forward by the stall (see the module docstring). Called
+        by queries too, since after a stall a query may run before the first tick."""
+        late = now - self._last_tick - self.tick_interval_s
+        if late > STALL_GRACE_FACTOR * self.tick_interval_s:
+            self.stalled_s += late
+            for peer in self.peers.values():
+                if peer.last_heard is not None:
+                    peer.last_heard = min(now, peer.last_heard + late)
+            self._last_tick = now
+
     def _peer(self, peer_id: str) -> _Peer:
         peer = self.peers.get(peer_id)
         if peer is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import time
 
@@ -264,3 +265,40 @@ def test_a_restarted_node_relinks_within_seconds_despite_libp2p_dial_caches(node
             wait_for(lambda n=node: state_of(n, 1) == "up", 20, "relinked")
         # Measured in the benchmark; here only that it happens well within a minute.
         assert time.monotonic() - ready_at < 15
+
+
+def test_two_formed_clusters_with_one_name_never_merge(node_factory):
+    a = start_cluster(node_factory, 3)
+    b = start_cluster(node_factory, 3)
+    for node in a + b:
+        wait_for(lambda n=node: alive(n) == 3, FORM_S, "both formed")
+    id_a = info_cluster(a[0].port)["cluster_id"]
+    id_b = info_cluster(b[0].port)["cluster_id"]
+    assert id_a != id_b
+    # b's node 1 restarts with a's node 0 as its bootstrap peer: its cluster id is refused.
+    b[1].kill()
+    b[1].args = cluster_args(3, 1, *peer_arg(a[0]))
+    b[1].start()
+    wait_for(lambda: "cluster_id" in refusal_of(a[0], 1), 20, "refused by cluster a")
+    assert f"the peer to {id_b}" in refusal_of(a[0], 1)
+    assert info_cluster(b[1].port)["cluster_id"] == id_b
+    assert alive(a[0]) == 3 and alive(b[1]) == 1
+
+
+def test_a_stalled_process_does_not_see_its_peers_as_dead_when_it_resumes(node_factory):
+    nodes = start_cluster(node_factory, 3)
+    for node in nodes:
+        wait_for(lambda n=node: alive(n) == 3, FORM_S, "formation")
+    stopped = nodes[1]
+    assert stopped.proc is not None
+    stopped.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: state_of(nodes[0], 1) == "down", DOWN_TIMEOUT_S + 5, "peers see it down")
+        time.sleep(DOWN_TIMEOUT_S)  # stopped for well over a down timeout
+    finally:
+        stopped.proc.send_signal(signal.SIGCONT)
+    # Its own view right after resuming: the stall is not held against the peers.
+    info = info_cluster(stopped.port)
+    assert float(info["event_loop_stalled_s"]) >= DOWN_TIMEOUT_S
+    assert all(row["state"] == "up" for row in peers(info)), info
+    wait_for(lambda: state_of(nodes[0], 1) == "up", 20, "up again on its peers")

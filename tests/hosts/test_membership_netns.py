@@ -19,6 +19,8 @@ import pytest
 from clusterproc import DOWN_TIMEOUT_S, HEARTBEAT_S, wait_for
 from nodeproc import NodeProcess
 
+from sierradb.p2p.runtime import DNS_REFRESH_S
+
 pytestmark = [
     pytest.mark.timeout(300),
     pytest.mark.slow,
@@ -209,4 +211,19 @@ def test_a_dns_name_with_three_addresses_is_enough_to_form(lab, ns_nodes):
         net.hosts_file(i, f"127.0.0.1 localhost\n{hosts}")
     peer = f"/dns4/sierradb-nodes/tcp/{CLUSTER_PORT}"
     nodes = [(i, ns_nodes(net, i, 3, i, "--mdns", "false", "--peer", peer)) for i in range(3)]
+    wait_formed(net, nodes, 3)
+
+
+def test_a_dns_name_is_resolved_again_as_hosts_come_and_go(lab, ns_nodes):
+    net = lab(3)
+    both = "".join(f"{net.ip(i)} sierradb-nodes\n" for i in range(2))
+    for i in range(2):
+        net.hosts_file(i, f"127.0.0.1 localhost\n{both}")
+    net.hosts_file(2, "127.0.0.1 localhost\n10.213.0.99 sierradb-nodes\n")  # nobody there yet
+    peer = f"/dns4/sierradb-nodes/tcp/{CLUSTER_PORT}"
+    nodes = [(i, ns_nodes(net, i, 3, i, "--mdns", "false", "--peer", peer)) for i in range(3)]
+    wait_formed(net, nodes[:2], 2)
+    time.sleep(2 * DNS_REFRESH_S)
+    assert alive(net, 2, nodes[2][1]) == 1, "node 2 found a peer its DNS name does not list"
+    net.hosts_file(2, f"127.0.0.1 localhost\n{both}")  # the name now lists nodes 0 and 1
     wait_formed(net, nodes, 3)

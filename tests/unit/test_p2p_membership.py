@@ -109,6 +109,16 @@ def test_an_event_loop_stall_is_not_held_against_peers() -> None:
     assert state_of(m, "p1", now) == "down"
 
 
+def test_a_query_right_after_a_stall_does_not_see_peers_dead() -> None:
+    m = make()
+    m.on_link_up("p1", hello(1), 0.0)
+    m.tick(0.25)
+    assert state_of(m, "p1", 30.0) == "up"  # asked before the first tick after the stall
+    m.tick(30.1)
+    assert state_of(m, "p1", 30.2) == "up"
+    assert m.stalled_s == pytest.approx(29.5)
+
+
 def test_a_leave_marks_the_peer_down_at_once() -> None:
     m = make()
     m.on_link_up("p1", hello(1), 0.0)
