@@ -47,13 +47,16 @@ def info_cluster(port: int) -> dict[str, str]:
     conn = redis.Connection(port=port, socket_timeout=10)
     try:
         conn.send_command("INFO", "cluster")
-        text = conn.read_response().decode()
+        return parse_info(conn.read_response().decode())
     finally:
         conn.disconnect()
+
+
+def parse_info(text: str) -> dict[str, str]:
     rows = {}
     for line in text.splitlines():
         if ":" in line and not line.startswith("#"):
-            key, value = line.split(":", 1)
+            key, value = line.strip().split(":", 1)
             rows[key] = value
     return rows
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clusterproc import DOWN_TIMEOUT_S, HEARTBEAT_S, wait_for
+from clusterproc import DOWN_TIMEOUT_S, HEARTBEAT_S, peers, wait_for
+from netlab import CLUSTER_PORT, PREFIX, Lab, sh, teardown_namespaces
 from nodeproc import NodeProcess
 
 from sierradb.p2p.runtime import DNS_REFRESH_S
@@ -28,64 +28,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2"),
 ]
 
-PREFIX = "sdbt"
-BRIDGE = f"{PREFIX}-br"
-SUBNET = "10.213.0"
-CLUSTER_PORT = 7000
 FORM_S = 40.0
-
-
-def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, check=check, timeout=30)
-
-
-def teardown_namespaces() -> None:
-    listed = sh("ip", "netns", "list", check=False).stdout.split()
-    for name in listed:
-        if name.startswith(PREFIX + "-"):
-            for pid in sh("ip", "netns", "pids", name, check=False).stdout.split():
-                sh("kill", "-9", pid, check=False)
-            sh("ip", "netns", "del", name, check=False)
-    for name in os.listdir("/etc/netns") if os.path.isdir("/etc/netns") else ():
-        if name.startswith(PREFIX + "-"):
-            shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
-
-
-class Lab:
-    """A bridge namespace and host namespaces `<prefix>-h<i>` with 10.213.0.1<i>/24 each."""
-
-    def __init__(self, hosts: int) -> None:
-        self.hosts = [f"{PREFIX}-h{i}" for i in range(hosts)]
-        sh("ip", "netns", "add", BRIDGE)
-        sh("ip", "-n", BRIDGE, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", BRIDGE, "link", "set", "br0", "up")
-        for i, ns in enumerate(self.hosts):
-            port = f"{PREFIX}p{i}"
-            sh("ip", "netns", "add", ns)
-            sh("ip", "link", "add", f"{PREFIX}v{i}", "type", "veth", "peer", "name", port)
-            sh("ip", "link", "set", f"{PREFIX}v{i}", "netns", ns)
-            sh("ip", "link", "set", port, "netns", BRIDGE)
-            sh("ip", "-n", ns, "link", "set", f"{PREFIX}v{i}", "name", "eth0")
-            sh("ip", "-n", ns, "addr", "add", f"{self.ip(i)}/24", "dev", "eth0")
-            sh("ip", "-n", ns, "link", "set", "eth0", "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-            sh("ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", "eth0")
-            sh("ip", "-n", BRIDGE, "link", "set", port, "master", "br0")
-            sh("ip", "-n", BRIDGE, "link", "set", port, "up")
-
-    @staticmethod
-    def ip(i: int) -> str:
-        return f"{SUBNET}.{11 + i}"
-
-    def cut(self, i: int, cut: bool = True) -> None:
-        state = "0" if cut else "3"
-        sh("ip", "netns", "exec", BRIDGE, "bridge", "link", "set", "dev", f"{PREFIX}p{i}",
-           "state", state)  # fmt: skip
-
-    def hosts_file(self, i: int, text: str) -> None:
-        directory = Path("/etc/netns") / self.hosts[i]
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "hosts").write_text(text)
 
 
 @pytest.fixture
@@ -126,22 +69,7 @@ def ns_nodes(tmp_path: Path) -> Iterator:
 
 
 def info(lab: Lab, host: int, port: int) -> dict[str, str]:
-    out = sh("ip", "netns", "exec", lab.hosts[host], "redis-cli", "-p", str(port), "INFO",
-             "cluster", check=False).stdout  # fmt: skip
-    rows = {}
-    for line in out.splitlines():
-        if ":" in line and not line.startswith("#"):
-            key, value = line.strip().split(":", 1)
-            rows[key] = value
-    return rows
-
-
-def peer_rows(rows: dict[str, str]) -> list[dict[str, str]]:
-    return [
-        dict(f.split("=", 1) for f in v.split(","))
-        for k, v in rows.items()
-        if k.startswith("peer") and k[4:].isdigit()
-    ]
+    return lab.info_cluster(host, port)
 
 
 def alive(lab: Lab, host: int, node: NodeProcess) -> int:
@@ -162,7 +90,7 @@ def test_three_hosts_form_a_cluster_by_mdns_with_nothing_configured(lab, ns_node
     for host, node in nodes:
         rows = info(net, host, node.port)
         assert rows["listen_addresses"] == f"/ip4/{net.ip(host)}/tcp/{CLUSTER_PORT}"
-        for peer in peer_rows(rows):
+        for peer in peers(rows):
             assert "0.0.0.0" not in peer["addresses"]
             assert peer["state"] == "up"
     assert len({info(net, h, n.port)["cluster_id"] for h, n in nodes}) == 1
@@ -181,7 +109,7 @@ def test_two_clusters_with_different_names_on_one_lan_stay_apart(lab, ns_nodes):
         for host, node in group:
             rows = info(net, host, node.port)
             assert rows["nodes_alive"] == "3"
-            assert not foreign & {p["peer_id"] for p in peer_rows(rows)}
+            assert not foreign & {p["peer_id"] for p in peers(rows)}
     ids_a = {info(net, h, n.port)["cluster_id"] for h, n in a}
     ids_b = {info(net, h, n.port)["cluster_id"] for h, n in b}
     assert ids_a != ids_b
@@ -194,7 +122,7 @@ def test_a_host_cut_off_at_the_bridge_is_down_and_comes_back(lab, ns_nodes):
     net.cut(0)
 
     def state_of_0(host: int, node: NodeProcess) -> str:
-        rows = [p for p in peer_rows(info(net, host, node.port)) if p["node_index"] == "0"]
+        rows = [p for p in peers(info(net, host, node.port)) if p["node_index"] == "0"]
         return rows[0]["state"] if rows else "none"
 
     for host, node in nodes[1:]:
