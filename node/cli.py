@@ -80,9 +80,9 @@ async def serve(
             async for signum in signals:
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 break
-        await server.shutdown(SHUTDOWN_GRACE_S)
         if cluster is not None:
-            await cluster.leave()
+            await cluster.leave()  # first: peers stop counting on this node at once
+        await server.shutdown(SHUTDOWN_GRACE_S)
         root.cancel_scope.cancel()  # the database flushes what is queued as it stops
 
 
