@@ -142,6 +142,8 @@ def _cluster_section(server: Server) -> list[tuple[str, object]]:
         ("placement", placement),
         ("learner", int(m.learner)),
         ("conflict", _info_value(m.conflict or "none")),
+        ("links", st.links),
+        ("connections", st.connections),
         ("event_loop_stalled_s", round(st.stalled_s, 3)),
     ]
     for i, peer in enumerate(m.peers):

@@ -53,6 +53,7 @@ class Stream:
     def __init__(self, raw: Any, peer_id: str) -> None:
         self._raw = raw
         self.peer_id = peer_id
+        self.muxed_conn = raw.muxed_conn  # the connection carrying it
 
     async def send(self, data: bytes) -> None:
         try:
@@ -202,6 +203,24 @@ class Host:
         except (BaseLibp2pError, OSError, trio.TooSlowError) as e:
             raise P2PError(f"opening a stream to {peer_id} failed: {e!r}") from e
         return Stream(raw, peer_id)
+
+    def connection_count(self) -> int:
+        return sum(len(conns) for conns in self._host.get_network().connections.values())
+
+    async def keep_one_connection(self, stream: Stream) -> None:
+        """Close every other connection to the stream's peer (both ends dialled at once, or an
+        old connection outlived a restart): one connection per peer."""
+        from libp2p.peer.id import ID
+
+        network = self._host.get_network()
+        keep = stream.muxed_conn
+        for conn in list(network.connections.get(ID.from_base58(stream.peer_id), [])):
+            if conn.muxed_conn is not keep:
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    try:
+                        await conn.close()
+                    except _closed_errors() as e:
+                        log.debug("closing a second connection to %s: %r", stream.peer_id, e)
 
     async def disconnect(self, peer_id: str) -> None:
         """Drop every connection to a peer (also a closed one the swarm still keeps)."""

@@ -97,6 +97,7 @@ class ClusterStatistics:
     incarnation: int
     listen_addresses: tuple[str, ...]
     links: int
+    connections: int
     stalled_s: float
     membership: MembershipStatistics
 
@@ -195,6 +196,8 @@ class ClusterRuntime:
                     nursery.start_soon(self._tick_loop)
                     nursery.start_soon(self._dial_supervisor)
                     for address in s.peers:
+                        if address.multiaddr(with_peer_id=False) in addresses:
+                            continue  # this node's own address, in a list shared by all
                         if address.is_dns:
                             nursery.start_soon(self._supervised, self._dns_loop, address)
                         elif address.peer_id is None:
@@ -237,6 +240,7 @@ class ClusterRuntime:
             incarnation=self.state.incarnation,
             listen_addresses=self.local.addresses,
             links=len(self._links),
+            connections=self.host.connection_count() if self.host is not None else 0,
             stalled_s=self.membership.stalled_s,
             membership=self.membership.statistics(trio.current_time()),
         )
@@ -337,9 +341,12 @@ class ClusterRuntime:
             if hello is None:
                 return False
             link = _Link(stream, opener, hello)
-            if not self._register(link):
+            accepted = self._register(link)
+            assert self.host is not None
+            # Whichever link won, the connection that carries it is the only one kept.
+            await self.host.keep_one_connection(self._links[peer_id].stream)
+            if not accepted:
                 return False
-            accepted = True
             try:
                 with link.scope:
                     await self._serve_link(link, reader)
@@ -499,8 +506,9 @@ class ClusterRuntime:
         learned: str | None = None
         while True:
             if learned is not None:
-                if learned == self.peer_id:
-                    return  # the address is our own
+                if learned == self.peer_id:  # the address is our own (a shared peer list)
+                    await self.host.disconnect(self.peer_id)
+                    return
                 await self._wait_unlinked(learned)
             started = trio.current_time()
             try:

@@ -100,3 +100,52 @@ async def test_a_wrong_hello_gets_a_refusal_naming_the_field(node):
         assert refusals[0].reason == "node_count: the peer has 3, this node 5"  # our view
 
     await with_stream(node, body)
+
+
+async def test_a_dialer_offering_only_plaintext_is_refused(node):
+    import multiaddr
+    from libp2p import new_host
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.peer.id import ID
+    from libp2p.peer.peerinfo import PeerInfo
+    from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+
+    key_pair = create_new_key_pair()
+    listen = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
+    host = new_host(
+        key_pair=key_pair,
+        sec_opt={PLAINTEXT_PROTOCOL_ID: InsecureTransport(key_pair)},
+        listen_addrs=listen,
+    )
+    target = PeerInfo(
+        ID.from_base58(node.peer_id),
+        [multiaddr.Multiaddr(f"/ip4/127.0.0.1/tcp/{node.cluster_port}")],
+    )
+    async with host.run(listen_addrs=listen):
+        with pytest.raises(Exception) as caught:
+            with trio.fail_after(20):
+                await host.connect(target)
+        assert not isinstance(caught.value, trio.TooSlowError)
+        assert "failed to negotiate the secure protocol" in repr(caught.value.__cause__)
+        assert not host.get_network().get_connections(target.peer_id)
+        for conn in list(host.get_network().connections):
+            await host.disconnect(conn)
+    assert info_cluster(node.port)["cluster_enabled"] == "1"
+
+
+async def test_an_unknown_protocol_is_refused_and_changes_nothing(node):
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.id import ID
+
+    host = Host(os.urandom(32), parse_listen_address("127.0.0.1:0"))
+    async with host.run():
+        peer = await host.dial(
+            parse_peer_address(f"/ip4/127.0.0.1/tcp/{node.cluster_port}"), node.peer_id
+        )
+        with pytest.raises(Exception) as caught:
+            with trio.fail_after(20):
+                await host._host.new_stream(ID.from_base58(peer), [TProtocol("/nope/1.0.0")])
+        assert not isinstance(caught.value, trio.TooSlowError)
+        assert "protocol not supported" in repr(caught.value.__cause__)
+    assert info_cluster(node.port)["cluster_enabled"] == "1"
+    assert "Traceback" not in node.output()

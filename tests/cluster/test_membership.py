@@ -49,12 +49,21 @@ def test_nodes_given_only_node_0s_address_form_the_whole_cluster(node_factory, n
 
     for node in nodes:  # a round trip is known after the first heartbeat echoes
         wait_for(lambda n=node: measured(n), 10, "round-trip times")
+
+    def one_connection_per_peer(node) -> bool:  # type: ignore[no-untyped-def]
+        info = info_cluster(node.port)
+        return info["links"] == info["connections"] == str(node_count - 1)
+
+    for node in nodes:  # duplicates from simultaneous dials are closed
+        wait_for(lambda n=node: one_connection_per_peer(n), 10, "one connection per peer")
     infos = [info_cluster(n.port) for n in nodes]
     cluster_ids = {info["cluster_id"] for info in infos}
     assert len(cluster_ids) == 1 and "none" not in cluster_ids
     for i, (node, info) in enumerate(zip(nodes, infos, strict=True)):
         assert info["node_index"] == str(i)
         assert info["peer_id"] == node.peer_id
+        hello = redis.Redis(port=node.port, protocol=3).execute_command("HELLO", "3")
+        assert hello[b"peer_id"].decode() == node.peer_id  # one key for HELLO and libp2p
         assert info["learner"] == "0" and info["conflict"] == "none"
         assert info["listen_addresses"] == f"/ip4/127.0.0.1/tcp/{node.cluster_port}"
         rows = peers(info)
