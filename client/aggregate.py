@@ -99,7 +99,8 @@ def _append_request(
         return Request(single.args, lambda reply: protocol.parse_append(reply).stream_version)
     new_events = []
     for i, (name, payload) in enumerate(encoded):
-        last = version if i == 0 else (i - 1 if version is None else version + i - 1)
+        # Each event expects the one before it: the loaded version, then the new ones.
+        last = (i - 1 if i else None) if version is None else version + i
         expected = ExpectedVersion.EMPTY if last is None else last
         new_events.append(NewEvent(stream_id, name, payload, expected_version=expected))
     multi = protocol.multi_append(partition_key_for_stream(stream_id), new_events)
