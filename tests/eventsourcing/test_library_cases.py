@@ -62,7 +62,9 @@ class TestApplicationRecorder(WithFactory, library.ApplicationRecorderTestCase):
         self.optional_test_insert_subscribe()
 
 
-class TestNonInterleavingNotificationIDs(WithFactory, library.NonInterleavingNotificationIDsBaseCase):
+class TestNonInterleavingNotificationIDs(
+    WithFactory, library.NonInterleavingNotificationIDsBaseCase
+):
     def create_recorder(self) -> ApplicationRecorder:
         return self.factory.application_recorder()
 
