@@ -1,9 +1,10 @@
-"""Fixtures of the client tests: a real node (shared by a module, or a test's own when the test
-kills or restarts it), clients of both RESP versions, and the fault-injecting proxy."""
+"""Fixtures of the client tests: a real node shared by a module (tests that kill or restart a
+node use their own, `node` and `restart`), clients of both RESP versions, and the
+fault-injecting proxy."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from faultproxy import FaultProxy
@@ -36,17 +37,3 @@ def proxy(shared_node: NodeProcess) -> Iterator[FaultProxy]:
     p = FaultProxy(shared_node.port)
     yield p
     p.close()
-
-
-@pytest.fixture
-def restart(node_factory: Callable[..., NodeProcess]) -> Callable[[NodeProcess], NodeProcess]:
-    """kill -9 a node and start it again on the same data dir and port."""
-
-    def again(node: NodeProcess) -> NodeProcess:
-        port = node.port
-        node.kill()
-        return node_factory(
-            *node.args, "--client-address", f"127.0.0.1:{port}", data_dir=node.data_dir
-        )
-
-    return again
