@@ -64,7 +64,6 @@ class AsyncClient:
         client_name: str | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         subscription_retry: RetryPolicy = SUBSCRIPTION_RETRY,
-        max_connections: int | None = None,
     ) -> None:
         self.addresses = parse_addresses(addresses)
         self.settings = ConnectionSettings(
@@ -73,9 +72,7 @@ class AsyncClient:
         self.retry = retry
         self.subscription_retry = subscription_retry
         self._nodes = [
-            redis.asyncio.Redis(
-                **self.settings.redis_kwargs(h, p, aio=True), max_connections=max_connections
-            )
+            redis.asyncio.Redis(**self.settings.redis_kwargs(h, p, aio=True))
             for h, p in self.addresses
         ]
         self._current = 0

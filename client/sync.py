@@ -6,6 +6,7 @@ failures go through the retry policy (retry.py), which may move on to the next n
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import time
@@ -21,6 +22,7 @@ from . import protocol
 from .errors import ConnectionFailed, SierraDBError
 from .protocol import Arg, Partition, Request
 from .retry import DEFAULT_RETRY, SUBSCRIPTION_RETRY, Attempts, RetryPolicy
+from .shared_connection import SharedConnection
 from .subscription import (
     PartitionSelector,
     StreamSelector,
@@ -54,10 +56,9 @@ UNSUBSCRIBE_TIMEOUT_S = 2.0
 
 
 class Client:
-    """A connection pool per node address; requests go to one node and fail over to the next.
-
-    `addresses` is `"host:port"`, a comma-separated list, or a sequence of them. Every method is
-    safe to call from several threads.
+    """Requests go to one node and fail over to the next of `addresses` (`"host:port"`, a
+    comma-separated list, or a sequence of them). Every method is safe to call from several
+    threads: they share one connection per node, pipelined (shared_connection.py).
     """
 
     def __init__(
@@ -72,7 +73,6 @@ class Client:
         client_name: str | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         subscription_retry: RetryPolicy = SUBSCRIPTION_RETRY,
-        max_connections: int | None = None,
     ) -> None:
         self.addresses = parse_addresses(addresses)
         self.settings = ConnectionSettings(
@@ -81,7 +81,7 @@ class Client:
         self.retry = retry
         self.subscription_retry = subscription_retry
         self._nodes = [
-            redis.Redis(**self.settings.redis_kwargs(h, p), max_connections=max_connections)
+            SharedConnection(functools.partial(Connection, **self.settings.redis_kwargs(h, p)))
             for h, p in self.addresses
         ]
         self._current = 0
@@ -90,29 +90,18 @@ class Client:
     # ------------------------------------------------------------------------ plumbing
     def execute(self, request: Request[T]) -> T:
         """Send one request, with retries and failover."""
-        attempts = self.retry.start()
-        while True:
-            index = self._current
-            try:
-                return request.parse(self._nodes[index].execute_command(*request.args))
-            except Exception as exc:  # noqa: BLE001 - translated, or re-raised
-                error = translate(exc)
-                if error is None:
-                    raise
-            self._back_off(index, error, attempts)
+        return self.execute_many([request])[0]
 
     def execute_many(self, requests: Sequence[Request[Any]]) -> list[Any]:
-        """Send several requests in one round trip (a pipeline, not a transaction)."""
+        """Send requests in one pipeline (not a transaction: each succeeds or fails alone, and
+        the first failure is raised after retries)."""
         if not requests:
             return []
         attempts = self.retry.start()
         while True:
             index = self._current
             try:
-                pipe = self._nodes[index].pipeline(transaction=False)
-                for r in requests:
-                    pipe.execute_command(*r.args)
-                replies = pipe.execute(raise_on_error=False)
+                replies = self._nodes[index].call([r.args for r in requests])
                 failed = next((r for r in replies if isinstance(r, Exception)), None)
                 if failed is None:
                     return [r.parse(v) for r, v in zip(requests, replies, strict=True)]

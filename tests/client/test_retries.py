@@ -153,3 +153,37 @@ def test_appends_survive_kill_9_and_restart_without_duplicates(
         stored = [e.payload for e in c.scan_stream(stream, partition_key=key)]
     assert len(written) > 20
     assert stored == written
+
+
+@pytest.mark.slow
+def test_threads_sharing_a_connection_get_their_own_replies_across_cuts(
+    proxy: FaultProxy, shared_node: NodeProcess
+) -> None:
+    """Eight threads pipeline requests on the client's one connection while it is cut again
+    and again: every thread gets its own replies, and every stream holds its events once."""
+    threads, appends = 8, 40
+    streams = [unique(f"t{i}") for i in range(threads)]
+    errors: list[BaseException] = []
+    with Client(proxy.address, retry=PATIENT) as c:
+
+        def write(stream: str) -> None:
+            try:
+                for n in range(appends):
+                    result = c.append(stream, "E", b"%d" % n)
+                    assert result.stream_version == n, (stream, n, result)
+                    assert c.stream_version(stream) == n
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        workers = [threading.Thread(target=write, args=(s,)) for s in streams]
+        for w in workers:
+            w.start()
+        while any(w.is_alive() for w in workers):
+            time.sleep(0.05)
+            proxy.cut_all()
+        assert not errors, errors
+    assert proxy.count("EAPPEND") > threads * appends  # some were cut and resent
+    with Client(f"127.0.0.1:{shared_node.port}") as direct:
+        for stream in streams:
+            stored = [e.payload for e in direct.scan_stream(stream)]
+            assert stored == [b"%d" % n for n in range(appends)]
