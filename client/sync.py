@@ -80,10 +80,11 @@ class Client:
         )
         self.retry = retry
         self.subscription_retry = subscription_retry
-        self._nodes = [
-            SharedConnection(functools.partial(Connection, **self.settings.redis_kwargs(h, p)))
+        self._connectors = [
+            functools.partial(Connection, **self.settings.redis_kwargs(h, p))
             for h, p in self.addresses
         ]
+        self._nodes = [SharedConnection(connect) for connect in self._connectors]
         self._current = 0
         self._partition_count: int | None = None
 
@@ -126,8 +127,7 @@ class Client:
 
     def _connection(self, index: int) -> Connection:
         """A new connection of its own (for a subscription) to node `index`."""
-        host, port = self.addresses[index]
-        return Connection(**self.settings.redis_kwargs(host, port))
+        return self._connectors[index]()
 
     def close(self) -> None:
         for node in self._nodes:
