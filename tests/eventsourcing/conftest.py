@@ -12,11 +12,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from es_helpers import PARTITIONS, key_in_partition
 from nodeproc import NodeProcess
 
-from sierradb.client import partition_id
-
-PARTITIONS = 256
 _next_partition = itertools.count()
 
 
@@ -26,14 +24,6 @@ def es_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     node.start()
     yield node
     node.kill()
-
-
-def key_in_partition(partition: int, partition_count: int = PARTITIONS) -> uuid.UUID:
-    """A random partition key that lands in `partition`."""
-    while True:
-        key = uuid.uuid4()
-        if partition_id(key, partition_count) == partition:
-            return key
 
 
 @pytest.fixture

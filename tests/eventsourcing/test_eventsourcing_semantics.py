@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from conftest import key_in_partition
+from es_helpers import PARTITIONS, key_in_partition
 from eventsourcing.persistence import IntegrityError, Notification, StoredEvent, Tracking
 from eventsourcing.utils import Environment
 from nodeproc import NodeProcess
@@ -44,7 +44,7 @@ def event(originator_id: uuid.UUID, version: int, topic: str = "t") -> StoredEve
 def test_applications_sharing_a_partition_see_only_their_own_notifications(
     address: str, fresh_partition_key: uuid.UUID
 ) -> None:
-    p = partition_id(fresh_partition_key, 256)
+    p = partition_id(fresh_partition_key, PARTITIONS)
     other_key = key_in_partition(p)
     with factory(address, fresh_partition_key, "A") as fa, factory(address, other_key, "B") as fb:
         a, b = fa.application_recorder(), fb.application_recorder()
