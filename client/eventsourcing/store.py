@@ -241,11 +241,11 @@ class ApplicationPartition:
     ) -> list[NewEvent]:
         running: dict[str, int | None] = {}  # stream -> version the next event expects
 
-        def expect(stream: str, position: int, what: str) -> int | ExpectedVersion:
+        def expect(stream: str, at: int, what: str) -> int | ExpectedVersion:
             if stream not in running:
                 tail = self.tails.get(stream)
-                if tail is not None and position <= tail[1]:
-                    raise IntegrityError(f"{what} {position} is not above {tail[1]} in {stream}")
+                if tail is not None and at <= tail[1]:
+                    raise IntegrityError(f"{what} {at} is not above {tail[1]} in {stream}")
                 running[stream] = None if tail is None else tail[0]
             last = running[stream]
             running[stream] = 0 if last is None else last + 1
