@@ -15,7 +15,7 @@ import redis.asyncio
 from redis.asyncio.connection import Connection
 
 from . import protocol
-from .errors import ConnectionFailed, SierraDBError
+from .errors import SierraDBError
 from .protocol import Arg, Partition, Request
 from .retry import DEFAULT_RETRY, SUBSCRIPTION_RETRY, Attempts, RetryPolicy
 from .subscription import (
@@ -296,8 +296,6 @@ class AsyncSubscription(AsyncIterator[Event]):
         self._reading = False
         self._wake = asyncio.Event()
         self._attempts: Attempts | None = None
-        self._ping_sent = False
-        self._pending_replies = 0
 
     @property
     def positions(self) -> dict[Any, int | None]:
@@ -370,15 +368,14 @@ class AsyncSubscription(AsyncIterator[Event]):
         self._node = self._client._current
         conn = self._client._connection(self._node)
         self._conn = conn
-        self._ping_sent = False
-        self._pending_replies = 0
         await conn.connect()
         await conn.send_command(*self._state.subscribe_args())
         self._state.on_subscribed(await conn.read_response(push_request=True))
         self._attempts = None
 
     async def _read(self) -> Any:
-        assert self._conn is not None
+        """The next frame, or None after a quiet heartbeat interval."""
+        assert self._conn is not None and self._state is not None
         try:
             frame = await self._conn.read_response(
                 push_request=True, timeout=self._heartbeat_s, disconnect_on_error=False
@@ -386,19 +383,11 @@ class AsyncSubscription(AsyncIterator[Event]):
         except redis.exceptions.TimeoutError:
             frame = None
         if frame is None:  # redis.asyncio reports a read timeout as None (no frame is null)
-            if self._ping_sent:
-                raise ConnectionFailed("no reply to PING within the heartbeat interval")
-            await self._send(("PING",))
-            self._ping_sent = True
-            return None
-        self._ping_sent = False
-        if not isinstance(frame, list):
-            self._pending_replies -= 1
+            await self._send(self._state.on_quiet())
         return frame
 
     async def _send(self, args: tuple[Arg, ...]) -> None:
         assert self._conn is not None
-        self._pending_replies += 1
         await self._conn.send_command(*args)
 
     async def _recover(self, exc: Exception) -> None:
@@ -450,8 +439,9 @@ class AsyncSubscription(AsyncIterator[Event]):
                 await self._drop()
 
     async def _await_replies(self, conn: Connection) -> None:
+        assert self._state is not None
         deadline = time.monotonic() + UNSUBSCRIBE_TIMEOUT_S
-        while self._pending_replies > 0:
+        while self._state.pending_replies > 0:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -460,5 +450,4 @@ class AsyncSubscription(AsyncIterator[Event]):
             )
             if frame is None:
                 return
-            if not isinstance(frame, list):
-                self._pending_replies -= 1
+            self._state.on_closing_frame(frame)

@@ -18,6 +18,11 @@ events one at a time and the client reads the socket only when asked, so the ack
 follows the caller's pace: once half a window has been handed over, `EACK` acknowledges it.
 Cursors and acknowledgements belong to one server-side subscription and restart with the next.
 
+Liveness: a connection that stays quiet for a heartbeat interval gets a `PING`; if it is still
+quiet one interval later it is taken for dead (a hung node or a silent network), dropped and
+replaced. Replies (to `EACK`, `PING`, `EUNSUB`) are counted, so closing can wait for exactly
+the `EUNSUB` reply.
+
 This class does no I/O: the sync and asyncio shells feed it frames and send what it returns.
 """
 
@@ -27,7 +32,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import SubscriptionGap
+from .errors import ConnectionFailed, SubscriptionGap
 from .identifiers import partition_id, partition_key_for_stream
 from .protocol import Arg, Request, parse_event, partition_sequence, stream_version, text
 from .types import Event
@@ -60,6 +65,8 @@ class SubscriptionState:
         self._cursor = -1
         self._acked = -1
         self._ack_every = max(1, window // 2)
+        self._ping_sent = False
+        self.pending_replies = 0  # commands sent on this connection whose reply is not in
 
     # ------------------------------------------------------------------ starting point
     def start_requests(self) -> list[tuple[Target, Request[int | None]]]:
@@ -94,6 +101,8 @@ class SubscriptionState:
         self.subscription_id = text(reply)
         self._cursor = -1
         self._acked = -1
+        self._ping_sent = False
+        self.pending_replies = 0
 
     def on_disconnect(self) -> None:
         self.subscription_id = None
@@ -101,8 +110,12 @@ class SubscriptionState:
     # ---------------------------------------------------------------------- delivery
     def on_frame(self, frame: Any) -> Event | None:
         """The event to hand to the caller for this frame, if any. Frames that are not pushes
-        are replies to EACK or PING; pushes of an earlier subscription are ignored."""
-        if not isinstance(frame, list) or len(frame) < 3:
+        are replies to EACK, PING or EUNSUB; pushes of an earlier subscription are ignored."""
+        self._ping_sent = False
+        if not isinstance(frame, list):
+            self.pending_replies -= 1
+            return None
+        if len(frame) < 3:
             return None
         if text(frame[0]) != "message" or text(frame[1]) != self.subscription_id:
             return None
@@ -131,10 +144,28 @@ class SubscriptionState:
         if self.subscription_id is None or self._cursor - self._acked < self._ack_every:
             return None
         self._acked = self._cursor
+        self.pending_replies += 1
         return ("EACK", self.subscription_id, self._cursor)
 
+    def on_closing_frame(self, frame: Any) -> None:
+        """A frame read while closing: replies are counted, pushes dropped (not delivered, so
+        positions stay at the first event the caller has not seen)."""
+        if not isinstance(frame, list):
+            self.pending_replies -= 1
+
+    def on_quiet(self) -> tuple[Arg, ...]:
+        """A heartbeat interval passed without a frame: PING, or give the connection up."""
+        if self._ping_sent:
+            raise ConnectionFailed("no reply to PING within the heartbeat interval")
+        self._ping_sent = True
+        self.pending_replies += 1
+        return ("PING",)
+
     def unsubscribe_args(self) -> tuple[Arg, ...] | None:
-        return None if self.subscription_id is None else ("EUNSUB", self.subscription_id)
+        if self.subscription_id is None:
+            return None
+        self.pending_replies += 1
+        return ("EUNSUB", self.subscription_id)
 
 
 # ------------------------------------------------------------------- building targets

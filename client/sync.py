@@ -19,7 +19,7 @@ import redis
 from redis.connection import Connection
 
 from . import protocol
-from .errors import ConnectionFailed, SierraDBError
+from .errors import SierraDBError
 from .protocol import Arg, Partition, Request
 from .retry import DEFAULT_RETRY, SUBSCRIPTION_RETRY, Attempts, RetryPolicy
 from .shared_connection import SharedConnection
@@ -298,8 +298,6 @@ class Subscription(Iterator[Event]):
         self._reading = False
         self._wake = threading.Event()
         self._attempts: Attempts | None = None
-        self._ping_sent = False
-        self._pending_replies = 0
         starts = state.start_requests()
         lasts = client.execute_many([request for _, request in starts])
         for (target, _), last in zip(starts, lasts, strict=True):
@@ -357,37 +355,26 @@ class Subscription(Iterator[Event]):
         self._node = self._client._current
         conn = self._client._connection(self._node)
         self._conn = conn
-        self._ping_sent = False
-        self._pending_replies = 0
         conn.connect()
         conn.send_command(*self._state.subscribe_args())
         self._state.on_subscribed(conn.read_response(push_request=True))
         self._attempts = None
 
     def _read(self) -> Any:
-        """The next frame, or None after a quiet heartbeat interval (which sends PING; a second
-        quiet interval in a row means the connection is dead)."""
+        """The next frame, or None after a quiet heartbeat interval."""
         assert self._conn is not None
         try:
-            frame = self._conn.read_response(
+            return self._conn.read_response(
                 push_request=True, timeout=self._heartbeat_s, disconnect_on_error=False
             )
         except redis.exceptions.TimeoutError:
-            if self._ping_sent:
-                raise ConnectionFailed("no reply to PING within the heartbeat interval") from None
-            self._send(("PING",))
-            self._ping_sent = True
+            self._send(self._state.on_quiet())
             return None
-        self._ping_sent = False
-        if not isinstance(frame, list):
-            self._pending_replies -= 1
-        return frame
 
     def _send(self, args: tuple[Arg, ...]) -> None:
         assert self._conn is not None
         with self._send_lock:
             self._conn.send_command(*args)
-            self._pending_replies += 1
 
     def _recover(self, exc: Exception) -> None:
         """Drop the connection and wait before the next one; raise when retries are spent."""
@@ -446,15 +433,14 @@ class Subscription(Iterator[Event]):
     def _await_replies(self, conn: Connection) -> None:
         """Read until the EUNSUB reply (pushes already on their way are dropped)."""
         deadline = time.monotonic() + UNSUBSCRIBE_TIMEOUT_S
-        while self._pending_replies > 0:
+        while self._state.pending_replies > 0:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
             frame = conn.read_response(
                 push_request=True, timeout=remaining, disconnect_on_error=False
             )
-            if not isinstance(frame, list):
-                self._pending_replies -= 1
+            self._state.on_closing_frame(frame)
 
     def __enter__(self) -> Subscription:
         return self

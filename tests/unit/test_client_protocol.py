@@ -275,3 +275,22 @@ def test_partition_targets() -> None:
     assert list(partition_targets("*", None, 4)) == [0, 1, 2, 3]
     with pytest.raises(ValueError):
         partition_targets(32, None, 32)
+
+
+def test_a_quiet_connection_is_pinged_then_given_up() -> None:
+    state = _state()
+    assert state.on_quiet() == ("PING",)
+    state.on_frame(b"PONG")  # any frame shows the connection alive
+    assert state.on_quiet() == ("PING",)
+    with pytest.raises(ConnectionFailed):
+        state.on_quiet()
+
+
+def test_closing_counts_replies_and_delivers_nothing() -> None:
+    state = _state()
+    assert state.unsubscribe_args() == ("EUNSUB", "sub-1")
+    assert state.pending_replies == 1
+    state.on_closing_frame([b"message", b"sub-1", 0, _event(3, 10)])
+    assert (state.pending_replies, state.positions[3]) == (1, 10)
+    state.on_closing_frame(b"OK")
+    assert state.pending_replies == 0
