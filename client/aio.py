@@ -25,13 +25,13 @@ from .subscription import (
     partition_targets,
     stream_targets,
 )
-from .sync import UNSUBSCRIBE_TIMEOUT_S
 from .transport import (
     DEFAULT_ADDRESS,
     DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_HEARTBEAT_INTERVAL_S,
     DEFAULT_SOCKET_TIMEOUT_S,
     DEFAULT_WINDOW,
+    UNSUBSCRIBE_TIMEOUT_S,
     ConnectionSettings,
     parse_addresses,
     translate,

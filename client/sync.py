@@ -36,6 +36,7 @@ from .transport import (
     DEFAULT_HEARTBEAT_INTERVAL_S,
     DEFAULT_SOCKET_TIMEOUT_S,
     DEFAULT_WINDOW,
+    UNSUBSCRIBE_TIMEOUT_S,
     ConnectionSettings,
     parse_addresses,
     translate,
@@ -51,8 +52,6 @@ from .types import (
 )
 
 T = TypeVar("T")
-
-UNSUBSCRIBE_TIMEOUT_S = 2.0
 
 
 class Client:

@@ -20,6 +20,8 @@ DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_HEARTBEAT_INTERVAL_S = 10.0
 """A subscription that heard nothing for this long sends PING; after twice as long it is dead."""
 DEFAULT_WINDOW = 1000
+UNSUBSCRIBE_TIMEOUT_S = 2.0
+"""How long closing a subscription waits for the EUNSUB reply before closing anyway."""
 
 
 def parse_address(address: str) -> tuple[str, int]:
