@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-from client_helpers import PATIENT, Account, unique
+from client_helpers import PATIENT, BankAccount, unique
 from faultproxy import FaultProxy
 from nodeproc import NodeProcess
 
@@ -185,7 +185,7 @@ def test_aggregate_conflicts_are_retried_under_concurrent_tasks(shared_node: Nod
     async def main() -> None:
         account_id = unique("a")
         async with AsyncClient(f"127.0.0.1:{shared_node.port}") as c:
-            accounts = AsyncRepository(c, Account, max_attempts=100)
+            accounts = AsyncRepository(c, BankAccount, max_attempts=100)
             await accounts.execute(account_id, lambda a: a.open("alice"))
 
             async def deposit_many() -> list[int]:

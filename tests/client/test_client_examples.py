@@ -12,13 +12,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from client_helpers import EXAMPLES, BankAccount
 from nodeproc import NodeProcess
 
 from sierradb.client import Client, Repository
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-sys.path.insert(0, str(EXAMPLES))
-from bank_account import BankAccount  # noqa: E402
 
 DEADLINE_S = 60.0
 
