@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,3 +28,17 @@ def node_factory(tmp_path: Path) -> Iterator:
 def node(node_factory) -> NodeProcess:  # type: ignore[no-untyped-def]
     """A running single node (fdatasync on, so durability is real)."""
     return node_factory()
+
+
+@pytest.fixture
+def restart(node_factory) -> Callable[[NodeProcess], NodeProcess]:  # type: ignore[no-untyped-def]
+    """kill -9 a node and start it again on the same data dir and port (clients reconnect)."""
+
+    def again(node: NodeProcess) -> NodeProcess:
+        port = node.port
+        node.kill()
+        return node_factory(
+            *node.args, "--client-address", f"127.0.0.1:{port}", data_dir=node.data_dir
+        )
+
+    return again

@@ -1,0 +1,100 @@
+"""The examples run against a real node: the bank account aggregate, the eventsourcing
+library's dog school, and the projection across a node restart and its own restart."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from client_helpers import EXAMPLES, BankAccount
+from nodeproc import NodeProcess
+
+from sierradb.client import Client, Repository
+
+DEADLINE_S = 60.0
+
+
+def run_example(name: str, address: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), "--address", address],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_bank_account(shared_node: NodeProcess) -> None:
+    out = run_example("bank_account.py", f"127.0.0.1:{shared_node.port}")
+    assert re.search(r"account-\w+: balance 70 at v2\n", out)
+    assert "refused: insufficient funds: 70 < 1000" in out
+    assert "after 40 concurrent deposits: balance 110 at v42" in out
+
+
+def test_dog_school(shared_node: NodeProcess) -> None:
+    out = run_example("dog_school.py", f"127.0.0.1:{shared_node.port}")
+    assert "dog: {'name': 'Fido', 'tricks': ('roll over', 'play dead')}" in out
+    assert re.search(r"notification \d+: __main__:Dog.TrickAdded v3", out)
+
+
+def _balances(state: Path) -> dict[str, int]:
+    try:
+        return json.loads(state.read_text())["balances"]
+    except FileNotFoundError:
+        return {}
+
+
+def _wait_for(state: Path, account: str, balance: int) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while _balances(state).get(account) != balance:
+        assert time.monotonic() < deadline, _balances(state)
+        time.sleep(0.05)
+
+
+def _projection(address: str, state: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "projection.py"), "--address", address, "--state", state],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stop(projection: subprocess.Popen[str]) -> str:
+    projection.send_signal(signal.SIGINT)
+    out, _ = projection.communicate(timeout=DEADLINE_S)
+    assert projection.returncode == 0
+    return out
+
+
+def test_projection_survives_node_and_projection_restarts(
+    node: NodeProcess, restart: Callable[[NodeProcess], NodeProcess], tmp_path: Path
+) -> None:
+    address, state = f"127.0.0.1:{node.port}", tmp_path / "balances.json"
+    projection = _projection(address, state)
+    try:
+        first = re.search(r"(account-\w+):", run_example("bank_account.py", address))[1]  # type: ignore[index]
+        _wait_for(state, first, 110)
+        node = restart(node)  # kill -9 under the live subscription
+        second = re.search(r"(account-\w+):", run_example("bank_account.py", address))[1]  # type: ignore[index]
+        _wait_for(state, second, 110)
+    finally:
+        out = _stop(projection)
+    assert "stopped" in out
+    # Restarted, the projection resumes from its saved positions: nothing is applied twice.
+    projection = _projection(address, state)
+    try:
+        with Client(address) as c:
+            Repository(c, BankAccount).execute(
+                first.removeprefix("account-"), lambda a: a.deposit(1)
+            )
+        _wait_for(state, first, 111)
+    finally:
+        _stop(projection)
+    assert _balances(state) == {first: 111, second: 110}
