@@ -3,6 +3,7 @@
     .venv/bin/python bench/membership_bench.py [--repeat N] [--skip-mdns]
 
 With the default liveness settings (heartbeat 1 s, down after 6 s), on 127.0.0.1 unless said:
+- how long one cluster node takes to start (spawn to ready);
 - formation of 3 and 5 nodes by `--peer` (nodes 1.. given only node 0's address): from spawning
   the processes, and from the last node being ready (process start excluded), to every node
   reporting all nodes alive;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -98,6 +100,22 @@ def stop(nodes: list[NodeProcess]) -> None:
         node.kill()
 
 
+def start_time(repeat: int) -> None:
+    """One cluster node alone, from spawn to ready (most of it is importing py-libp2p)."""
+    times = []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as d:
+            node = NodeProcess(Path(d) / "n", *args_for(3, 0, free_ports(1)[0]))
+            spawned = time.monotonic()
+            node.start()
+            times.append(time.monotonic() - spawned)
+            node.kill()
+    print(
+        f"one cluster node, spawn to ready: median {statistics.median(times):.2f} s "
+        f"(runs: {', '.join(f'{t:.2f}' for t in times)})"
+    )
+
+
 def formation(count: int, repeat: int) -> None:
     totals, after_ready = [], []
     for _ in range(repeat):
@@ -128,10 +146,13 @@ def detection(repeat: int) -> None:
                 at = time.monotonic()
                 done = wait(lambda: all(state_of(n, 2) == "up" for n in nodes[:2]))
                 relink.append(done - at)
+                assert victim.proc is not None
                 at = time.monotonic()
-                victim.terminate()
+                victim.proc.send_signal(signal.SIGTERM)  # detection, not the whole shutdown
                 done = wait(lambda: all(state_of(n, 2) == "down" for n in nodes[:2]))
                 term.append(done - at)
+                victim.proc.wait(30)
+                victim.kill()  # reaps it
                 victim.start()
                 wait(lambda: all(alive(n) == 3 for n in nodes))
         finally:
@@ -229,6 +250,7 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     options = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    start_time(options.repeat)
     formation(3, options.repeat)
     formation(5, options.repeat)
     if not options.skip_mdns and os.geteuid() == 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from clusterproc import parse_info
@@ -30,6 +31,12 @@ def teardown_namespaces() -> None:
         if name.startswith(PREFIX + "-"):
             for pid in sh("ip", "netns", "pids", name, check=False).stdout.split():
                 sh("kill", "-9", pid, check=False)
+            # A namespace outlives its name while a process is in it: wait for them to exit.
+            deadline = time.monotonic() + 10
+            while sh("ip", "netns", "pids", name, check=False).stdout.split():
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
             sh("ip", "netns", "del", name, check=False)
     for name in os.listdir("/etc/netns") if os.path.isdir("/etc/netns") else ():
         if name.startswith(PREFIX + "-"):
