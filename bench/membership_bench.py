@@ -180,6 +180,13 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def loop_lag_max_ms(port: int) -> float:
+    import redis
+
+    with redis.Redis(port=port) as r:
+        return float(r.info("server")["event_loop_lag_max_ms"])
+
+
 def idle_cost(seconds: float) -> None:
     with tempfile.TemporaryDirectory() as d:
         nodes, _, _ = start_cluster(Path(d), 5)
@@ -191,12 +198,14 @@ def idle_cost(seconds: float) -> None:
             after = [cpu_seconds(p) for p in pids]
             cpu = [100 * (b - a) / seconds for a, b in zip(before, after, strict=True)]
             rss = [rss_mb(p) for p in pids]
+            lag = [loop_lag_max_ms(n.port) for n in nodes]
         finally:
             stop(nodes)
     print(
         f"idle 5-node cluster over {seconds:.0f} s: CPU per node "
         f"{', '.join(f'{c:.2f}%' for c in cpu)} of one core; RSS per node "
-        f"{', '.join(f'{r:.0f}' for r in rss)} MB"
+        f"{', '.join(f'{r:.0f}' for r in rss)} MB; worst event-loop lag since start "
+        f"{', '.join(f'{x:.0f}' for x in lag)} ms"
     )
 
 
