@@ -42,7 +42,6 @@ def cluster_runtime(
     from .commands import SERVER_VERSION
 
     settings = ClusterSettings(
-        data_dir=str(config.dir),
         cluster_name=config.cluster_name,
         secret=None if config.cluster_secret is None else config.cluster_secret.encode(),
         node_count=config.node_count,

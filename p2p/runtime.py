@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from .discovery import MdnsDiscovery, resolve
 from .errors import FrameError, P2PError
 from .framing import FrameReader, encode_frame
 from .handshake import Handshake, Refusal
-from .host import Host, LinkClosed, Stream
+from .host import Host, Stream
 from .identity import peer_id_from_seed
 from .member_table import MemberTable
 from .membership import LocalNode, Membership, MembershipStatistics, Output
@@ -67,7 +68,6 @@ LEAVE_FLUSH_S = 1.0
 
 @dataclass(frozen=True, slots=True)
 class ClusterSettings:
-    data_dir: str
     cluster_name: str
     secret: bytes | None
     node_count: int
@@ -129,7 +129,6 @@ class _Link:
         self.hello = hello
         self.outbox, self.inbox = trio.open_memory_channel[Message](OUTBOX_MESSAGES)
         self.scope = trio.CancelScope()
-        self.started_at = trio.current_time()
         self.closed = trio.Event()
         self.unsent = 0
         self.drained = trio.Event()
@@ -354,7 +353,7 @@ class ClusterRuntime:
                 self._unregister(link)
         except* FrameError as group:
             log.warning("peer %s sent a bad frame, closing the link: %s", peer_id, _first(group))
-        except* (LinkClosed, P2PError) as group:
+        except* P2PError as group:  # LinkClosed among them: the peer went away
             log.debug("link to %s closed: %s", peer_id, _first(group))
         except* AssertionError:
             raise
@@ -371,7 +370,7 @@ class ClusterRuntime:
             PROTOCOL_VERSION, s.cluster_name, self.table.cluster_id, s.member_id, s.node_index,
             s.node_count, s.replication_factor, s.partitions, s.buckets, s.placement_version,
             self.state.incarnation, self.local.client_address, s.software_version,
-            list(self.local.addresses), random.randbytes(16), s.secret is not None,
+            list(self.local.addresses), secrets.token_bytes(16), s.secret is not None,
         )  # fmt: skip
         hs = Handshake(hello, s.secret, self.peer_id, stream.peer_id)
         await self._send_now(stream, hs.start())
@@ -468,14 +467,20 @@ class ClusterRuntime:
         return {p: tuple(dict.fromkeys(a)) for p, a in known.items()}
 
     async def _dial_supervisor(self) -> None:
-        """One reconnect loop per known peer id, started as peers become known."""
+        """One reconnect loop per known peer id, started as peers become known and stopped
+        when they are no longer."""
         assert self._nursery is not None
         while True:
             self._targets_changed = trio.Event()
-            for peer_id in self._known_addresses():
+            known = self._known_addresses()
+            for peer_id in known:
                 if peer_id not in self._dialers:
                     scope = self._dialers[peer_id] = trio.CancelScope()
                     self._nursery.start_soon(self._supervised, self._dial_loop, peer_id, scope)
+            for peer_id in self._dialers.keys() - known.keys():
+                # An identity an admission replaced (a wiped node's old key), or an mDNS
+                # announcement withdrawn: stop dialling it.
+                self._dialers.pop(peer_id).cancel()
             with trio.move_on_after(1.0):
                 await self._targets_changed.wait()
 
