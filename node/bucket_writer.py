@@ -14,12 +14,9 @@ flush a batch of one).
 
 A flush has two phases (see ``Bucket.flush_write``): the thread writes and fdatasyncs, then
 hands the result to the trio thread (``run_sync_soon``) and waits while the event loop indexes
-it, so the thread never holds the bucket lock that the loop's appends need. There each durable
-transaction is *confirmed*: with one replica the quorum is this node, so the partition's
-watermark moves to the transaction's end (transactions complete in order, so the watermark only
-ever stops at a transaction boundary). Only then are the waiting appends woken and the
-subscriptions notified, so a reply implies the events are readable. Replication will confirm
-through its quorum instead, behind this same seam.
+it, so the thread never holds the bucket lock that the loop's appends need. There the completed
+transactions are reported to the confirmer (``on_durable``, see ``confirmation``), which decides
+what becomes visible; the writer itself never touches a watermark.
 
 A kick that arrives while a flush runs is never lost: the thread clears its wake-up flag before
 it takes the queue. An exception from the engine (a broken invariant) is handed to the trio
@@ -38,8 +35,6 @@ import trio
 from sierradb.storage import Store, Ticket
 from sierradb.storage.bucket import Written
 
-from .visibility import WatermarkBoard
-
 log = logging.getLogger("sierradb.node")
 
 
@@ -48,16 +43,14 @@ class BucketWriter:
         self,
         store: Store,
         bucket_id: int,
-        board: WatermarkBoard,
         window_s: float,
-        on_failure: Callable[[Ticket], None],
+        on_durable: Callable[[list[Ticket]], None],
         on_crash: Callable[[BaseException], None],
     ) -> None:
         self.store = store
         self.bucket_id = bucket_id
-        self.board = board
         self.window_s = window_s
-        self.on_failure = on_failure
+        self.on_durable = on_durable
         self.on_crash = on_crash
         self._kicked = trio.Event()
         self._wake = threading.Event()
@@ -123,7 +116,7 @@ class BucketWriter:
                 return
 
     def _complete(self, written: Written) -> None:
-        """On the trio thread: index, confirm, move watermarks, wake appends and subscribers."""
+        """On the trio thread: index what was written, report it to the confirmer."""
         try:
             completed = self.store.flush_apply(self.bucket_id, written)
         except BaseException as e:  # a broken invariant: stop the node
@@ -134,14 +127,4 @@ class BucketWriter:
             self._applied.set()
         self.flushes += 1
         self.transactions += len(completed)
-        store = self.store
-        for ticket in completed:
-            if ticket.error is None:
-                store.set_watermark(ticket.partition_id, ticket.last_sequence + 1)
-            else:
-                self.on_failure(ticket)
-        self.board.notify()
-        for ticket in completed:
-            waiter = ticket.waiter
-            if waiter is not None:
-                waiter.set()  # type: ignore[attr-defined]
+        self.on_durable(completed)

@@ -20,6 +20,7 @@ from sierradb.storage import StorageError
 
 from .config import Config, ConfigError, load_config
 from .database import Database
+from .errors import cluster_serves_no_data
 from .placement import PLACEMENT_VERSION
 from .server import Server
 
@@ -86,6 +87,15 @@ async def serve(
 
 
 def main(argv: list[str] | None = None) -> int:
+    if sys.flags.optimize:
+        # Broken invariants are assertions that must stop the node (fail-stop); under -O they
+        # would silently vanish and the node would carry on with state it can no longer trust.
+        print(
+            "sierradb: error: refusing to run with python -O: assertions are the node's "
+            "fail-stop checks",
+            file=sys.stderr,
+        )
+        return 1
     try:
         config = load_config(sys.argv[1:] if argv is None else argv, os.environ)
     except ConfigError as e:
@@ -111,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             node_index=config.node_index,
             replication_factor=config.replication_factor,
         )
+        if config.node_count == 1:
+            db.lead_all(state.incarnation)
+        else:
+            db.refuse_appends(cluster_serves_no_data())
     except (ClusterStateError, OSError) as e:
         db.close()
         print(f"sierradb: error: {e}", file=sys.stderr)

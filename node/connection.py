@@ -3,7 +3,7 @@
 Theory of operation. The connection task reads from the socket, feeds the sans-I/O parser and
 takes every complete request at once (a pipelined batch). Requests execute strictly in order and
 their replies are written in order, batched into one send. Appends are the exception that makes
-pipelining fast: a run of consecutive appends is submitted to the partition leaders one after the
+pipelining fast: a run of consecutive appends is submitted to the partitions' roles one after the
 other (each sequenced synchronously, so group commit sees them together) and only then awaited;
 any other command first waits for the appends before it, so a read in the same pipeline sees
 the earlier writes (read-your-writes holds inside a pipeline too).
@@ -26,19 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from sierradb.storage import NewEvent, Ticket
-
 from . import grammar as g
+from .append import AppendOutcome, AppendRequest, build_request
 from .commands import HANDLERS
 from .errors import NodeError, cluster_serves_no_data, reply_for
-from .identifiers import (
-    format_uuid,
-    new_event_id,
-    new_transaction_id,
-    partition_hash,
-    partition_id,
-)
-from .leader import check_duplicate
+from .identifiers import format_uuid
 from .replies import append_result
 from .resp import ErrorReply, ProtocolError, RequestReader, SimpleString, encode_into
 from .subscriptions import Subscription
@@ -49,8 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("sierradb.node")
 
 RECEIVE_BYTES = 64 * 1024
-# Nanosecond timestamps must stay below 2^63 (the reference's limit; reads return ms).
-MAX_TIMESTAMP_MS = ((1 << 63) - 1) // 1_000_000
 SUBSCRIPTION_COMMANDS = (g.ESub, g.EPSub, g.EAck, g.EUnsub, g.Ping, g.Quit)
 OPEN_WITHOUT_AUTH = (g.Auth, g.Hello, g.Ping, g.Quit)
 DATA_COMMANDS = (
@@ -260,160 +250,49 @@ class Connection:
         return await HANDLERS[type(request)](self, request)
 
     # ------------------------------------------------------------------------- appends
-    def _check_strict(self, expected: int) -> None:
-        if self.config.strict_versioning and expected in (g.EXPECTED_ANY, g.EXPECTED_EXISTS):
-            raise NodeError(
-                "INVALIDARG",
-                "strict versioning mode rejects EXPECTED_VERSION "
-                + g.format_expected_version(expected),
-            )
-
-    def _new_event(
-        self, ev: g.EAppend | g.EMAppendEvent, now_ms: int, phash: int
-    ) -> tuple[NewEvent, bool]:
-        """The event to store, checked (strict mode, timestamp, id), and whether its id was
-        the client's (an idempotency key) rather than generated here."""
-        self._check_strict(ev.expected_version)
-        ts = now_ms if ev.timestamp_ms is None else ev.timestamp_ms
-        if ts > MAX_TIMESTAMP_MS:
-            raise NodeError("DBOPFAILED", "database operation failed: system time is incorrect")
-        eid = ev.event_id
-        supplied = eid is not None
-        if eid is None:
-            eid = new_event_id(phash, now_ms)
-        elif partition_hash(eid) != phash:
-            raise NodeError("INVALIDARG", "the event id must embed the partition hash")
-        event = NewEvent(
-            eid, ev.stream_id, ev.event_name, ts, ev.metadata, ev.payload, ev.expected_version
-        )
-        return event, supplied
-
     def _submit(self, request: g.EAppend | g.EMAppend) -> Deferred:
-        """Sequence an append now; the returned coroutine waits for it and formats the reply."""
+        """Hand an append to its partition's role now (see ``append``); the returned coroutine
+        waits for it and formats the reply."""
+        append = build_request(
+            request,
+            self.db.partition_count,
+            int(time.time() * 1000),
+            self.config.strict_versioning,
+        )
+        wait = self.db.appender(append.partition_id).submit(append)
         resp3 = self.protocol == 3
-        pk = request.partition_key
-        p = partition_id(pk, self.db.partition_count)
-        leader = self.db.leaders[p]
-        now_ms = int(time.time() * 1000)
-        phash = partition_hash(pk)
-        if isinstance(request, g.EMAppend):
-            return self._submit_multi(request, p, leader, now_ms, phash, resp3)
-        event, supplied = self._new_event(request, now_ms, phash)
-        if supplied:
-            stored = check_duplicate(
-                leader.find_duplicates([event.event_id])[0],
-                event.stream_id,
-                event.event_name,
-                event.payload,
-            )
-            if stored is not None:
-
-                async def replay() -> bytes:
-                    await leader.wait_visible(stored)
-                    return append_result(
-                        stored.event_id, stored.partition_key, p, stored.partition_sequence,
-                        stored.stream_version, stored.timestamp_ms, resp3,
-                    )  # fmt: skip
-
-                return replay
-        ticket = leader.submit(pk, new_transaction_id(True), [event])
 
         async def done() -> bytes:
-            await leader.wait(ticket)
+            outcome = await wait()
+            if append.multi:
+                return self._emappend_reply(append, outcome, resp3)
+            event = append.events[0]
             return append_result(
-                event.event_id, pk, p, ticket.first_sequence, ticket.versions[0],
-                event.timestamp_ms, resp3,
+                event.event_id, append.partition_key, append.partition_id,
+                outcome.first_sequence, outcome.versions[0], outcome.timestamps_ms[0], resp3,
             )  # fmt: skip
 
         return done
 
-    def _submit_multi(
-        self, request: g.EMAppend, p: int, leader: Any, now_ms: int, phash: int, resp3: bool
-    ) -> Deferred:
-        pk = request.partition_key
-        events: list[NewEvent] = []
-        supplied = []
-        for ev in request.events:
-            event, given = self._new_event(ev, now_ms, phash)
-            if given:
-                supplied.append((len(events), event.event_id))
-            events.append(event)
-        if supplied:
-            if len({eid for _, eid in supplied}) != len(supplied):
-                # One id for two events: a retry of this request could never be recognised.
-                raise NodeError("DUPLICATE", "event id already used by another event")
-            stored = self._match_stored_transaction(leader, events, supplied)
-            if stored is not None:
-
-                async def replay() -> bytes:
-                    await leader.wait_visible(stored[-1])
-                    return self._emappend_reply(
-                        pk, p, stored[0].partition_sequence,
-                        [(e.event_id, e.stream_id, e.stream_version, e.timestamp_ms)
-                         for e in stored], resp3,
-                    )  # fmt: skip
-
-                return replay
-        txn = new_transaction_id(len(events) == 1)
-        ticket: Ticket = leader.submit(pk, txn, events)
-
-        async def done() -> bytes:
-            await leader.wait(ticket)
-            return self._emappend_reply(
-                pk,
-                p,
-                ticket.first_sequence,
-                [
-                    (e.event_id, e.stream_id, v, e.timestamp_ms)
-                    for e, v in zip(events, ticket.versions, strict=True)
-                ],
-                resp3,
-            )
-
-        return done
-
-    @staticmethod
-    def _match_stored_transaction(
-        leader: Any, events: list[NewEvent], supplied: list
-    ) -> list | None:
-        """The stored events if this EMAPPEND repeats a stored transaction exactly."""
-        found = leader.find_duplicates([eid for _, eid in supplied])
-        if all(f is None for f in found):
-            return None
-        if len(supplied) != len(events) or any(f is None for f in found):
-            raise NodeError("DUPLICATE", "event id already used by another event")
-        stored = [f[0] for f in found]
-        txn = stored[0].transaction_id
-        seqs = [e.partition_sequence for e in stored]
-        if (
-            any(e.transaction_id != txn for e in stored)
-            or seqs != list(range(seqs[0], seqs[0] + len(seqs)))
-            or not stored[-1].txn_last
-            or (seqs[0] > 0 and len(events) == 1 and not stored[0].txn_last)
-        ):
-            raise NodeError("DUPLICATE", "event id already used by another event")
-        for ev, st in zip(events, stored, strict=True):
-            check_duplicate((st, True), ev.stream_id, ev.event_name, ev.payload)
-        return stored
-
-    def _emappend_reply(
-        self, pk: bytes, p: int, first_seq: int, events: list[tuple], resp3: bool
-    ) -> bytes:
+    def _emappend_reply(self, append: AppendRequest, outcome: AppendOutcome, resp3: bool) -> bytes:
         items = [
             {
-                SimpleString("event_id"): SimpleString(format_uuid(eid)),
-                SimpleString("stream_id"): SimpleString(sid.decode("utf-8", "replace")),
+                SimpleString("event_id"): SimpleString(format_uuid(e.event_id)),
+                SimpleString("stream_id"): SimpleString(e.stream_id.decode("utf-8", "replace")),
                 SimpleString("stream_version"): version,
                 SimpleString("timestamp"): ts,
             }
-            for eid, sid, version, ts in events
+            for e, version, ts in zip(
+                append.events, outcome.versions, outcome.timestamps_ms, strict=True
+            )
         ]
+        first = outcome.first_sequence
         return self._encode(
             {
-                SimpleString("partition_key"): SimpleString(format_uuid(pk)),
-                SimpleString("partition_id"): p,
-                SimpleString("first_partition_sequence"): first_seq,
-                SimpleString("last_partition_sequence"): first_seq + len(events) - 1,
+                SimpleString("partition_key"): SimpleString(format_uuid(append.partition_key)),
+                SimpleString("partition_id"): append.partition_id,
+                SimpleString("first_partition_sequence"): first,
+                SimpleString("last_partition_sequence"): first + len(append.events) - 1,
                 SimpleString("events"): items,
             }
         )

@@ -1,9 +1,10 @@
-"""The node's database: storage engine, one writer per bucket, one leader per partition.
+"""The node's database: storage engine, one writer per bucket, a role per partition.
 
-Everything a command needs goes through here: appends through the partition's leader (the one
-write path: a single node is a cluster of one), reads straight from storage in worker threads,
-bounded by each partition's watermark. ``run`` starts the bucket writers; ``close`` drains them,
-syncs and closes the storage.
+Everything a command needs goes through here: appends through the partition's role (``appender``:
+the local leader on a single node, which is a cluster of one), reads straight from storage in
+worker threads, bounded by each partition's watermark. ``open`` opens the storage; ``lead_all``
+(a single node) or ``refuse_appends`` gives every partition its role; ``run`` starts the bucket
+writers; ``close`` drains them, syncs and closes the storage.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from typing import TypeVar
 
 import trio
 
-from sierradb.storage import Promise, Store, Ticket
+from sierradb.storage import Store, Ticket
 
+from .append import Appender, Unavailable
 from .bucket_writer import BucketWriter
 from .config import Config
-from .leader import PartitionLeader
+from .confirmation import LocalConfirmer
+from .errors import NodeError
+from .leader import LocalLeader
 from .visibility import WatermarkBoard
 
 log = logging.getLogger("sierradb.node")
@@ -34,13 +38,14 @@ class Database:
     def __init__(self, store: Store, config: Config) -> None:
         self.store = store
         self.config = config
-        self.board = WatermarkBoard()
+        self.board = WatermarkBoard(store.partition_count)
+        self.confirmer = LocalConfirmer(store, self.board, self._on_write_failure)
         window = config.sync_window_s or 0.0
         self.writers = [
-            BucketWriter(store, b, self.board, window, self._on_write_failure, self._on_crash)
+            BucketWriter(store, b, window, self.confirmer.durable, self._on_crash)
             for b in range(store.bucket_count)
         ]
-        self.leaders: list[PartitionLeader] = []
+        self.roles: list[Appender] = []
         self.read_limiter = trio.CapacityLimiter(READ_THREADS)
         self._nursery: trio.Nursery | None = None
         self._crashed = trio.Event()
@@ -60,31 +65,31 @@ class Database:
             cache_capacity_bytes=config.cache_capacity_bytes,
             stream_cache_entries=config.stream_cache_entries,
         )
-        db = cls.from_store(store, config)
+        db = cls(store, config)
         db.opened_in_s = time.monotonic() - started
         return db
 
-    @classmethod
-    def from_store(cls, store: Store, config: Config) -> Database:
-        """Leaders and writers over an open store (tests pass one on the in-memory disk)."""
-        db = cls(store, config)
-        # A start is a new term for every partition: positions handed out again after a crash
-        # are written under a term that no earlier record carries.
-        promises = {}
-        for p in range(store.partition_count):
-            last = store.last_entry(p)
-            term = max(store.promise(p).term, last[0] if last else 0) + 1
-            promises[p] = Promise(term, config.node_index, 0)
-        store.set_promises(promises)
-        for p in range(store.partition_count):
-            # One replica: everything durable is confirmed.
-            store.set_watermark(p, store.durable_next(p))
-            writer = db.writers[store.bucket_of(p)]
-            db.leaders.append(PartitionLeader(store, p, writer, db.board, promises[p].term))
+    def lead_all(self, incarnation: int) -> None:
+        """A single node leads every partition (blocking: makes each new term durable)."""
+        self.roles = list(
+            LocalLeader.start(
+                self.store, self.writers, self.board, self.config.node_index, incarnation
+            )
+        )
+        self._freeze()
+
+    def refuse_appends(self, error: NodeError) -> None:
+        self.roles = [Unavailable(error)] * self.store.partition_count
+        self._freeze()
+
+    @staticmethod
+    def _freeze() -> None:
         # Opening built long-lived structures; keep the collector from walking them again.
         gc.collect()
         gc.freeze()
-        return db
+
+    def appender(self, partition_id: int) -> Appender:
+        return self.roles[partition_id]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the bucket writers until cancelled; then flush what is queued and stop them."""
@@ -111,7 +116,9 @@ class Database:
 
     def _on_write_failure(self, ticket: Ticket) -> None:
         assert self._nursery is not None
-        self.leaders[ticket.partition_id].on_write_failure(self._nursery)
+        role = self.roles[ticket.partition_id]
+        assert isinstance(role, LocalLeader), "only a leader's own appends can fail here"
+        role.on_write_failure(self._nursery)
 
     def close(self) -> None:
         """Sync and close the storage (blocking; after the writers have stopped)."""

@@ -1,29 +1,62 @@
 """Watermark notifications: how waiting appends and subscriptions learn that events are visible.
 
-Theory of operation. Every time the node moves any partition's watermark it calls ``notify``,
-which bumps a version counter and wakes everyone parked on the board. A waiter reads the version,
-checks its own condition (a partition's watermark, a subscription's next position), and parks
-only if nothing changed since it read the version, so no move is ever missed. One board serves
-all partitions: a flush moves many watermarks at once and wakes each waiter once.
+Theory of operation. Whoever moves watermarks (the confirmer) calls ``notify`` with the moves.
+Two kinds of waiters are served:
+
+- A board for waiters with their own condition (subscriptions: a stream's or a partition's next
+  position). ``notify`` bumps a version counter and wakes all of them; a waiter reads the
+  version, checks its condition, and parks only if nothing changed since it read the version,
+  so no move is ever missed. One wake-up per flush, however many partitions moved.
+- Per-partition queues for appends, each waiting for one sequence to become visible. They are
+  kept ordered by sequence, so a move wakes exactly the appends it made visible, not every
+  waiter on the node. ``wake_partition`` wakes all of a partition's appends at once (a write
+  failed: each checks whether it was its own).
 """
 
 from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable
 
 import trio
 
 
 class WatermarkBoard:
-    def __init__(self) -> None:
+    def __init__(self, partition_count: int) -> None:
         self.version = 0
         self._changed = trio.Event()
+        self._waiting: list[list[tuple[int, int, trio.Event]]] = [
+            [] for _ in range(partition_count)
+        ]
+        self._order = itertools.count()  # ties in a heap must never compare the events
 
-    def notify(self) -> None:
+    def notify(self, moved: Iterable[tuple[int, int]] = ()) -> None:
+        """Watermarks moved: (partition, new watermark) for each; wake who can proceed."""
+        for partition_id, watermark in moved:
+            queue = self._waiting[partition_id]
+            while queue and queue[0][0] < watermark:
+                heapq.heappop(queue)[2].set()
         self.version += 1
         changed, self._changed = self._changed, trio.Event()
         changed.set()
+
+    def wake_partition(self, partition_id: int) -> None:
+        """Wake every append waiting on a partition (each re-checks its own outcome)."""
+        queue, self._waiting[partition_id] = self._waiting[partition_id], []
+        for _, _, event in queue:
+            event.set()
 
     async def wait_for_change(self, seen_version: int) -> None:
         """Return once the version differs from `seen_version` (at once if it already does)."""
         if self.version != seen_version:
             return
         await self._changed.wait()
+
+    async def wait_past(self, partition_id: int, sequence: int) -> None:
+        """Return once a move of the partition's watermark passes `sequence` (or it is woken).
+
+        The caller checks the watermark before and after: this only parks it."""
+        event = trio.Event()
+        heapq.heappush(self._waiting[partition_id], (sequence, next(self._order), event))
+        await event.wait()

@@ -382,3 +382,14 @@ def test_flags_override_the_environment(node_factory):
     check_password(node.port, "from-flag", "from-env")
     with redis.Redis(port=node.port, password="from-flag", protocol=3) as r:
         assert r.execute_command("HELLO", "3")[b"num_partitions"] == 5
+
+
+def test_running_with_assertions_off_is_refused(tmp_path):
+    # Assertions are the node's fail-stop checks; python -O would remove them silently.
+    data_dir = tmp_path / "data"
+    result = subprocess.run(
+        [sys.executable, "-O", "-m", "sierradb.node", "--dir", str(data_dir)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert_one_error_line(result, "refusing to run with python -O")
+    assert not data_dir.exists()
