@@ -84,7 +84,7 @@ class LocalLeader:
     # ------------------------------------------------------------------------- appends
     def submit(self, request: AppendRequest) -> Waiter:
         if any(request.supplied_ids):
-            stored = self._stored(request)
+            stored = stored_events(self.store, request)
             if stored is not None:
                 return self._replay(stored)
         if self.stepping_down:
@@ -133,40 +133,6 @@ class LocalLeader:
                 raise NodeError("TRYAGAIN", "an earlier attempt with this event id failed; retry")
             await self.board.wait_past(p, event.partition_sequence)
 
-    # --------------------------------------------------------------------- idempotency
-    def _stored(self, request: AppendRequest) -> list[Event] | None:
-        """The stored events a retry repeats, None if its ids are new; DUPLICATE if they are
-        taken by other events (or another shape of transaction)."""
-        find = self.store.find_event
-        p = self.partition_id
-        supplied = [
-            e for e, given in zip(request.events, request.supplied_ids, strict=True) if given
-        ]
-        found = [find(p, e.event_id) for e in supplied]
-        if all(f is None for f in found):
-            return None
-        if not request.multi:
-            (stored,) = found
-            assert stored is not None
-            _check_content(stored[0], request.events[0])
-            return [stored[0]]
-        # EMAPPEND: a retry must repeat one stored transaction exactly.
-        if len(supplied) != len(request.events) or any(f is None for f in found):
-            raise duplicate_event_id()
-        events = [f[0] for f in found if f is not None]
-        txn = events[0].transaction_id
-        seqs = [e.partition_sequence for e in events]
-        if (
-            any(e.transaction_id != txn for e in events)
-            or seqs != list(range(seqs[0], seqs[0] + len(seqs)))
-            or not events[-1].txn_last
-            or (seqs[0] > 0 and len(events) == 1 and not events[0].txn_last)
-        ):
-            raise duplicate_event_id()
-        for new, old in zip(request.events, events, strict=True):
-            _check_content(old, new)
-        return events
-
     # ------------------------------------------------------------------------ failures
     def on_write_failure(self, nursery: trio.Nursery) -> None:
         if not self.stepping_down:
@@ -194,6 +160,38 @@ class LocalLeader:
         self.term = new_term
         self.stepping_down = False
         log.warning("partition %d: new term %d after a write failure", self.partition_id, new_term)
+
+
+def stored_events(store: Store, request: AppendRequest) -> list[Event] | None:
+    """The stored events an append retries, None if its ids are new; DUPLICATE if they are
+    taken by other events (or by another shape of transaction). Decided by the leader only,
+    against its whole log, queued entries included (cluster-safety S9)."""
+    p = request.partition_id
+    supplied = [e for e, given in zip(request.events, request.supplied_ids, strict=True) if given]
+    found = [store.find_event(p, e.event_id) for e in supplied]
+    if all(f is None for f in found):
+        return None
+    if not request.multi:
+        (stored,) = found
+        assert stored is not None
+        _check_content(stored[0], request.events[0])
+        return [stored[0]]
+    # EMAPPEND: a retry must repeat one stored transaction exactly.
+    if len(supplied) != len(request.events) or any(f is None for f in found):
+        raise duplicate_event_id()
+    events = [f[0] for f in found if f is not None]
+    txn = events[0].transaction_id
+    seqs = [e.partition_sequence for e in events]
+    if (
+        any(e.transaction_id != txn for e in events)
+        or seqs != list(range(seqs[0], seqs[0] + len(seqs)))
+        or not events[-1].txn_last
+        or (seqs[0] > 0 and len(events) == 1 and not events[0].txn_last)
+    ):
+        raise duplicate_event_id()
+    for new, old in zip(request.events, events, strict=True):
+        _check_content(old, new)
+    return events
 
 
 def _check_content(stored: Event, new: NewEvent) -> None:

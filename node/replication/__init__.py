@@ -1,0 +1,1 @@
+"""Replication: one replica state machine per partition (sans-I/O), and its storage adapter."""
