@@ -20,8 +20,9 @@ from sierradb.storage import StorageError
 
 from .config import Config, ConfigError, load_config
 from .database import Database
-from .errors import cluster_serves_no_data
+from .errors import NodeError
 from .placement import PLACEMENT_VERSION
+from .replication.service import ReplicationService
 from .server import Server
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("sierradb.node")
 
 SHUTDOWN_GRACE_S = 5.0
+# On SIGTERM a cluster node hands over the partitions it leads for at most this long.
+HANDOVER_TIMEOUT_S = 5.0
 SWITCH_INTERVAL_S = float(os.environ.get("SIERRA_SWITCH_INTERVAL_S", "0.0005"))
 
 
@@ -63,25 +66,46 @@ def cluster_runtime(
     return ClusterRuntime(settings, seed, state)
 
 
+class StartupError(Exception):
+    """The node cannot start serving (one clear line; exit 1)."""
+
+
 async def serve(
     config: Config, db: Database, peer_id: str, seed: bytes, state: ClusterState
 ) -> None:
     async with trio.open_nursery() as root:
         await root.start(db.run)
         server = Server(config, db, peer_id)
-        client_address = await server.bind()
-        cluster = None
+        try:
+            client_address = await server.bind()
+        except OSError as e:
+            raise StartupError(f"cannot listen on {config.client_address}: {e.strerror}") from e
+        cluster = replication = None
         if config.node_count > 1:
             cluster = cluster_runtime(config, db, seed, state, client_address)
             await root.start(cluster.run)
-            server.cluster = cluster
+            replication = ReplicationService(
+                db.store, db.writers, db.board, cluster,
+                node_index=config.node_index, node_count=config.node_count,
+                replication_factor=config.replication_factor, incarnation=state.incarnation,
+                heartbeat_interval_s=config.heartbeat_interval_s,
+                election_timeout_s=config.down_timeout_s,
+                write_timeout_s=config.write_timeout_s,
+            )  # fmt: skip
+            db.replicate_with(list(replication.roles), replication.durable)
+            await root.start(replication.run)
+            server.cluster, server.replication = cluster, replication
+            replication.server = server
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             await root.start(server.serve)
             async for signum in signals:
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 break
+        if replication is not None:
+            # Hand over what this node leads, so a rolling restart fails no write (L7).
+            await replication.hand_over_all(HANDOVER_TIMEOUT_S)
         if cluster is not None:
-            await cluster.leave()  # first: peers stop counting on this node at once
+            await cluster.leave()  # then peers stop counting on this node at once
         await server.shutdown(SHUTDOWN_GRACE_S)
         root.cancel_scope.cancel()  # the database flushes what is queued as it stops
 
@@ -124,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if config.node_count == 1:
             db.lead_all(state.incarnation)
         else:
-            db.refuse_appends(cluster_serves_no_data())
+            db.refuse_appends(NodeError("TRYAGAIN", "the node is starting; retry"))
     except (ClusterStateError, OSError) as e:
         db.close()
         print(f"sierradb: error: {e}", file=sys.stderr)
@@ -143,10 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     # The writer threads need the GIL back right after each fdatasync; with the default 5 ms
     # switch interval a busy event loop keeps them (and every reply) waiting that long.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    failed = False
     try:
         trio.run(serve, config, db, peer_id, seed, state)
+    except* StartupError as group:
+        print(f"sierradb: error: {group.exceptions[0]}", file=sys.stderr)
+        failed = True
     finally:
         db.close()
+    if failed:
+        return 1
     log.info("sierradb stopped cleanly")
     return 0
 

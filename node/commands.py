@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from . import grammar as g
-from .errors import NodeError, partition_unavailable
+from .errors import NodeError, partition_unavailable, reply_for
 from .identifiers import format_uuid, partition_id
 from .info import cache_info, info_text
 from .replies import event_map, push_subscribe, scan_result
+from .resp import encode_into
 from .subscriptions import PartitionTarget, StreamTarget, Subscription
 
 if TYPE_CHECKING:
@@ -213,8 +214,24 @@ async def epseq(conn: Connection, req: g.EPSeq) -> bytes:
 
 
 # ----------------------------------------------------------------------- subscriptions
+def _check_held(conn: Connection, partitions: list[int]) -> None:
+    """A cluster node subscribes only to partitions it holds a replica of (relays of others'
+    partitions are not built yet): refuse the rest clearly rather than deliver nothing."""
+    service = conn.server.replication
+    if service is None:
+        return
+    missing = sorted({p for p in partitions if p not in service.replicas})
+    if missing:
+        raise NodeError(
+            "CLUSTERDOWN",
+            f"partition {missing[0]} is not held by this node; subscribe on one of its "
+            "replicas (see INFO cluster)",
+        )
+
+
 def _start(conn: Connection, targets: list, window: int | None) -> bytes:
     db = conn.db
+    _check_held(conn, [t.partition_id for t in targets])
     sub_id = uuid.uuid4().bytes
     sub = Subscription(
         sub_id,
@@ -283,6 +300,53 @@ async def eunsub(conn: Connection, req: g.EUnsub) -> bytes:
         raise NodeError("NOTFOUND", "subscription not found")
     sub.cancel_scope.cancel()
     return OK
+
+
+# ------------------------------------------------------------------ forwarded reads
+async def forward_read(conn: Connection, partition: int, args: list[bytes]) -> bytes:
+    """A read of a partition this cluster node holds no replica of: ask one that does (its
+    leader, or the first live replica) and relay its reply, encoded for this connection."""
+    from .replication.codec import ForwardRead, ReadReply
+
+    service = conn.server.replication
+    assert service is not None
+    target = service.leader_of(partition)
+    if target is None:
+        raise NodeError("TRYAGAIN", f"partition {partition} has no reachable replica; retry")
+    message = ForwardRead(service.next_request_id(), partition, tuple(args), conn.protocol)
+    reply = await service.forward(target, message)
+    assert isinstance(reply, ReadReply)
+    return reply.reply
+
+
+class RemoteReader:
+    """What a read handler needs of a connection, for a read another node forwarded."""
+
+    def __init__(self, server: Any, protocol: int) -> None:
+        self.server = server
+        self.db = server.db
+        self.config = server.config
+        self.protocol = protocol
+
+    def _encode(self, value: object) -> bytes:
+        out = bytearray()
+        encode_into(out, value, self.protocol)
+        return bytes(out)
+
+
+async def execute_forwarded_read(server: Any, args: tuple[bytes, ...], protocol: int) -> bytes:
+    """Run a forwarded read here, as the origin's connection would have (its reply encoded)."""
+    reader = RemoteReader(server, protocol)
+    try:
+        request = g.parse_command(list(args))
+        if not isinstance(request, (g.EGet, g.EScan, g.ESVer, g.EPScan, g.EPSeq)):
+            raise NodeError("ERR", "only reads are forwarded")
+        return await HANDLERS[type(request)](reader, request)  # type: ignore[arg-type]
+    except BaseException as exc:  # noqa: BLE001 - mapped to an error reply, or re-raised
+        err = reply_for(exc)
+        if err is None:
+            raise
+        return reader._encode(err)
 
 
 HANDLERS: dict[type, Callable[[Connection, Any], Awaitable[bytes]]] = {

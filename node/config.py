@@ -28,6 +28,7 @@ peers                      peers (array of strings)     --peer (repeat)   none
 heartbeat_interval_s       heartbeat_interval_s         --heartbeat-      1
                                                         interval
 down_timeout_s             down_timeout_s               --down-timeout    6
+write_timeout_s            write_timeout_s              --write-timeout   5
 requirepass                requirepass                  --requirepass     none
 protected_mode             protected_mode               --protected-mode  true
 partitions                 partitions, partition.count  --partitions      32
@@ -253,6 +254,7 @@ class Config:
     peers: tuple[str, ...] = ()
     heartbeat_interval_s: float = 1.0
     down_timeout_s: float = 6.0
+    write_timeout_s: float = 5.0
     requirepass: str | None = field(default=None, repr=False)
     protected_mode: bool = True
     partitions: int = 32
@@ -356,6 +358,11 @@ def _validate(config: Config) -> None:
         c.heartbeat_interval_s > 0,
         "heartbeat_interval_s",
         f"heartbeat_interval_s must be positive, got {c.heartbeat_interval_s}",
+    )
+    _check(
+        c.write_timeout_s > 0,
+        "write_timeout_s",
+        f"write_timeout_s must be positive, got {c.write_timeout_s}",
     )
     _check(
         c.down_timeout_s >= 2 * c.heartbeat_interval_s,
@@ -595,6 +602,11 @@ _SETTINGS: tuple[_Setting, ...] = (
     _Setting(
         "down_timeout_s", _to_float, ("--down-timeout",), "SECONDS",
         "a peer not heard from this long is down", "6", "cluster",
+    ),
+    _Setting(
+        "write_timeout_s", _to_float, ("--write-timeout",), "SECONDS",
+        "a replicated append not confirmed this long gets TIMEOUT (outcome unknown)", "5",
+        "cluster",
     ),
     _Setting(
         "mdns", _to_bool, ("--mdns",), "true|false",

@@ -28,9 +28,9 @@ import trio
 
 from . import grammar as g
 from .append import AppendOutcome, AppendRequest, build_request
-from .commands import HANDLERS
-from .errors import NodeError, cluster_serves_no_data, reply_for
-from .identifiers import format_uuid
+from .commands import HANDLERS, forward_read
+from .errors import NodeError, reply_for
+from .identifiers import format_uuid, partition_id
 from .replies import append_result
 from .resp import ErrorReply, ProtocolError, RequestReader, SimpleString, encode_into
 from .subscriptions import Subscription
@@ -43,10 +43,7 @@ log = logging.getLogger("sierradb.node")
 RECEIVE_BYTES = 64 * 1024
 SUBSCRIPTION_COMMANDS = (g.ESub, g.EPSub, g.EAck, g.EUnsub, g.Ping, g.Quit)
 OPEN_WITHOUT_AUTH = (g.Auth, g.Hello, g.Ping, g.Quit)
-DATA_COMMANDS = (
-    g.EAppend, g.EMAppend, g.EGet, g.EScan, g.ESVer, g.EPScan, g.EPSeq,
-    g.ESub, g.EPSub, g.EAck, g.EUnsub,
-)  # fmt: skip
+READS = (g.EGet, g.EScan, g.ESVer, g.EPScan, g.EPSeq)
 
 Deferred = Callable[[], Awaitable[bytes]]
 
@@ -204,8 +201,13 @@ class Connection:
                     and not isinstance(request, SUBSCRIPTION_COMMANDS)
                 ):
                     raise NodeError("ERR", "only subscription commands are allowed in this context")
-                if self.server.cluster is not None and isinstance(request, DATA_COMMANDS):
-                    raise cluster_serves_no_data()
+                if self.server.replication is not None and isinstance(request, READS):
+                    remote = self._remote_partition(request)
+                    if remote is not None:
+                        if deferred:
+                            await self._finish(deferred, out)
+                        out += await forward_read(self, remote, args)
+                        continue
                 if isinstance(request, (g.EAppend, g.EMAppend)):
                     deferred.append(self._submit(request))
                     continue
@@ -248,6 +250,21 @@ class Connection:
 
     async def _execute(self, request: Any) -> bytes:
         return await HANDLERS[type(request)](self, request)
+
+    def _remote_partition(self, request: object) -> int | None:
+        """The partition a read needs, if this cluster node holds no replica of it."""
+        count = self.db.partition_count
+        if isinstance(request, g.EGet):
+            p = partition_id(request.event_id, count)
+        elif isinstance(request, (g.EScan, g.ESVer)):
+            p = partition_id(request.partition_key, count)
+        else:
+            assert isinstance(request, (g.EPScan, g.EPSeq))
+            p = g.resolve_partition(request.partition, count)
+            if p >= count:
+                return None  # answered locally: CLUSTERDOWN partition unavailable
+        assert self.server.replication is not None
+        return None if p in self.server.replication.replicas else p
 
     # ------------------------------------------------------------------------- appends
     def _submit(self, request: g.EAppend | g.EMAppend) -> Deferred:

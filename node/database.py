@@ -40,9 +40,10 @@ class Database:
         self.config = config
         self.board = WatermarkBoard(store.partition_count)
         self.confirmer = LocalConfirmer(store, self.board, self._on_write_failure)
+        self._confirm: Callable[[list[Ticket]], None] = self.confirmer.durable
         window = config.sync_window_s or 0.0
         self.writers = [
-            BucketWriter(store, b, window, self.confirmer.durable, self._on_crash)
+            BucketWriter(store, b, window, self._on_durable, self._on_crash)
             for b in range(store.bucket_count)
         ]
         self.roles: list[Appender] = []
@@ -81,6 +82,16 @@ class Database:
     def refuse_appends(self, error: NodeError) -> None:
         self.roles = [Unavailable(error)] * self.store.partition_count
         self._freeze()
+
+    def replicate_with(
+        self, roles: list[Appender], confirm: Callable[[list[Ticket]], None]
+    ) -> None:
+        """A cluster node: the replication service confirms writes and gives the roles."""
+        self.roles = roles
+        self._confirm = confirm
+
+    def _on_durable(self, tickets: list[Ticket]) -> None:
+        self._confirm(tickets)
 
     @staticmethod
     def _freeze() -> None:

@@ -39,15 +39,6 @@ def partition_unavailable() -> NodeError:
     return NodeError("CLUSTERDOWN", "partition unavailable")
 
 
-def cluster_serves_no_data() -> NodeError:
-    return NodeError(
-        "CLUSTERDOWN",
-        "this node is part of a cluster (--node-count > 1), and replication is not available "
-        "in this version yet: it forms the cluster (see INFO cluster) but serves no data "
-        "commands",
-    )
-
-
 def reply_for(exc: BaseException) -> ErrorReply | None:
     """The error reply for an expected failure, or None if `exc` is not one."""
     if isinstance(exc, (NodeError, CommandError)):

@@ -146,6 +146,26 @@ def _cluster_section(server: Server) -> list[tuple[str, object]]:
         ("connections", st.connections),
         ("event_loop_stalled_s", round(st.stalled_s, 3)),
     ]
+    replication = server.replication
+    if replication is not None:
+        stats = replication.statistics()
+        rows.append(("partitions_led", sum(r.role == "leader" for r in stats)))
+        rows.append(("partitions_replicated", len(stats)))
+        rows.append(("forwarded_requests", replication.forwarded))
+        for r in stats:
+            followers = ";".join(f"{n}:{match}:{lag}" for n, match, lag in r.followers)
+            fields = {
+                "role": r.role,
+                "term": r.term,
+                "leader": "none" if r.leader is None else r.leader,
+                "watermark": r.watermark,
+                "last": f"{r.last[0]}/{r.last[1]}",
+                "accepting": int(r.accepting),
+                "followers": followers or "none",
+            }
+            rows.append(
+                (f"partition{r.partition}", ",".join(f"{k}={v}" for k, v in fields.items()))
+            )
     for i, peer in enumerate(m.peers):
         fields = {
             "node_index": "none" if peer.node_index is None else peer.node_index,

@@ -32,6 +32,8 @@ from .database import Database
 if TYPE_CHECKING:
     from sierradb.p2p.runtime import ClusterRuntime
 
+    from .replication.service import ReplicationService
+
 log = logging.getLogger("sierradb.node")
 
 LAG_TICK_S = 0.1
@@ -122,6 +124,7 @@ class Server:
         self.db = db
         self.peer_id = peer_id
         self.cluster = cluster  # None for a single node
+        self.replication: ReplicationService | None = None
         self.stats = ServerStats()
         self.lag = LagMonitor()
         self.connections: dict[int, Connection] = {}

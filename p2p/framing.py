@@ -25,7 +25,11 @@ MAX_CONTROL_FRAME_BYTES = 1024 * 1024
 
 
 def encode_frame(message: dict[str, Any]) -> bytes:
-    body = cbor2.dumps(message)
+    return frame(cbor2.dumps(message))
+
+
+def frame(body: bytes) -> bytes:
+    """A length-prefixed frame around opaque bytes."""
     return HEADER.pack(len(body)) + body
 
 
@@ -38,8 +42,8 @@ class FrameReader:
         self._buffer += data
         self._check_declared_length()
 
-    def next(self) -> dict[str, Any] | None:
-        """The next complete frame's map, or None until more bytes arrive."""
+    def next_body(self) -> bytes | None:
+        """The next complete frame's bytes, or None until more bytes arrive."""
         buf = self._buffer
         if len(buf) < HEADER.size:
             return None
@@ -50,6 +54,13 @@ class FrameReader:
         body = bytes(buf[HEADER.size : end])
         del buf[:end]
         self._check_declared_length()  # the next frame's header may already be here
+        return body
+
+    def next(self) -> dict[str, Any] | None:
+        """The next complete frame's map (cbor), or None until more bytes arrive."""
+        body = self.next_body()
+        if body is None:
+            return None
         try:
             message = cbor2.loads(body)
         except Exception as e:  # noqa: BLE001 - any decoder failure is the peer's bad frame

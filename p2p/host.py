@@ -153,13 +153,13 @@ class Host:
                 return int(port)
         raise P2PError("the host listens on no TCP port")
 
-    def set_handler(self, handler: StreamHandler) -> None:
+    def set_handler(self, handler: StreamHandler, protocol: str = CONTROL_PROTOCOL) -> None:
         from libp2p.custom_types import TProtocol
 
         async def on_stream(raw: Any) -> None:
             await handler(Stream(raw, raw.muxed_conn.peer_id.to_base58()))
 
-        self._host.set_stream_handler(TProtocol(CONTROL_PROTOCOL), on_stream)
+        self._host.set_stream_handler(TProtocol(protocol), on_stream)
 
     async def dial(self, address: PeerAddress, expected_peer_id: str | None) -> str:
         """Connect to an ip4/ip6 address; the peer id it proved. Raises P2PError on failure."""
@@ -195,16 +195,14 @@ class Host:
             await _close_quietly(raw)
             raise P2PError(f"dialling {address} failed: {e}") from e
 
-    async def open_stream(self, peer_id: str) -> Stream:
+    async def open_stream(self, peer_id: str, protocol: str = CONTROL_PROTOCOL) -> Stream:
         from libp2p.custom_types import TProtocol
         from libp2p.exceptions import BaseLibp2pError
         from libp2p.peer.id import ID
 
         try:
             with trio.fail_after(UPGRADE_TIMEOUT_S):
-                raw = await self._host.new_stream(
-                    ID.from_base58(peer_id), [TProtocol(CONTROL_PROTOCOL)]
-                )
+                raw = await self._host.new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])
         except (BaseLibp2pError, OSError, trio.TooSlowError) as e:
             raise P2PError(f"opening a stream to {peer_id} failed: {e!r}") from e
         return Stream(raw, peer_id)

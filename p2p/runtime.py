@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import trio
 
 from .addresses import PeerAddress, parse_peer_address
+from .channels import Channels
 from .cluster_state import ClusterState
 from .discovery import MdnsDiscovery, resolve
 from .errors import FrameError, P2PError
@@ -143,6 +144,7 @@ class ClusterRuntime:
         self.peer_id = peer_id_from_seed(seed)
         self.table = MemberTable(self.peer_id, state.cluster_id, state.registry)
         self.host: Host | None = None
+        self.channels: Channels | None = None
         self.membership: Membership | None = None
         self.local: LocalNode | None = None
         self._leaving = False
@@ -185,6 +187,7 @@ class ClusterRuntime:
             )
             await self._apply(Output(persist=True))
             host.set_handler(self._on_inbound)
+            self.channels = Channels(host, self.node_of)
             for address in s.peers:
                 if address.peer_id and not address.is_dns:
                     known = self._static_ids.get(address.peer_id, ())
@@ -192,6 +195,7 @@ class ClusterRuntime:
             try:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
+                    await nursery.start(self.channels.run)
                     nursery.start_soon(self._tick_loop)
                     nursery.start_soon(self._dial_supervisor)
                     for address in s.peers:
@@ -243,6 +247,55 @@ class ClusterRuntime:
             stalled_s=self.membership.stalled_s,
             membership=self.membership.statistics(trio.current_time()),
         )
+
+    # ------------------------------------------------- what replication asks of membership
+    def node_of(self, peer_id: str) -> int | None:
+        """The node index of a peer with an accepted link, unless refused (a duplicate)."""
+        link = self._links.get(peer_id)
+        if link is None or self.membership is None:
+            return None
+        index = link.hello.node_index
+        if index in self.membership.conflicts(trio.current_time()):
+            return None
+        return index
+
+    def peer_at(self, node_index: int) -> str | None:
+        """The linked peer holding a node index (None if none, or if two claim it)."""
+        found = [p for p, link in self._links.items() if link.hello.node_index == node_index]
+        if len(found) != 1 or self.node_of(found[0]) is None:
+            return None
+        return found[0]
+
+    def is_up(self, node_index: int) -> bool:
+        if node_index == self.settings.node_index:
+            return True
+        peer = self.peer_at(node_index)
+        return (
+            peer is not None
+            and self.membership is not None
+            and self.membership.is_up(peer, trio.current_time())
+        )
+
+    def is_voter(self, node_index: int) -> bool:
+        """A replica at this index may grant promises and count toward a quorum: it is not a
+        learner (the member there is the one admitted at the index)."""
+        if node_index == self.settings.node_index:
+            return self.membership is not None and not self.membership.is_learner()
+        peer = self.peer_at(node_index)
+        if peer is not None:
+            return not self.table.is_learner(node_index, self._links[peer].hello.member_id)
+        slot = self.table.registry.get(node_index)
+        return slot is None or len(slot.member_ids) == 1
+
+    def identity(self, node_index: int) -> object:
+        """The member id at an index (linked now, else the admitted one)."""
+        if node_index == self.settings.node_index:
+            return self.settings.member_id
+        peer = self.peer_at(node_index)
+        if peer is not None:
+            return self._links[peer].hello.member_id
+        slot = self.table.registry.get(node_index)
+        return min(slot.member_ids) if slot is not None else None
 
     async def admit(self, node_index: int, member_id: str | None) -> str:
         """Admit the node at an index as a voting member (raises membership.AdmitError)."""

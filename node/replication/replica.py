@@ -260,6 +260,11 @@ class Replica:
         self._writes.append([self._issued, None if token is DONE else token, first_changed])
         self._settle()
 
+    @property
+    def writing(self) -> bool:
+        """Some write is queued and not yet reported durable."""
+        return bool(self._writes)
+
     def durable_end(self) -> int:
         """The end of the durable prefix of the log as it now is: a queued write that changes
         sequence s (an append from s, or a discard from s) hides s and everything after."""
@@ -508,6 +513,13 @@ class Replica:
         """Send followers what they lack (after local appends; ``tick`` does it too)."""
         if self.role is Role.LEADER:
             self._replicate(now)
+
+    def notify_followers(self, now: float) -> None:
+        """Tell every follower the new watermark now (an empty frame if nothing else is due),
+        rather than with the next heartbeat: their readers and subscribers wait on it."""
+        for f in self.followers.values():
+            f.sent_at = float("-inf")
+        self._replicate(now)
 
     def _replicate(self, now: float) -> None:
         term = self.promise.term

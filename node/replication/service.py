@@ -1,0 +1,399 @@
+"""The trio shell around this node's replicas: messages in and out, ticks, durability, roles.
+
+Theory of operation. The node holds one ``Replica`` per partition it is a replica of (by
+placement). Everything that reaches a replica goes through this service on the event loop, one
+call at a time: frames from peers (replication channel), the clock (a tick every quarter
+heartbeat), and the bucket writers' reports of durable writes (it is the node's confirmer). After
+each call the service sends what the replica queued (through ``Channels``, batched per peer per
+write) and, if the replica moved its watermark, wakes waiting appends and subscriptions.
+
+Appends reach a partition through its ``ClusterRole``: where this node leads the partition and
+accepts writes, the role sequences the request locally (idempotency decided here, the leader)
+and waits until the watermark covers it; elsewhere it forwards the whole request, as one
+message on the requests channel, to the leader it knows (the replica's view, or the preferred
+order), which answers with the outcome or NOTLEADER and the leader it knows; the origin retries
+once on that hint within the deadline, else TRYAGAIN. A forwarded request is never forwarded
+again. The node that answers a client waits, where it holds a replica, until its own watermark
+covers the append (read-your-writes on that connection). An append whose fate is not decided
+by its deadline gets TIMEOUT, and one whose leader stepped down before confirming it
+QUORUMFAILED: both mean "outcome unknown; retry with the same EVENT_ID".
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from sierradb.p2p import FrameError
+from sierradb.p2p.channels import REPLICATION_PROTOCOL, REQUESTS_PROTOCOL
+from sierradb.storage import Store, Ticket
+
+from ..append import AppendOutcome, AppendRequest, Waiter
+from ..errors import NodeError, reply_for
+from ..leader import stored_events
+from ..placement import placement
+from ..visibility import WatermarkBoard
+from .codec import ForwardAppend, ForwardRead, ForwardReply, ReadReply, decode, encode
+from .replica import Replica, ReplicaConfig, ReplicaStatistics, Role
+from .storage import StoreStorage, leader_events
+
+if TYPE_CHECKING:
+    from sierradb.p2p.runtime import ClusterRuntime
+
+    from ..bucket_writer import BucketWriter
+
+log = logging.getLogger("sierradb.node")
+
+# After a watermark move the leader tells its followers within this long (coalesced).
+COMMIT_NOTICE_DELAY_S = 0.002
+# Forwarded requests waiting for an answer, at most (more get TRYAGAIN).
+MAX_PENDING_FORWARDS = 10_000
+
+
+@dataclass
+class _Pending:
+    done: trio.Event
+    reply: ForwardReply | ReadReply | None = None
+
+
+class ReplicationService:
+    def __init__(
+        self,
+        store: Store,
+        writers: list[BucketWriter],
+        board: WatermarkBoard,
+        cluster: ClusterRuntime,
+        *,
+        node_index: int,
+        node_count: int,
+        replication_factor: int,
+        incarnation: int,
+        heartbeat_interval_s: float,
+        election_timeout_s: float,
+        write_timeout_s: float,
+    ) -> None:
+        self.store = store
+        self.writers = writers
+        self.board = board
+        self.cluster = cluster
+        self.node_index = node_index
+        self.write_timeout_s = write_timeout_s
+        self.layout = placement(node_count, replication_factor, store.partition_count)
+        self.tick_interval_s = heartbeat_interval_s / 4
+        now = trio.current_time()
+        self.replicas: dict[int, Replica] = {}
+        for p, order in enumerate(self.layout):
+            if node_index in order:
+                config = ReplicaConfig(
+                    p, node_index, incarnation, order, heartbeat_interval_s, election_timeout_s
+                )
+                self.replicas[p] = Replica(config, StoreStorage(store, p), cluster, now)
+        self.roles = [ClusterRole(self, p) for p in range(store.partition_count)]
+        self._leader_hints: dict[int, int] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._request_ids = itertools.count(1)
+        self._notice_due = False
+        self._nursery: trio.Nursery | None = None
+        self.server: object = None  # the client server, for forwarded reads (set by the CLI)
+        self.forwarded = 0
+
+    # ------------------------------------------------------------------- lifecycle
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        channels = self.cluster.channels
+        assert channels is not None
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            channels.register(REPLICATION_PROTOCOL, self._on_replication_frame)
+            channels.register(REQUESTS_PROTOCOL, self._on_request_frame)
+            task_status.started()
+            while True:
+                await trio.sleep(self.tick_interval_s)
+                now = trio.current_time()
+                for replica in self.replicas.values():
+                    replica.tick(now)
+                    self._after(replica)
+
+    # ------------------------------------------------------------- replica plumbing
+    def durable(self, tickets: list[Ticket]) -> None:
+        """The bucket writers' report (this is the node's confirmer)."""
+        touched = []
+        for ticket in tickets:
+            replica = self.replicas.get(ticket.partition_id)
+            if replica is not None:
+                replica.written(ticket, ticket.error)
+                touched.append(replica)
+        for replica in dict.fromkeys(touched):
+            self._after(replica)
+
+    def _after(self, replica: Replica) -> None:
+        """Start queued writes, send what a replica queued; wake who waits on its watermark."""
+        if replica.writing:
+            self.writers[self.store.bucket_of(replica.config.partition)].kick()
+        for dest, message in replica.outbox():
+            peer = self.cluster.peer_at(dest)
+            if peer is not None and self.cluster.channels is not None:
+                self.cluster.channels.send(peer, REPLICATION_PROTOCOL, encode(message))
+        if replica.watermark_moves:
+            replica.watermark_moves.clear()
+            p = replica.config.partition
+            self.board.notify([(p, self.store.watermark(p))])
+            if replica.role is Role.LEADER:
+                self._schedule_commit_notice()
+
+    def _schedule_commit_notice(self) -> None:
+        if self._notice_due or self._nursery is None:
+            return
+        self._notice_due = True
+
+        async def notice() -> None:
+            await trio.sleep(COMMIT_NOTICE_DELAY_S)
+            self._notice_due = False
+            now = trio.current_time()
+            for replica in self.replicas.values():
+                if replica.role is Role.LEADER:
+                    replica.notify_followers(now)
+                    self._after(replica)
+
+        self._nursery.start_soon(notice)
+
+    def _on_replication_frame(self, node: int, body: bytes) -> None:
+        message = decode(body)
+        replica = self.replicas.get(getattr(message, "partition", -1))
+        if replica is None:
+            raise FrameError(f"a replication message for partition {message!r} not held here")
+        replica.step(node, message, trio.current_time())  # type: ignore[arg-type]
+        self._after(replica)
+
+    # ------------------------------------------------------------------- leadership
+    def leader_of(self, partition: int) -> int | None:
+        """The leader this node knows for a partition (None: none known)."""
+        replica = self.replicas.get(partition)
+        if replica is not None:
+            if replica.role is Role.LEADER:
+                return self.node_index
+            if replica.leader is not None and replica.leader_term == replica.promise.term:
+                return replica.leader
+            return None
+        hint = self._leader_hints.get(partition)
+        if hint is not None:
+            return hint
+        order = self.layout[partition]
+        return next((n for n in order if self.cluster.is_up(n)), None)
+
+    # ------------------------------------------------------------------ forwarding
+    async def forward(
+        self, leader: int, message: ForwardAppend | ForwardRead
+    ) -> ForwardReply | ReadReply:
+        """Send a request to another node and wait for its answer (TIMEOUT at the deadline)."""
+        peer = self.cluster.peer_at(leader)
+        channels = self.cluster.channels
+        if peer is None or channels is None or len(self._pending) >= MAX_PENDING_FORWARDS:
+            raise NodeError("TRYAGAIN", f"node {leader} cannot be reached; retry")
+        pending = self._pending[message.request_id] = _Pending(trio.Event())
+        try:
+            if not channels.send(peer, REQUESTS_PROTOCOL, encode(message)):
+                raise NodeError("TRYAGAIN", f"node {leader} cannot be reached; retry")
+            self.forwarded += 1
+            with trio.move_on_after(self.write_timeout_s):
+                await pending.done.wait()
+            if pending.reply is None:
+                raise NodeError("TIMEOUT", "write operation timed out")
+            return pending.reply
+        finally:
+            del self._pending[message.request_id]
+
+    def next_request_id(self) -> int:
+        return next(self._request_ids)
+
+    def _on_request_frame(self, node: int, body: bytes) -> None:
+        message = decode(body)
+        if isinstance(message, (ForwardReply, ReadReply)):
+            pending = self._pending.get(message.request_id)
+            if pending is not None:
+                pending.reply = message
+                pending.done.set()
+            return
+        assert self._nursery is not None
+        if isinstance(message, ForwardAppend):
+            self._nursery.start_soon(self._serve_append, node, message)
+        elif isinstance(message, ForwardRead):
+            self._nursery.start_soon(self._serve_read, node, message)
+        else:
+            raise FrameError(f"unexpected message on the requests channel: {message!r}")
+
+    async def _serve_append(self, origin: int, m: ForwardAppend) -> None:
+        """Execute a forwarded append as its leader (never forwarding it again)."""
+        p = m.request.partition_id
+        try:
+            wait = self.roles[p].submit_local(m.request)
+            outcome = await wait()
+            reply = ForwardReply(m.request_id, outcome)
+        except BaseException as exc:  # noqa: BLE001 - mapped to an error reply, or re-raised
+            err = reply_for(exc)
+            if err is None:
+                raise
+            leader = self.leader_of(p)
+            reply = ForwardReply(m.request_id, None, err.code, err.message,
+                                 -1 if leader is None else leader)  # fmt: skip
+        self._reply(origin, reply)
+
+    async def _serve_read(self, origin: int, m: ForwardRead) -> None:
+        from ..commands import execute_forwarded_read
+
+        assert self.server is not None
+        reply = await execute_forwarded_read(self.server, m.args, m.protocol)
+        self._reply(origin, ReadReply(m.request_id, reply))
+
+    def _reply(self, node: int, message: ForwardReply | ReadReply) -> None:
+        peer = self.cluster.peer_at(node)
+        if peer is not None and self.cluster.channels is not None:
+            self.cluster.channels.send(peer, REQUESTS_PROTOCOL, encode(message))
+
+    # ------------------------------------------------------------------ statistics
+    def statistics(self) -> list[ReplicaStatistics]:
+        return [r.statistics() for _, r in sorted(self.replicas.items())]
+
+    async def hand_over_all(self, timeout_s: float) -> None:
+        """A graceful stop: hand every partition this node leads to a caught-up follower."""
+        now = trio.current_time()
+        for replica in self.replicas.values():
+            if replica.role is Role.LEADER:
+                for node in replica.config.replicas:
+                    if node != self.node_index and replica.hand_over(node, now):
+                        break
+                self._after(replica)
+        with trio.move_on_after(timeout_s):
+            while any(r.role is Role.LEADER for r in self.replicas.values()):
+                await trio.sleep(0.05)
+
+
+class ClusterRole:
+    """A partition's role toward appends on a cluster node (see the module docstring)."""
+
+    def __init__(self, service: ReplicationService, partition: int) -> None:
+        self.service = service
+        self.partition = partition
+
+    def submit(self, request: AppendRequest) -> Waiter:
+        service = self.service
+        replica = service.replicas.get(self.partition)
+        if replica is not None and replica.role is Role.LEADER:
+            return self.submit_local(request)
+        leader = service.leader_of(self.partition)
+        if leader is None or leader == service.node_index:
+            raise NodeError("TRYAGAIN", f"partition {self.partition} has no leader yet; retry")
+        return self._forwarded(request, leader)
+
+    def submit_local(self, request: AppendRequest) -> Waiter:
+        """Sequence here, as the partition's leader, or refuse with NOTLEADER."""
+        service = self.service
+        replica = service.replicas.get(self.partition)
+        if replica is None or replica.role is not Role.LEADER:
+            leader = service.leader_of(self.partition)
+            hint = f"; the leader is node {leader}" if leader is not None else ""
+            raise NodeError(
+                "NOTLEADER", f"this node does not lead partition {self.partition}{hint}"
+            )
+        live = sum(service.cluster.is_up(n) for n in replica.config.replicas)
+        if live < replica.config.quorum:
+            raise NodeError(
+                "INSUFFICIENTREPLICAS",
+                "insufficient healthy replicas for write quorum "
+                f"({live}/{len(replica.config.replicas)} replicas available)",
+            )
+        store = service.store
+        stored = stored_events(store, request) if any(request.supplied_ids) else None
+        if stored is not None:
+            last = stored[-1].partition_sequence
+            outcome = AppendOutcome(
+                stored[0].partition_sequence,
+                tuple(e.stream_version for e in stored),
+                tuple(e.timestamp_ms for e in stored),
+            )
+            return self._confirmed(replica, last, outcome, stored[-1].event_id)
+        if not replica.can_accept():
+            raise NodeError("TRYAGAIN", f"partition {self.partition} is taking office; retry")
+        ticket = store.append_leader(
+            self.partition, request.partition_key, request.transaction_id, request.events,
+            replica.promise.term,
+        )  # fmt: skip
+        events = leader_events(
+            self.partition, request.partition_key, request.transaction_id, request.events, ticket
+        )
+        replica.local_append(events, ticket)
+        replica.replicate(trio.current_time())
+        service._after(replica)
+        outcome = AppendOutcome(
+            ticket.first_sequence,
+            tuple(ticket.versions),
+            tuple(e.timestamp_ms for e in request.events),
+        )
+        return self._confirmed(replica, ticket.last_sequence, outcome, events[-1].event_id)
+
+    def _confirmed(
+        self, replica: Replica, last: int, outcome: AppendOutcome, event_id: bytes
+    ) -> Waiter:
+        """Wait until the watermark covers `last` with the entry still ours, while we lead."""
+        service = self.service
+        term = replica.promise.term
+
+        async def wait() -> AppendOutcome:
+            p = self.partition
+            with trio.move_on_after(service.write_timeout_s):
+                while True:
+                    if service.store.watermark(p) > last:
+                        found = service.store.find_event(p, event_id)
+                        if found is not None and found[0].partition_sequence == last:
+                            return outcome
+                        raise NodeError("QUORUMFAILED", "write replication quorum not achieved")
+                    if replica.role is not Role.LEADER or replica.promise.term != term:
+                        raise NodeError(
+                            "QUORUMFAILED",
+                            "write replication quorum not achieved (the leader stepped down; "
+                            "outcome unknown, retry with the same EVENT_ID)",
+                        )
+                    await service.board.wait_past(p, last)
+            raise NodeError("TIMEOUT", "write operation timed out")
+
+        return wait
+
+    def _forwarded(self, request: AppendRequest, leader: int) -> Waiter:
+        service = self.service
+
+        async def wait() -> AppendOutcome:
+            target = leader
+            for attempt in range(2):
+                message = ForwardAppend(service.next_request_id(), request)
+                reply = await service.forward(target, message)
+                assert isinstance(reply, ForwardReply)
+                if reply.outcome is not None:
+                    await self._visible_here(reply.outcome, len(request.events))
+                    return reply.outcome
+                if reply.code == "NOTLEADER" and attempt == 0 and reply.leader >= 0:
+                    if reply.leader != target and reply.leader != service.node_index:
+                        service._leader_hints[self.partition] = reply.leader
+                        target = reply.leader
+                        continue
+                    raise NodeError("TRYAGAIN", f"partition {self.partition} is changing leader")
+                if reply.code == "NOTLEADER":
+                    raise NodeError("TRYAGAIN", f"partition {self.partition} is changing leader")
+                raise NodeError(reply.code, reply.message)
+            raise NodeError("TRYAGAIN", f"partition {self.partition} is changing leader")
+
+        return wait
+
+    async def _visible_here(self, outcome: AppendOutcome, count: int) -> None:
+        """Read-your-writes: where this node holds a replica, reply once it can read it."""
+        service = self.service
+        if self.partition not in service.replicas:
+            return
+        last = outcome.first_sequence + count - 1
+        with trio.move_on_after(service.write_timeout_s):
+            while service.store.watermark(self.partition) <= last:
+                await service.board.wait_past(self.partition, last)
+            return
+        raise NodeError("TIMEOUT", "write operation timed out")
