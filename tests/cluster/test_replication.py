@@ -1,0 +1,233 @@
+"""Replication with real node processes on 127.0.0.1: appends through any node, failover under
+load (kill -9, SIGSTOP), restarts and catch-up, a rolling restart, five nodes with RF 3, and
+subscriptions across failovers; a history checker after each."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+import redis
+from clusterload import Writers, check_history, partition_log
+from clusterproc import (
+    DOWN_TIMEOUT_S,
+    alive,
+    info_cluster,
+    pin_cluster_port,
+    start_cluster,
+    wait_for,
+)
+
+from sierradb.node.identifiers import (
+    format_uuid,
+    new_event_id,
+    partition_hash,
+    partition_key_for_stream,
+)
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+
+FORM_S = 40.0
+PARTITIONS = 8  # fewer partitions: elections and checks stay quick
+
+
+def cluster(node_factory, count: int, *extra: str):  # type: ignore[no-untyped-def]
+    nodes = start_cluster(
+        node_factory, count, "--partitions", str(PARTITIONS), "--buckets", "2", *extra
+    )
+    for node in nodes:
+        wait_for(lambda n=node: alive(n) == count, FORM_S, "formation")
+    for node in nodes:
+        wait_for(lambda n=node: all_led(n), FORM_S, "a leader for every partition")
+    return nodes
+
+
+def all_led(node) -> bool:  # type: ignore[no-untyped-def]
+    info = info_cluster(node.port)
+    rows = [v for k, v in info.items() if k.startswith("partition") and k[9:].isdigit()]
+    return bool(rows) and all("leader=none" not in row for row in rows)
+
+
+def converged(ports: list[int]) -> bool:
+    logs = [[partition_log(port, p) for p in range(PARTITIONS)] for port in ports]
+    return all(log == logs[0] for log in logs)
+
+
+def append(port: int, stream: str, payload: str) -> dict:
+    key = partition_key_for_stream(stream.encode())
+    eid = format_uuid(new_event_id(partition_hash(key)))
+    r = redis.Redis(port=port, protocol=3)
+    return r.execute_command("EAPPEND", stream, "E", "EVENT_ID", eid, "PAYLOAD", payload)
+
+
+def test_appends_through_every_node_are_readable_on_every_node_at_once(node_factory):
+    nodes = cluster(node_factory, 3)
+    for i, node in enumerate(nodes):
+        r = redis.Redis(port=node.port, protocol=3)
+        reply = r.execute_command("EAPPEND", f"s{i}", "E", "PAYLOAD", f"p{i}")
+        # Read-your-writes on the connection that appended, whoever leads the partition.
+        event = r.execute_command("EGET", reply[b"event_id"])
+        assert event is not None and event[b"payload"] == f"p{i}".encode()
+    for node in nodes:
+        r = redis.Redis(port=node.port, protocol=3)
+        wait_for(lambda r=r: visible_everywhere(r), 10, "every append visible on every node")
+
+
+def visible_everywhere(r: redis.Redis) -> bool:
+    return all(r.execute_command("ESCAN", f"s{i}", "-", "+")[b"events"] for i in range(3))
+
+
+def test_a_retry_with_the_same_event_id_through_another_node_appends_once(node_factory):
+    nodes = cluster(node_factory, 3)
+    key = partition_key_for_stream(b"once")
+    eid = format_uuid(new_event_id(partition_hash(key)))
+    replies = [
+        redis.Redis(port=n.port, protocol=3).execute_command(
+            "EAPPEND", "once", "E", "EVENT_ID", eid
+        )
+        for n in nodes
+    ]
+    assert len({(r[b"partition_sequence"], r[b"stream_version"]) for r in replies}) == 1
+    events = redis.Redis(port=nodes[0].port, protocol=3).execute_command("ESCAN", "once", "-", "+")
+    assert len(events[b"events"]) == 1
+
+
+def test_kill_9_of_a_leader_under_load_loses_no_acknowledged_append(node_factory):
+    nodes = cluster(node_factory, 3)
+    writers = Writers([n.port for n in nodes]).start()
+    wait_for(lambda: writers.count() >= 100, 60, "load")
+    leader = nodes[0]  # the preferred leader of a third of the partitions
+    leader.kill()
+    before = writers.count()
+    wait_for(lambda: writers.count() >= before + 100, 60, "writes resume after the failover")
+    pin_cluster_port(leader)
+    leader.start()
+    wait_for(lambda: writers.count() >= before + 200, 60, "writes with the node back")
+    writers.stop()
+    assert not writers.errors, writers.errors[:5]
+    ports = [n.port for n in nodes]
+    wait_for(lambda: converged(ports), 60, "the restarted node caught up")
+    assert check_history(ports, writers.acked, PARTITIONS) >= writers.count()
+
+
+def test_a_leader_stopped_with_sigstop_for_ten_seconds(node_factory):
+    nodes = cluster(node_factory, 3)
+    writers = Writers([nodes[1].port, nodes[2].port]).start()
+    wait_for(lambda: writers.count() >= 50, 60, "load")
+    zombie = nodes[0]
+    assert zombie.proc is not None
+    zombie.proc.send_signal(signal.SIGSTOP)
+    try:
+        before = writers.count()
+        wait_for(lambda: writers.count() >= before + 50, 60, "writes continue without it")
+        time.sleep(max(0.0, 10 - DOWN_TIMEOUT_S))
+    finally:
+        zombie.proc.send_signal(signal.SIGCONT)
+    after = writers.count()
+    wait_for(lambda: writers.count() >= after + 50, 60, "writes after it resumed")
+    writers.stop()
+    assert not writers.errors, writers.errors[:5]
+    ports = [n.port for n in nodes]
+    wait_for(lambda: converged(ports), 60, "the zombie caught up")
+    check_history(ports, writers.acked, PARTITIONS)
+
+
+def test_a_follower_restarted_every_few_seconds_under_load(node_factory):
+    nodes = cluster(node_factory, 3)
+    writers = Writers([nodes[0].port, nodes[1].port]).start()
+    for _ in range(3):
+        nodes[2].kill()
+        time.sleep(1)
+        pin_cluster_port(nodes[2])
+        nodes[2].start()
+        time.sleep(2)
+    before = writers.count()
+    wait_for(lambda: writers.count() >= before + 50, 60, "writes continue")
+    writers.stop()
+    assert not writers.errors, writers.errors[:5]
+    ports = [n.port for n in nodes]
+    wait_for(lambda: converged(ports), 60, "the follower caught up")
+    check_history(ports, writers.acked, PARTITIONS)
+
+
+def test_a_rolling_restart_fails_no_write_through_the_nodes_that_stay(node_factory):
+    nodes = cluster(node_factory, 3)
+    for i, node in enumerate(nodes):
+        others = [n.port for j, n in enumerate(nodes) if j != i]
+        writers = Writers(others).start()
+        wait_for(lambda w=writers: w.count() >= 30, 60, "load")
+        assert node.terminate() == 0
+        pin_cluster_port(node)
+        node.start()
+        wait_for(lambda n=node: alive(n) == 3, FORM_S, "it rejoined")
+        before = writers.count()
+        wait_for(lambda w=writers, b=before: w.count() >= b + 30, 60, "writes after its restart")
+        writers.stop()
+        assert not writers.errors, writers.errors[:5]
+        # Handover before leaving: writes through the other nodes never needed a retry
+        # longer than the handover (none timed out waiting for a failure detection).
+    ports = [n.port for n in nodes]
+    wait_for(lambda: converged(ports), 60, "converged")
+
+
+def test_five_nodes_rf_3_forward_writes_and_reads(node_factory):
+    nodes = cluster(node_factory, 5)
+    writers = Writers([n.port for n in nodes]).start(per_port=1)
+    wait_for(lambda: writers.count() >= 150, 90, "load through every node")
+    writers.stop()
+    assert not writers.errors, writers.errors[:5]
+    # Every node answers every partition: from its replica, or forwarded to one.
+    for node in nodes:
+        r = redis.Redis(port=node.port, protocol=3)
+        for a in writers.acked[:20]:
+            wait_for(lambda r=r, a=a: r.execute_command("EGET", a.event_id) is not None, 10, "EGET")
+    info = info_cluster(nodes[0].port)
+    assert int(info["partitions_replicated"]) < PARTITIONS  # so some reads were forwarded
+    ports = [n.port for n in nodes]
+    check_history(ports, writers.acked, PARTITIONS)
+
+
+def test_partition_subscribers_on_every_node_see_every_event_once_across_failovers(node_factory):
+    nodes = cluster(node_factory, 3)
+    received: dict[int, list[tuple[int, int, str]]] = {i: [] for i in range(3)}
+    stop = threading.Event()
+
+    def subscribe(i: int) -> None:
+        conn = redis.Redis(port=nodes[i].port, protocol=3).connection_pool.get_connection()
+        conn.send_command("EPSUB", "*", "FROM", "0", "WINDOW", "1000")
+        conn.read_response()
+        cursor = 0
+        while not stop.is_set():
+            try:
+                if not conn.can_read(timeout=0.5):
+                    continue
+                frame = conn.read_response(push_request=True)
+            except redis.ConnectionError:
+                return  # its node went down: the events it saw so far still count
+            if isinstance(frame, list) and frame and frame[0] == b"message":
+                _, sub, cursor, event = frame
+                received[i].append((event[b"partition_id"], event[b"partition_sequence"],
+                                    event[b"event_id"].decode()))  # fmt: skip
+                if cursor % 100 == 0:
+                    conn.send_command("EACK", sub, cursor)
+
+    threads = [threading.Thread(target=subscribe, args=(i,), daemon=True) for i in (1, 2)]
+    for t in threads:
+        t.start()
+    writers = Writers([nodes[1].port, nodes[2].port]).start()
+    wait_for(lambda: writers.count() >= 80, 60, "load")
+    nodes[0].kill()  # a third of the partitions fail over
+    before = writers.count()
+    wait_for(lambda: writers.count() >= before + 80, 60, "writes after the failover")
+    writers.stop()
+    acked = {a.event_id for a in writers.acked}
+    wait_for(lambda: all(acked <= {e[2] for e in received[i]} for i in (1, 2)), 30, "delivery")
+    stop.set()
+    for i in (1, 2):
+        per_partition: dict[int, list[int]] = {}
+        for p, seq, _eid in received[i]:
+            per_partition.setdefault(p, []).append(seq)
+        for p, seqs in per_partition.items():
+            assert seqs == list(range(len(seqs))), f"node {i} partition {p}: gap or duplicate"
