@@ -39,6 +39,7 @@ class Acked:
 @dataclass
 class Writers:
     ports: list[int]
+    host: str | list[str] = "127.0.0.1"  # one for all, or one per port
     streams: int = 8
     acked: list[Acked] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # errors that were not retryable
@@ -49,10 +50,11 @@ class Writers:
     _ids: itertools.count = field(default_factory=itertools.count)
 
     def start(self, per_port: int = 2) -> Writers:
-        for port in self.ports:
+        hosts = [self.host] * len(self.ports) if isinstance(self.host, str) else self.host
+        for host, port in zip(hosts, self.ports, strict=True):
             for _ in range(per_port):
                 n = next(self._ids)
-                t = threading.Thread(target=self._run, args=(port, n), daemon=True)
+                t = threading.Thread(target=self._run, args=(host, port, n), daemon=True)
                 self._threads.append(t)
                 t.start()
         return self
@@ -66,8 +68,8 @@ class Writers:
         with self._lock:
             return len(self.acked)
 
-    def _run(self, port: int, writer: int) -> None:
-        r = redis.Redis(port=port, protocol=3, socket_timeout=20)
+    def _run(self, host: str, port: int, writer: int) -> None:
+        r = redis.Redis(host=host, port=port, protocol=3, socket_timeout=20)
         i = 0
         while not self._stop.is_set():
             stream = f"w{writer}-s{i % self.streams}"
@@ -82,7 +84,7 @@ class Writers:
                 except (redis.ConnectionError, redis.TimeoutError):
                     self.retries += 1
                     time.sleep(0.05)
-                    r = redis.Redis(port=port, protocol=3, socket_timeout=20)
+                    r = redis.Redis(host=host, port=port, protocol=3, socket_timeout=20)
                     continue
                 except redis.ResponseError as e:
                     text = f"{type(e).__name__} {e}"
@@ -108,9 +110,11 @@ class Writers:
             i += 1
 
 
-def partition_log(port: int, partition: int) -> list[tuple[str, int, bytes]]:
+def partition_log(
+    port: int, partition: int, host: str = "127.0.0.1"
+) -> list[tuple[str, int, bytes]]:
     """A node's visible log of one partition: (event id, stream version, stream id)."""
-    r = redis.Redis(port=port, protocol=3, socket_timeout=30)
+    r = redis.Redis(host=host, port=port, protocol=3, socket_timeout=30)
     out: list[tuple[str, int, bytes]] = []
     start = 0
     while True:
@@ -123,10 +127,16 @@ def partition_log(port: int, partition: int) -> list[tuple[str, int, bytes]]:
         start = events[-1][b"partition_sequence"] + 1
 
 
-def check_history(ports: list[int], acked: list[Acked], partitions: int = 32) -> int:
+def check_history(
+    ports: list[int], acked: list[Acked], partitions: int = 32, hosts: list[str] | None = None
+) -> int:
     """Every acknowledged append exactly once, at its acknowledged position, on every replica
     that holds the partition; the replicas identical. Returns the events checked."""
-    logs = {port: {p: partition_log(port, p) for p in range(partitions)} for port in ports}
+    hosts = hosts or ["127.0.0.1"] * len(ports)
+    logs = {
+        port: {p: partition_log(port, p, host) for p in range(partitions)}
+        for host, port in zip(hosts, ports, strict=True)
+    }
     by_partition: dict[int, list[Acked]] = {}
     for a in acked:
         by_partition.setdefault(a.partition, []).append(a)

@@ -19,6 +19,7 @@ PREFIX = "sdbt"
 BRIDGE = f"{PREFIX}-br"
 SUBNET = "10.213.0"
 CLUSTER_PORT = 7000
+CLIENT_IP = "10.213.0.100"
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -38,6 +39,7 @@ def teardown_namespaces() -> None:
                     break
                 time.sleep(0.05)
             sh("ip", "netns", "del", name, check=False)
+    sh("ip", "link", "del", f"{PREFIX}c", check=False)  # the client veth, if a run left it
     for name in os.listdir("/etc/netns") if os.path.isdir("/etc/netns") else ():
         if name.startswith(PREFIX + "-"):
             shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
@@ -46,7 +48,9 @@ def teardown_namespaces() -> None:
 class Lab:
     """A bridge namespace and host namespaces `<prefix>-h<i>` with 10.213.0.1<i>/24 each."""
 
-    def __init__(self, hosts: int) -> None:
+    def __init__(self, hosts: int, client_access: bool = False) -> None:
+        """With `client_access`, this (root) namespace gets CLIENT_IP on the bridge too, so a
+        test's clients reach the nodes directly (nothing here multicasts)."""
         self.hosts = [f"{PREFIX}-h{i}" for i in range(hosts)]
         sh("ip", "netns", "add", BRIDGE)
         sh("ip", "-n", BRIDGE, "link", "add", "br0", "type", "bridge")
@@ -64,6 +68,13 @@ class Lab:
             sh("ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", "eth0")
             sh("ip", "-n", BRIDGE, "link", "set", port, "master", "br0")
             sh("ip", "-n", BRIDGE, "link", "set", port, "up")
+        if client_access:
+            sh("ip", "link", "add", f"{PREFIX}c", "type", "veth", "peer", "name", f"{PREFIX}cp")
+            sh("ip", "link", "set", f"{PREFIX}cp", "netns", BRIDGE)
+            sh("ip", "-n", BRIDGE, "link", "set", f"{PREFIX}cp", "master", "br0")
+            sh("ip", "-n", BRIDGE, "link", "set", f"{PREFIX}cp", "up")
+            sh("ip", "addr", "add", f"{CLIENT_IP}/24", "dev", f"{PREFIX}c")
+            sh("ip", "link", "set", f"{PREFIX}c", "up")
 
     @staticmethod
     def ip(i: int) -> str:
@@ -84,3 +95,17 @@ class Lab:
         out = sh("ip", "netns", "exec", self.hosts[host], "redis-cli", "-p", str(port), "INFO",
                  "cluster", check=False).stdout  # fmt: skip
         return parse_info(out)
+
+    def drop(self, source: int, dest: int) -> None:
+        """Drop every IPv4 packet from host `source` to host `dest` at the bridge (one way)."""
+        rules = sh("ip", "netns", "exec", BRIDGE, "nft", "list", "tables", check=False).stdout
+        if "sdbt" not in rules:
+            sh("ip", "netns", "exec", BRIDGE, "nft", "add", "table", "bridge", "sdbt")
+            sh("ip", "netns", "exec", BRIDGE, "nft", "add", "chain", "bridge", "sdbt", "forward",
+               "{ type filter hook forward priority 0 ; }")  # fmt: skip
+        sh("ip", "netns", "exec", BRIDGE, "nft", "add", "rule", "bridge", "sdbt", "forward",
+           "ip", "saddr", self.ip(source), "ip", "daddr", self.ip(dest), "drop")  # fmt: skip
+
+    def heal(self) -> None:
+        """Remove every one-way drop."""
+        sh("ip", "netns", "exec", BRIDGE, "nft", "delete", "table", "bridge", "sdbt", check=False)
