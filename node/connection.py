@@ -201,13 +201,16 @@ class Connection:
                     and not isinstance(request, SUBSCRIPTION_COMMANDS)
                 ):
                     raise NodeError("ERR", "only subscription commands are allowed in this context")
-                if self.server.replication is not None and isinstance(request, READS):
-                    remote = self._remote_partition(request)
-                    if remote is not None:
+                replication = self.server.replication
+                if replication is not None and isinstance(request, READS):
+                    p = self._read_partition(request)
+                    if p is not None:
                         if deferred:
                             await self._finish(deferred, out)
-                        out += await forward_read(self, remote, args)
-                        continue
+                        if p not in replication.replicas:
+                            out += await forward_read(self, p, args)
+                            continue
+                        await replication.ready_to_read(p)
                 if isinstance(request, (g.EAppend, g.EMAppend)):
                     deferred.append(self._submit(request))
                     continue
@@ -251,8 +254,8 @@ class Connection:
     async def _execute(self, request: Any) -> bytes:
         return await HANDLERS[type(request)](self, request)
 
-    def _remote_partition(self, request: object) -> int | None:
-        """The partition a read needs, if this cluster node holds no replica of it."""
+    def _read_partition(self, request: object) -> int | None:
+        """The partition a read needs (None: out of range, answered as unavailable)."""
         count = self.db.partition_count
         if isinstance(request, g.EGet):
             p = partition_id(request.event_id, count)
@@ -262,9 +265,8 @@ class Connection:
             assert isinstance(request, (g.EPScan, g.EPSeq))
             p = g.resolve_partition(request.partition, count)
             if p >= count:
-                return None  # answered locally: CLUSTERDOWN partition unavailable
-        assert self.server.replication is not None
-        return None if p in self.server.replication.replicas else p
+                return None
+        return p
 
     # ------------------------------------------------------------------------- appends
     def _submit(self, request: g.EAppend | g.EMAppend) -> Deferred:

@@ -152,10 +152,12 @@ def _cluster_section(server: Server) -> list[tuple[str, object]]:
         rows.append(("partitions_led", sum(r.role == "leader" for r in stats)))
         rows.append(("partitions_replicated", len(stats)))
         rows.append(("forwarded_requests", replication.forwarded))
+        rows.append(("stale_reads", replication.stale_reads))
         for r in stats:
             followers = ";".join(f"{n}:{match}:{lag}" for n, match, lag in r.followers)
             fields = {
                 "role": r.role,
+                "fresh": int(r.fresh),
                 "term": r.term,
                 "leader": "none" if r.leader is None else r.leader,
                 "watermark": r.watermark,

@@ -152,6 +152,7 @@ class ReplicaStatistics:
     watermark: int
     last: Position
     accepting: bool
+    fresh: bool  # restarted and not yet heard from its leader
     followers: tuple[tuple[int, int, int], ...]  # (node, match, lag)
 
 
@@ -194,6 +195,9 @@ class Replica:
         self.rewrite_from = 0  # leader: entries from here on were (re)written in its term
         self.accept_from = 0  # leader: writes are accepted once this is confirmed
         self.handing_over = False
+        # Until it has heard its leader (or leads), a restarted replica's watermark is only
+        # the lower bound it persisted: reads wait for the leader's (cluster-safety S11).
+        self.fresh = len(config.replicas) > 1
         self.watermark_moves: list[int] = []
         self.on_step_down: Callable[[], None] | None = None
 
@@ -449,6 +453,7 @@ class Replica:
                 self._write_entries(fresh)
         match = prev_seq + len(m.entries)
         self.verified = max(self.verified, match)
+        self.fresh = False
         self.confirmed = max(self.confirmed, min(m.watermark, match + 1))
         self._reply_append(m, ok=True, match=match)
         self._after_durable()
@@ -789,6 +794,7 @@ class Replica:
         """Replace the log with the adopted one, its unconfirmed part in this term; lead."""
         c = self.campaign
         assert c is not None
+        self.fresh = False
         term = c.term
         start = adopted[0].partition_sequence if adopted else c.rewrite_from
         rewritten = [
@@ -839,6 +845,7 @@ class Replica:
             watermark=self.storage.watermark(),
             last=last,
             accepting=self.can_accept(),
+            fresh=self.fresh,
             followers=tuple(
                 (n, f.match, max(0, last[1] - f.match)) for n, f in self.followers.items()
             ),

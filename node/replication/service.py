@@ -82,6 +82,8 @@ class ReplicationService:
         self.cluster = cluster
         self.node_index = node_index
         self.write_timeout_s = write_timeout_s
+        self.election_timeout_s = election_timeout_s
+        self.stale_reads = 0
         self.layout = placement(node_count, replication_factor, store.partition_count)
         self.tick_interval_s = heartbeat_interval_s / 4
         now = trio.current_time()
@@ -93,6 +95,7 @@ class ReplicationService:
                 )
                 self.replicas[p] = Replica(config, StoreStorage(store, p), cluster, now)
         self.roles = [ClusterRole(self, p) for p in range(store.partition_count)]
+        self._fresh = {p for p, r in self.replicas.items() if r.fresh}
         self._leader_hints: dict[int, int] = {}
         self._pending: dict[int, _Pending] = {}
         self._request_ids = itertools.count(1)
@@ -137,6 +140,9 @@ class ReplicationService:
             peer = self.cluster.peer_at(dest)
             if peer is not None and self.cluster.channels is not None:
                 self.cluster.channels.send(peer, REPLICATION_PROTOCOL, encode(message))
+        if replica.config.partition in self._fresh and not replica.fresh:
+            self._fresh.discard(replica.config.partition)
+            self.board.notify()  # reads waiting for it to hear its leader may go on
         if replica.watermark_moves:
             replica.watermark_moves.clear()
             p = replica.config.partition
@@ -252,6 +258,20 @@ class ReplicationService:
         peer = self.cluster.peer_at(node)
         if peer is not None and self.cluster.channels is not None:
             self.cluster.channels.send(peer, REQUESTS_PROTOCOL, encode(message))
+
+    async def ready_to_read(self, partition: int) -> None:
+        """Reads of a partition wait, after a restart, until this replica has heard its leader
+        (its persisted watermark is only a lower bound), for at most a down timeout; then they
+        are served anyway and counted as stale."""
+        replica = self.replicas.get(partition)
+        if replica is None or not replica.fresh:
+            return
+        with trio.move_on_after(self.election_timeout_s):
+            while replica.fresh:
+                seen = self.board.version
+                await self.board.wait_for_change(seen)
+            return
+        self.stale_reads += 1
 
     # ------------------------------------------------------------------ statistics
     def statistics(self) -> list[ReplicaStatistics]:
