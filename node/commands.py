@@ -18,9 +18,10 @@ from . import grammar as g
 from .errors import NodeError, partition_unavailable, reply_for
 from .identifiers import format_uuid, partition_id
 from .info import cache_info, info_text
+from .relay import Relay
 from .replies import event_map, push_subscribe, scan_result
 from .resp import encode_into
-from .subscriptions import PartitionTarget, StreamTarget, Subscription
+from .subscriptions import PartitionTarget, RemoteTarget, StreamTarget, Subscription
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -214,24 +215,33 @@ async def epseq(conn: Connection, req: g.EPSeq) -> bytes:
 
 
 # ----------------------------------------------------------------------- subscriptions
-def _check_held(conn: Connection, partitions: list[int]) -> None:
-    """A cluster node subscribes only to partitions it holds a replica of (relays of others'
-    partitions are not built yet): refuse the rest clearly rather than deliver nothing."""
+def _remote(conn: Connection, p: int) -> bool:
+    """Whether this cluster node holds no replica of a partition (a relay then feeds it)."""
     service = conn.server.replication
-    if service is None:
-        return
-    missing = sorted({p for p in partitions if p not in service.replicas})
-    if missing:
-        raise NodeError(
-            "CLUSTERDOWN",
-            f"partition {missing[0]} is not held by this node; subscribe on one of its "
-            "replicas (see INFO cluster)",
-        )
+    return service is not None and p not in service.replicas
+
+
+async def _remote_target(
+    conn: Connection, p: int, start: int | None, window: int | None,
+    stream_id: bytes = b"", partition_key: bytes = b"",
+) -> RemoteTarget:  # fmt: skip
+    """A relay-fed target; a LATEST start is the remote position now, before the reply."""
+    service = conn.server.replication
+    assert service is not None
+    if start is None:
+        source = service.leader_of(p)
+        if source is None:
+            raise NodeError("TRYAGAIN", f"partition {p} has no reachable replica; retry")
+        _, start = await service.fetch_events(source, p, 0, 0, 0, stream_id, partition_key)
+    relay = Relay(
+        service, conn.db.board, p, start, window or conn.config.default_window, stream_id,
+        partition_key,
+    )  # fmt: skip
+    return RemoteTarget(p, relay)
 
 
 def _start(conn: Connection, targets: list, window: int | None) -> bytes:
     db = conn.db
-    _check_held(conn, [t.partition_id for t in targets])
     sub_id = uuid.uuid4().bytes
     sub = Subscription(
         sub_id,
@@ -264,6 +274,11 @@ async def esub(conn: Connection, req: g.ESub) -> bytes:
     for s in req.streams:
         p = partition_id(s.partition_key, db.partition_count)
         start = s.start_version
+        if _remote(conn, p):
+            targets.append(
+                await _remote_target(conn, p, start, req.window, s.stream_id, s.partition_key)
+            )
+            continue
         if start is None:
             # Live only: from the visible end as of this command, taken without an await so no
             # event can become visible between that and the reply (usually a cached stream tip).
@@ -280,6 +295,9 @@ async def epsub(conn: Connection, req: g.EPSub) -> bytes:
         if p >= db.partition_count:
             raise partition_unavailable()
         start = req.start_sequence_for(p)
+        if _remote(conn, p):
+            targets.append(await _remote_target(conn, p, start, req.window))
+            continue
         if start is None:
             start = db.store.watermark(p)
         targets.append(PartitionTarget(p, start))

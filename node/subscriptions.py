@@ -1,8 +1,10 @@
 """Subscriptions (ESUB, EPSUB): history, then live, through the one storage read path.
 
 Theory of operation. A subscription is a set of targets, each a position: the next partition
-sequence of a partition (EPSUB) or the next version of a stream (ESUB). Delivery is always the
-same loop: read the visible events at each target's position from storage, push them, advance the
+sequence of a partition (EPSUB) or the next version of a stream (ESUB). On a cluster node, a
+target of a partition the node holds no replica of is fed by a relay (see ``relay``) instead of
+the local storage; the relays run inside the subscription's task and end with it. Delivery is
+always the same loop: read the visible events at each target's position, push them, advance the
 position. When there is nothing more to read, the task parks on the watermark board until any
 watermark moves. History and live are therefore one mechanism, and the switch between them can
 neither skip nor repeat an event: a position only ever advances past what was pushed.
@@ -27,6 +29,7 @@ import trio
 
 from sierradb.storage import CorruptionError, Event, Store
 
+from .relay import Relay
 from .replies import push_message
 from .visibility import WatermarkBoard
 
@@ -43,6 +46,15 @@ class PartitionTarget:
 
 
 @dataclass(slots=True)
+class RemoteTarget:
+    """A partition (or a stream in one) this cluster node holds no replica of: its events
+    arrive through a relay (see ``relay``)."""
+
+    partition_id: int
+    relay: Relay
+
+
+@dataclass(slots=True)
 class StreamTarget:
     partition_id: int
     stream_id: bytes
@@ -55,7 +67,7 @@ class Subscription:
     def __init__(
         self,
         subscription_id: bytes,
-        targets: list[PartitionTarget | StreamTarget],
+        targets: list[PartitionTarget | StreamTarget | RemoteTarget],
         window: int,
         store: Store,
         board: WatermarkBoard,
@@ -89,18 +101,26 @@ class Subscription:
 
     async def run(self) -> None:
         with self.cancel_scope:
-            try:
-                while True:
-                    seen = self.board.version
-                    acked = self._acked
-                    if self.room() <= 0:
-                        await acked.wait()
-                        self._acked = trio.Event()
-                        continue
-                    if not await self._deliver_round():
-                        await self.board.wait_for_change(seen)
-            except CorruptionError as e:
-                log.error("subscription %s ended: %s", self.id.hex(), e)
+            async with trio.open_nursery() as relays:
+                for target in self.targets:
+                    if isinstance(target, RemoteTarget):
+                        relays.start_soon(target.relay.run)
+                await self._deliver_forever()
+                relays.cancel_scope.cancel()
+
+    async def _deliver_forever(self) -> None:
+        try:
+            while True:
+                seen = self.board.version
+                acked = self._acked
+                if self.room() <= 0:
+                    await acked.wait()
+                    self._acked = trio.Event()
+                    continue
+                if not await self._deliver_round():
+                    await self.board.wait_for_change(seen)
+        except CorruptionError as e:
+            log.error("subscription %s ended: %s", self.id.hex(), e)
 
     async def _deliver_round(self) -> bool:
         """Push what is visible at each target (within the window); whether anything was."""
@@ -114,7 +134,9 @@ class Subscription:
             p = target.partition_id
             watermark = store.watermark(p)
             events: list[Event]
-            if isinstance(target, PartitionTarget):
+            if isinstance(target, RemoteTarget):
+                events = target.relay.take(n)
+            elif isinstance(target, PartitionTarget):
                 if target.next_sequence >= watermark:
                     continue
                 events, _ = await self._read(store.read_partition, p, target.next_sequence, None, n)  # type: ignore[misc]

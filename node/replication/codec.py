@@ -31,7 +31,7 @@ from .messages import (
 
 # Message kinds on the wire.
 _PROMISE, _PROMISE_REPLY, _APPEND, _APPEND_REPLY, _FETCH, _FETCH_REPLY, _HANDOVER = range(7)
-_FORWARD, _FORWARD_REPLY, _READ, _READ_REPLY = range(10, 14)
+_FORWARD, _FORWARD_REPLY, _READ, _READ_REPLY, _EVENTS, _EVENTS_REPLY = range(10, 16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,30 @@ class ReadReply:
     reply: bytes  # the encoded RESP reply, for the origin's connection as it is
 
 
-RequestMessage = ForwardAppend | ForwardReply | ForwardRead | ReadReply
+@dataclass(frozen=True, slots=True)
+class FetchEvents:
+    """A relay asks a replica for visible events from a position (a partition's sequence, or
+    with a stream id a stream's version), waiting up to `wait_ms` for some to appear; with
+    `count` 0 it only asks for the position now (the watermark, or the stream's next version)."""
+
+    request_id: int
+    partition: int
+    start: int
+    count: int
+    wait_ms: int
+    stream_id: bytes = b""
+    partition_key: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class EventsReply:
+    request_id: int
+    ok: bool
+    events: tuple[Event, ...]
+    position: int  # the watermark, or the stream's next visible version
+
+
+RequestMessage = ForwardAppend | ForwardReply | ForwardRead | ReadReply | FetchEvents | EventsReply
 
 
 def _entries(events: tuple[Event, ...]) -> bytes:
@@ -122,6 +145,11 @@ def encode(message: ReplicationMessage | RequestMessage) -> bytes:
         body = [_READ, m.request_id, m.partition, list(m.args), m.protocol]
     elif isinstance(m, ReadReply):
         body = [_READ_REPLY, m.request_id, m.reply]
+    elif isinstance(m, FetchEvents):
+        body = [_EVENTS, m.request_id, m.partition, m.start, m.count, m.wait_ms, m.stream_id,
+                m.partition_key]  # fmt: skip
+    elif isinstance(m, EventsReply):
+        body = [_EVENTS_REPLY, m.request_id, m.ok, _entries(m.events), m.position]
     else:
         raise TypeError(f"not a wire message: {m!r}")
     return cbor2.dumps(body)
@@ -213,4 +241,9 @@ def _decode(b: Any) -> ReplicationMessage | RequestMessage:
         return ForwardRead(_int(f[0]), _int(f[1]), tuple(_bytes(a) for a in f[2]), _int(f[3]))
     if kind == _READ_REPLY:
         return ReadReply(_int(f[0]), _bytes(f[1]))
+    if kind == _EVENTS:
+        return FetchEvents(_int(f[0]), _int(f[1]), _int(f[2]), _int(f[3]), _int(f[4]),
+                           _bytes(f[5]), _bytes(f[6]))  # fmt: skip
+    if kind == _EVENTS_REPLY:
+        return EventsReply(_int(f[0]), _bool(f[1]), _decode_entries(_bytes(f[2])), _int(f[3]))
     raise FrameError(f"unknown message kind {kind!r}")

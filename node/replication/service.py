@@ -30,14 +30,23 @@ import trio
 
 from sierradb.p2p import FrameError
 from sierradb.p2p.channels import REPLICATION_PROTOCOL, REQUESTS_PROTOCOL
-from sierradb.storage import Store, Ticket
+from sierradb.storage import Event, Store, Ticket
 
 from ..append import AppendOutcome, AppendRequest, Waiter
 from ..errors import NodeError, reply_for
 from ..leader import stored_events
 from ..placement import placement
 from ..visibility import WatermarkBoard
-from .codec import ForwardAppend, ForwardRead, ForwardReply, ReadReply, decode, encode
+from .codec import (
+    EventsReply,
+    FetchEvents,
+    ForwardAppend,
+    ForwardRead,
+    ForwardReply,
+    ReadReply,
+    decode,
+    encode,
+)
 from .replica import Replica, ReplicaConfig, ReplicaStatistics, Role
 from .storage import StoreStorage, leader_events
 
@@ -54,10 +63,16 @@ COMMIT_NOTICE_DELAY_S = 0.002
 MAX_PENDING_FORWARDS = 10_000
 
 
+# A relay asks for at most this many events per request.
+MAX_FETCH_EVENTS = 1000
+
+Reply = ForwardReply | ReadReply | EventsReply
+
+
 @dataclass
 class _Pending:
     done: trio.Event
-    reply: ForwardReply | ReadReply | None = None
+    reply: Reply | None = None
 
 
 class ReplicationService:
@@ -185,7 +200,7 @@ class ReplicationService:
                 return replica.leader
             return None
         hint = self._leader_hints.get(partition)
-        if hint is not None:
+        if hint is not None and self.cluster.is_up(hint):
             return hint
         order = self.layout[partition]
         return next((n for n in order if self.cluster.is_up(n)), None)
@@ -217,7 +232,7 @@ class ReplicationService:
 
     def _on_request_frame(self, node: int, body: bytes) -> None:
         message = decode(body)
-        if isinstance(message, (ForwardReply, ReadReply)):
+        if isinstance(message, (ForwardReply, ReadReply, EventsReply)):
             pending = self._pending.get(message.request_id)
             if pending is not None:
                 pending.reply = message
@@ -228,6 +243,8 @@ class ReplicationService:
             self._nursery.start_soon(self._serve_append, node, message)
         elif isinstance(message, ForwardRead):
             self._nursery.start_soon(self._serve_read, node, message)
+        elif isinstance(message, FetchEvents):
+            self._nursery.start_soon(self._serve_fetch, node, message)
         else:
             raise FrameError(f"unexpected message on the requests channel: {message!r}")
 
@@ -254,7 +271,52 @@ class ReplicationService:
         reply = await execute_forwarded_read(self.server, m.args, m.protocol)
         self._reply(origin, ReadReply(m.request_id, reply))
 
-    def _reply(self, node: int, message: ForwardReply | ReadReply) -> None:
+    async def fetch_events(
+        self, source: int, partition: int, start: int, count: int, wait_ms: int,
+        stream_id: bytes = b"", partition_key: bytes = b"",
+    ) -> tuple[tuple[Event, ...], int]:  # fmt: skip
+        """A relay's request (see ``relay``): visible events from `start` at `source`, and its
+        position (watermark, or the stream's next version)."""
+        count = min(count, MAX_FETCH_EVENTS)
+        message = FetchEvents(
+            self.next_request_id(), partition, start, count, wait_ms, stream_id, partition_key
+        )
+        reply = await self.forward(source, message)
+        if not isinstance(reply, EventsReply) or not reply.ok:
+            raise NodeError("TRYAGAIN", f"node {source} does not serve partition {partition}")
+        return reply.events, reply.position
+
+    async def _serve_fetch(self, origin: int, m: FetchEvents) -> None:
+        p, store = m.partition, self.store
+        if p not in self.replicas:
+            self._reply(origin, EventsReply(m.request_id, False, (), 0))
+            return
+        await self.ready_to_read(p)
+
+        def position() -> int:
+            if not m.stream_id:
+                return store.watermark(p)
+            last = store.last_stream_version(p, m.stream_id)
+            return 0 if last is None else last + 1
+
+        if m.count and position() <= m.start:
+            with trio.move_on_after(m.wait_ms / 1000):
+                while position() <= m.start:
+                    await self.board.wait_past(p, store.watermark(p))
+        events: list[Event] = []
+        if m.count and position() > m.start:
+            if m.stream_id:
+                events, _ = await trio.to_thread.run_sync(
+                    store.read_stream, p, m.stream_id, m.start, None, m.count
+                )
+                events = [e for e in events if e.partition_key == m.partition_key]
+            else:
+                events, _ = await trio.to_thread.run_sync(
+                    store.read_partition, p, m.start, None, m.count
+                )
+        self._reply(origin, EventsReply(m.request_id, True, tuple(events), position()))
+
+    def _reply(self, node: int, message: Reply) -> None:
         peer = self.cluster.peer_at(node)
         if peer is not None and self.cluster.channels is not None:
             self.cluster.channels.send(peer, REQUESTS_PROTOCOL, encode(message))
