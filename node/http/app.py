@@ -34,7 +34,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..commands import SERVER_VERSION
-from ..config import Config
+from ..config import Config, parse_host_port
 from ..database import Database
 from ..info import info_text
 from ..server import Server
@@ -105,6 +105,11 @@ class Inspector:
         if not self.server.port:
             return False, "starting"
         return True, "ready"
+
+    def client_address(self) -> str:
+        """The RESP address as bound (the configured one may say port 0)."""
+        host = parse_host_port(self.config.client_address)[0]
+        return f"[{host}]:{self.server.port}" if ":" in host else f"{host}:{self.server.port}"
 
     def visible_events(self) -> int:
         store = self.db.store

@@ -31,7 +31,9 @@ MAX_SESSIONS = 1024
 # A wrong password costs the client this long (brute force through one connection is slow).
 LOGIN_FAILURE_DELAY_S = 0.5
 # Paths that need no credentials even with a password set.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/login", "/static/login.css"})
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/login", "/static/login.css", "/static/favicon.svg"}
+)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 

@@ -135,7 +135,8 @@ class HttpServer:
         self.db = db
         self.server = server
         self._socket = listen_socket
-        self.address = listen_socket.getsockname()
+        host, port = listen_socket.getsockname()[:2]
+        self.url_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # as bound
         self.history: deque[tuple[float, int]] = deque(maxlen=HISTORY_SAMPLES)
         self.inspector = Inspector(config, db, server, self)
         self.connections = 0
@@ -183,9 +184,7 @@ class HttpServer:
             finally:
                 self.connections -= 1
 
-        host, port = self.address[:2]
-        shown = f"[{host}]" if ":" in host else host
-        log.info("inspector, JSON API and /metrics on http://%s:%d", shown, port)
+        log.info("inspector, JSON API and /metrics on http://%s", self.url_address)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._sample_history)
             task_status.started()
