@@ -369,12 +369,12 @@ async function liveView(root, rest, params) {
   const count = h("span", { class: "muted", id: "live-count" }, "0 events");
   const table = eventTable([], { showPartition: true });
   table.id = "live-events";
-  const pause = h("button", { id: "pause", onclick: () => (source ? stop("paused") : start()) }, "Pause");
+  const pause = h("button", { type: "button", id: "pause", onclick: () => (source ? stop("paused") : start()) }, "Pause");
   root.append(h("h1", {}, "Live tail"),
     h("form", { class: "toolbar", onsubmit: (e) => { e.preventDefault(); navigate(`/live?partitions=${encodeURIComponent(e.target.elements.partitions.value.trim() || "all")}`); } },
       h("label", {}, "partitions ", h("input", { type: "text", name: "partitions", value: selection, size: 16, title: "all, 3, 1,2 or 0-7" })),
       h("button", { type: "submit" }, "Follow"), pause,
-      h("button", { onclick: (e) => { e.preventDefault(); while (table.rows.length > 1) table.deleteRow(1); } }, "Clear"),
+      h("button", { type: "button", onclick: () => { while (table.rows.length > 1) table.deleteRow(1); } }, "Clear"),
       status, count),
     h("p", { class: "muted" }, "Newest first; pausing keeps the position, so resuming shows what arrived meanwhile."),
     table);

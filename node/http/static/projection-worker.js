@@ -106,7 +106,14 @@ async function catchUpStream(streamId, key, below) {
 function follow(partitions, cursor, accept) {
   const q = new URLSearchParams({ partitions: partitions.join(","), from: cursor });
   const source = new EventSource(`/api/feed?${q}`);
-  let lastState = 0;
+  // Progress and state at most every LIVE_STATE_EVERY_MS, and always after the last events.
+  let timer = null, pending = false;
+  const update = () => {
+    if (timer) { pending = true; return; }
+    progress(true);
+    sendState();
+    timer = setTimeout(() => { timer = null; if (pending) { pending = false; update(); } }, LIVE_STATE_EVERY_MS);
+  };
   source.addEventListener("events", (e) => {
     try {
       for (const event of JSON.parse(e.data)) {
@@ -119,9 +126,7 @@ function follow(partitions, cursor, accept) {
       fail(err);
       return;
     }
-    progress(false);
-    const now = Date.now();
-    if (now - lastState >= LIVE_STATE_EVERY_MS) { lastState = now; sendState(); }
+    update();
   });
   source.onerror = () => {
     if (source.readyState === EventSource.CLOSED) fail(new Error("the live feed closed"));
