@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..identifiers import format_uuid, parse_uuid, partition_id, partition_key_for_stream
-from .events import event_json, to_json
+from .events import event_text, to_json, with_events
 
 if TYPE_CHECKING:
     from .app import Inspector
@@ -110,8 +110,9 @@ def _trim_bytes(events: list) -> tuple[list, bool]:
     return events, False
 
 
-def _page(events: list, more: bool, backward: bool, position: str) -> dict[str, Any]:
-    """The events (in the direction asked) and the next page's `from`."""
+def _page(meta: dict[str, Any], events: list, more: bool, backward: bool, position: str
+          ) -> Response:  # fmt: skip
+    """A page: `meta`, the next page's `from`, and the events (in the direction asked)."""
     events, cut = _trim_bytes(events)
     more = more or cut
     nxt: int | None = None
@@ -121,7 +122,7 @@ def _page(events: list, more: bool, backward: bool, position: str) -> dict[str, 
             nxt = last - 1 if last > 0 else None
         elif more:
             nxt = last + 1
-    return {"events": [event_json(ev) for ev in events], "next": nxt}
+    return Response(with_events({**meta, "next": nxt}, events), media_type="application/json")
 
 
 async def _read_range(ins: Inspector, fn: Any, args: tuple, start: int | None, backward: bool,
@@ -216,18 +217,15 @@ async def partition_events(ins: Inspector, request: Request) -> Response:
     events, more, first = await _read_range(
         ins, store.read_partition, (p,), start, backward, limit, store.watermark(p) - 1
     )
-    page = _page(events, more, backward, "partition_sequence")
     w = store.watermark(p)
-    return json_response(
-        {
-            "partition_id": p,
-            "direction": "backward" if backward else "forward",
-            "from": first,
-            "limit": limit,
-            "last_sequence": w - 1 if w else None,
-            **page,
-        }
-    )
+    meta = {
+        "partition_id": p,
+        "direction": "backward" if backward else "forward",
+        "from": first,
+        "limit": limit,
+        "last_sequence": w - 1 if w else None,
+    }
+    return _page(meta, events, more, backward, "partition_sequence")
 
 
 def _stream(ins: Inspector, request: Request) -> tuple[str, bytes, bytes, int]:
@@ -283,18 +281,15 @@ async def stream_events(ins: Inspector, request: Request) -> Response:
         events, more, first = await _read_range(
             ins, store.read_stream, (p, stream_id), start, backward, limit, version
         )
-    page = _page(events, more, backward, "stream_version")
-    return json_response(
-        {
-            "stream_id": text,
-            "partition_id": p,
-            "direction": "backward" if backward else "forward",
-            "from": first,
-            "limit": limit,
-            "version": version,
-            **page,
-        }
-    )
+    meta = {
+        "stream_id": text,
+        "partition_id": p,
+        "direction": "backward" if backward else "forward",
+        "from": first,
+        "limit": limit,
+        "version": version,
+    }
+    return _page(meta, events, more, backward, "stream_version")
 
 
 async def event(ins: Inspector, request: Request) -> Response:
@@ -308,4 +303,4 @@ async def event(ins: Inspector, request: Request) -> Response:
     ev = await db.read(db.store.get_event, partition_id(event_id, db.partition_count), event_id)
     if ev is None:
         raise ApiError(404, "not_found", f"no event {text}")
-    return json_response(event_json(ev))
+    return Response(event_text(ev).encode(), media_type="application/json")

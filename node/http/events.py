@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from json.encoder import encode_basestring  # the C encoder: a quoted, escaped JSON string
 
 from sierradb.storage import Event
 
@@ -26,34 +26,56 @@ from ..identifiers import format_uuid
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
+# One event as JSON in one formatting step (pages of thousands of events are the hot path of a
+# projection; this is about three times faster than building dicts for json.dumps).
+_EVENT = (
+    '{"event_id":"%s","partition_key":"%s","partition_id":%d,"transaction_id":"%s",'
+    '"partition_sequence":%d,"stream_version":%d,"timestamp":%d,"stream_id":%s,'
+    '"event_name":%s,"metadata":%s,"metadata_encoding":"%s","payload":%s,"payload_encoding":"%s"}'
+)
+
 
 def _bytes_field(data: bytes) -> tuple[str, str]:
     try:
-        return data.decode("utf-8"), "utf-8"
+        return encode_basestring(data.decode("utf-8")), "utf-8"
     except UnicodeDecodeError:
-        return base64.b64encode(data).decode("ascii"), "base64"
+        return f'"{base64.b64encode(data).decode("ascii")}"', "base64"
 
 
-def event_json(ev: Event) -> dict[str, Any]:
+def event_text(ev: Event) -> str:
+    """One event as a JSON object (text)."""
     metadata, metadata_encoding = _bytes_field(ev.metadata)
     payload, payload_encoding = _bytes_field(ev.payload)
-    return {
-        "event_id": format_uuid(ev.event_id),
-        "partition_key": format_uuid(ev.partition_key),
-        "partition_id": ev.partition_id,
-        "transaction_id": format_uuid(ev.transaction_id),
-        "partition_sequence": ev.partition_sequence,
-        "stream_version": ev.stream_version,
-        "timestamp": ev.timestamp_ms,
-        "stream_id": ev.stream_id.decode("utf-8", "replace"),
-        "event_name": ev.event_name.decode("utf-8", "replace"),
-        "metadata": metadata,
-        "metadata_encoding": metadata_encoding,
-        "payload": payload,
-        "payload_encoding": payload_encoding,
-    }
+    return _EVENT % (
+        format_uuid(ev.event_id),
+        format_uuid(ev.partition_key),
+        ev.partition_id,
+        format_uuid(ev.transaction_id),
+        ev.partition_sequence,
+        ev.stream_version,
+        ev.timestamp_ms,
+        encode_basestring(ev.stream_id.decode("utf-8", "replace")),
+        encode_basestring(ev.event_name.decode("utf-8", "replace")),
+        metadata,
+        metadata_encoding,
+        payload,
+        payload_encoding,
+    )
+
+
+def events_text(events: list[Event]) -> str:
+    """A JSON array of events."""
+    return "[" + ",".join([event_text(ev) for ev in events]) + "]"
 
 
 def to_json(value: object) -> bytes:
     """Compact UTF-8 JSON (non-ASCII kept as is)."""
     return _dumps(value).encode("utf-8")
+
+
+def with_events(value: dict, events: list[Event]) -> bytes:
+    """`value` as JSON with an `events` array appended (built without dicts per event)."""
+    head = _dumps(value)
+    assert head.endswith("}")
+    sep = "," if len(head) > 2 else ""
+    return (head[:-1] + sep + '"events":' + events_text(events) + "}").encode("utf-8")

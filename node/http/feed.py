@@ -35,7 +35,7 @@ from sierradb.storage import CorruptionError, Store
 
 from ..grammar import CommandError, parse_partition_selector
 from .api import ApiError, bad
-from .events import event_json, to_json
+from .events import events_text, to_json
 
 if TYPE_CHECKING:
     from .app import Inspector
@@ -162,6 +162,6 @@ async def run_feed(ins: Inspector, cursor: dict[int, int],
             return
         for ev in events:
             cursor[ev.partition_id] = ev.partition_sequence + 1
-        await send(_message("events", to_json([event_json(ev) for ev in events]), cursor))
+        await send(_message("events", events_text(events).encode(), cursor))
         ins.feed_events += len(events)
         await trio.sleep(FEED_COALESCE_S)

@@ -78,9 +78,22 @@ async function* pages(urlFor) {
   }
 }
 
-async function catchUpPartition(p) {
-  positions[p] = 0;
-  for await (const page of pages((from) => `/api/partitions/${p}/events?from=${from}&limit=${PAGE_EVENTS}`)) {
+// Every page of several partitions, in order, with one request always in flight ahead (also
+// across partition boundaries, so the node never waits for the browser).
+async function* partitionPages(partitions) {
+  const fetchPage = (i, from) => getJSON(`/api/partitions/${partitions[i]}/events?from=${from}&limit=${PAGE_EVENTS}`).then((page) => ({ i, page }));
+  let pending = partitions.length ? fetchPage(0, 0) : null;
+  while (pending) {
+    const { i, page } = await pending;
+    if (page.next !== null) pending = fetchPage(i, page.next);
+    else pending = i + 1 < partitions.length ? fetchPage(i + 1, 0) : null;
+    yield [partitions[i], page];
+  }
+}
+
+async function catchUpPartitions(partitions) {
+  for (const p of partitions) positions[p] = 0;
+  for await (const [p, page] of partitionPages(partitions)) {
     for (const event of page.events) {
       apply(event);
       positions[p] = event.partition_sequence + 1;
@@ -175,7 +188,7 @@ async function run(msg) {
       } else {
         partitions = (await getJSON("/api/partitions")).partitions.map((p) => p.partition_id);
       }
-      for (const p of partitions) await catchUpPartition(p);
+      await catchUpPartitions(partitions);
       cursor = partitions.map((p) => `${p}:${positions[p]}`).join(",");
     }
     progress(true);
