@@ -2,7 +2,10 @@
 
 1. EAPPEND throughput (redis-benchmark, -c 50 -P 1, fdatasync on) with the HTTP port off, and
    with it on while headless Chromium live-tails all partitions and /metrics is scraped every
-   second; the two interleaved round by round on fresh data dirs, so machine noise hits both.
+   second (`browser`); interleaved round by round on fresh data dirs, so machine noise hits all.
+   Two more modes split the cost: `scrape` (HTTP on, /metrics every second, nothing else) and
+   `feed` (that plus curl reading the live feed of all partitions: the node's own work for a
+   live tail, without a browser's CPU on this machine).
 2. A browser projection (count events by name over all partitions) over EVENTS events: the time
    from Run to the state being shown.
 
@@ -38,6 +41,7 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
+MODES = ("off", "scrape", "feed", "browser")
 NAMES = ["OrderPlaced", "OrderShipped", "PaymentTaken", "Refunded"]
 STREAM_NAMESPACE = uuid.UUID("219bd637-e279-53e9-9e2b-eabe5d9120cc")
 
@@ -94,12 +98,12 @@ def scraper(stop: threading.Event, counts: list[int]) -> None:
 
 
 def throughput(rounds: int, requests: int) -> None:
-    results: dict[str, list[float]] = {"off": [], "on": []}
+    results: dict[str, list[float]] = {mode: [] for mode in MODES}
     with sync_playwright() as p:
         for round_ in range(1, rounds + 1):
-            for mode in ("off", "on"):
+            for mode in MODES:
                 data = tempfile.mkdtemp(prefix="sdb-ibench-")
-                node = start_node(data, mode == "on")
+                node = start_node(data, mode != "off")
                 try:
                     rps, extra = measure(p, mode, requests)
                 finally:
@@ -107,14 +111,36 @@ def throughput(rounds: int, requests: int) -> None:
                 results[mode].append(rps)
                 print(f"eappend,c50,P1,http={mode},round={round_},load={os.getloadavg()[0]:.2f},"
                       f"rps={rps:.0f}{extra}", flush=True)  # fmt: skip
-    off, on = statistics.median(results["off"]), statistics.median(results["on"])
-    print(f"summary: EAPPEND -c 50 -P 1 median {off:.0f}/s HTTP off, {on:.0f}/s HTTP on with a "
-          f"live-tailing browser and 1 s scrapes: {100 * (on - off) / off:+.1f}%")  # fmt: skip
+    off = statistics.median(results["off"])
+    for mode in MODES:
+        median = statistics.median(results[mode])
+        print(f"summary: EAPPEND -c 50 -P 1 http={mode} median {median:.0f}/s "
+              f"({100 * (median - off) / off:+.1f}% vs off)")  # fmt: skip
 
 
 def measure(p, mode: str, requests: int) -> tuple[float, str]:
     if mode == "off":
         return eappend_rps(requests), ""
+    if mode in ("scrape", "feed"):
+        stop, scrapes = threading.Event(), [0]
+        t = threading.Thread(target=scraper, args=(stop, scrapes), daemon=True)
+        t.start()
+        curl = None
+        out = tempfile.NamedTemporaryFile(prefix="sdb-ibench-feed-")  # noqa: SIM115
+        if mode == "feed":
+            url = f"http://127.0.0.1:{PORT + 1}/api/feed?partitions=all"
+            curl = subprocess.Popen(["curl", "-sN", url], stdout=out)
+        rps = eappend_rps(requests)
+        stop.set()
+        t.join()
+        extra = f",scrapes={scrapes[0]}"
+        if curl is not None:
+            time.sleep(1)
+            curl.terminate()
+            curl.wait()
+            extra += f",feed_received={Path(out.name).read_bytes().count(b'event_id')}"
+        out.close()
+        return rps, extra
     with tempfile.TemporaryDirectory() as profile:
         context = browser(p, profile)
         page = context.new_page()

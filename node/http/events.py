@@ -22,16 +22,16 @@ from json.encoder import encode_basestring  # the C encoder: a quoted, escaped J
 
 from sierradb.storage import Event
 
-from ..identifiers import format_uuid
-
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 # One event as JSON in one formatting step (pages of thousands of events are the hot path of a
 # projection; this is about three times faster than building dicts for json.dumps).
+_UUID = "%s-%s-%s-%s-%s"
 _EVENT = (
-    '{"event_id":"%s","partition_key":"%s","partition_id":%d,"transaction_id":"%s",'
-    '"partition_sequence":%d,"stream_version":%d,"timestamp":%d,"stream_id":%s,'
-    '"event_name":%s,"metadata":%s,"metadata_encoding":"%s","payload":%s,"payload_encoding":"%s"}'
+    f'{{"event_id":"{_UUID}","partition_key":"{_UUID}","partition_id":%d,'
+    f'"transaction_id":"{_UUID}","partition_sequence":%d,"stream_version":%d,"timestamp":%d,'
+    '"stream_id":%s,"event_name":%s,"metadata":%s,"metadata_encoding":"%s","payload":%s,'
+    '"payload_encoding":"%s"}'
 )
 
 
@@ -46,11 +46,13 @@ def event_text(ev: Event) -> str:
     """One event as a JSON object (text)."""
     metadata, metadata_encoding = _bytes_field(ev.metadata)
     payload, payload_encoding = _bytes_field(ev.payload)
+    # UUIDs formatted inline (format_uuid's call per id was a sixth of the time here).
+    e, k, t = ev.event_id.hex(), ev.partition_key.hex(), ev.transaction_id.hex()
     return _EVENT % (
-        format_uuid(ev.event_id),
-        format_uuid(ev.partition_key),
+        e[:8], e[8:12], e[12:16], e[16:20], e[20:],
+        k[:8], k[8:12], k[12:16], k[16:20], k[20:],
         ev.partition_id,
-        format_uuid(ev.transaction_id),
+        t[:8], t[8:12], t[12:16], t[16:20], t[20:],
         ev.partition_sequence,
         ev.stream_version,
         ev.timestamp_ms,
@@ -60,7 +62,7 @@ def event_text(ev: Event) -> str:
         metadata_encoding,
         payload,
         payload_encoding,
-    )
+    )  # fmt: skip
 
 
 def events_text(events: list[Event]) -> str:
