@@ -18,6 +18,7 @@ no CORS headers at all, so other origins can never read a response).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import os
@@ -36,6 +37,7 @@ from starlette.routing import Route
 from ..commands import SERVER_VERSION
 from ..config import Config, parse_host_port
 from ..database import Database
+from ..errors import cluster_serves_no_data
 from ..info import info_text
 from ..server import Server
 from . import api, auth
@@ -96,14 +98,22 @@ class Inspector:
         self.assets = load_assets()
 
     def ready(self) -> tuple[bool, str]:
-        """Recovery is done before the event loop starts; ready once clients are served.
-
-        In a cluster this must also require that the node knows the topology (the p2p runtime's
-        statistics will say so)."""
+        """Recovery is done before the event loop starts; ready once clients are served and,
+        in a cluster, the node knows the topology: it belongs to a formed cluster (it has the
+        cluster id), is not refused for a conflict, and is not a learner awaiting admission."""
         if self.server.stopping:
             return False, "shutting down"
         if not self.server.port:
             return False, "starting"
+        cluster = self.server.cluster
+        if cluster is not None:
+            m = cluster.statistics().membership
+            if m.conflict is not None:
+                return False, f"refused by the cluster: {m.conflict}"
+            if m.cluster_id is None:
+                return False, "waiting for the cluster to form"
+            if m.learner:
+                return False, "a learner, waiting to be admitted"
         return True, "ready"
 
     def client_address(self) -> str:
@@ -123,11 +133,15 @@ class Inspector:
         return self._disk_bytes
 
     def cluster_info(self) -> dict[str, Any]:
-        """INFO cluster as key/value pairs: whatever the cluster section reports (member rows
-        included, once it has them)."""
+        """INFO cluster's fields, and its member table (the other nodes as this one sees them)."""
         text = info_text(self.server, (b"cluster",))
         rows = [line.split(":", 1) for line in text.splitlines() if ":" in line]
-        return {"info": {k: v for k, v in rows}, "node_count": self.config.node_count}
+        info = {k: v for k, v in rows if not (k.startswith("peer") and k[4:].isdigit())}
+        cluster = self.server.cluster
+        members = []
+        if cluster is not None:
+            members = [dataclasses.asdict(p) for p in cluster.statistics().membership.peers]
+        return {"info": info, "node_count": self.config.node_count, "members": members}
 
 
 def _tree_bytes(path: str) -> int:
@@ -234,9 +248,18 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 # ---------------------------------------------------------------------------- endpoints
-def _api(ins: Inspector, handler: Any) -> Any:
+def _refuse_data_in_a_cluster(ins: Inspector) -> None:
+    """Data routes answer like the data commands: a cluster member serves no data until
+    replication exists (then they must go through its read path, forwarding included)."""
+    if ins.server.cluster is not None:
+        raise api.ApiError(503, "cluster_down", cluster_serves_no_data().message)
+
+
+def _api(ins: Inspector, handler: Any, data: bool = True) -> Any:
     async def endpoint(request: Request) -> Response:
         try:
+            if data:
+                _refuse_data_in_a_cluster(ins)
             return await handler(ins, request)
         except api.ApiError as e:
             return api.error_response(e)
@@ -255,6 +278,7 @@ class FeedEndpoint:
         ins = self.ins
         request = Request(scope, receive)
         try:
+            _refuse_data_in_a_cluster(ins)
             api.check_params(request, "partitions", "from")
             selected = parse_selection(request.query_params.get("partitions", "all"),
                                        ins.db.partition_count)  # fmt: skip
@@ -367,7 +391,7 @@ def build_app(ins: Inspector) -> Any:
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
-        Route("/api/overview", _api(a, api.overview)),
+        Route("/api/overview", _api(a, api.overview, data=False)),
         Route("/api/partitions", _api(a, api.partitions)),
         Route("/api/partitions/{partition}", _api(a, api.partition)),
         Route("/api/partitions/{partition}/events", _api(a, api.partition_events)),

@@ -52,17 +52,45 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
 
 
-def cluster_families(inspector: Inspector) -> list[Metric]:
-    """Cluster metrics; none until replication exists.
+PEER_STATES = ("up", "down", "learner", "refused")
 
-    The hook for the cluster work: peers by state (``sierradb_cluster_peers{state}``), per-peer
-    round-trip time (``sierradb_peer_rtt_seconds{peer}``), per-follower replication lag
-    (``sierradb_replication_lag_events{peer}``), term changes
-    (``sierradb_term_changes_total``) and forwarded requests
-    (``sierradb_forwarded_requests_total``) belong here, read from the p2p runtime's
-    ``statistics()``. A single node reports none rather than made-up zeros.
+
+def cluster_families(inspector: Inspector) -> list[Metric]:
+    """Membership metrics from the p2p runtime's statistics (none on a single node, rather than
+    made-up zeros). Per peer: bounded by the node count.
+
+    The hook for replication, which does not exist yet: per-follower replication lag
+    (``sierradb_replication_lag_events{peer_id}``), term changes (``sierradb_term_changes_total``)
+    and forwarded requests (``sierradb_forwarded_requests_total``) belong here, read from its
+    ``statistics()`` the same way.
     """
-    return []
+    cluster = inspector.server.cluster
+    if cluster is None:
+        return []
+    st = cluster.statistics()
+    m = st.membership
+    by_state = GaugeMetricFamily("sierradb_cluster_peers", "Other nodes by state, as this node "
+                                 "sees them", labels=["state"])  # fmt: skip
+    for state in PEER_STATES:
+        by_state.add_metric([state], sum(1 for p in m.peers if p.state == state))
+    rtt = GaugeMetricFamily("sierradb_peer_rtt_seconds", "Round-trip time to a peer (heartbeat "
+                            "echo)", labels=["peer_id", "node_index"])  # fmt: skip
+    age = GaugeMetricFamily("sierradb_peer_heartbeat_age_seconds", "Time since a peer was last "
+                            "heard", labels=["peer_id", "node_index"])  # fmt: skip
+    for p in m.peers:
+        labels = [p.peer_id, "" if p.node_index is None else str(p.node_index)]
+        if p.rtt_s is not None:
+            rtt.add_metric(labels, p.rtt_s)
+        if p.heartbeat_age_s is not None:
+            age.add_metric(labels, p.heartbeat_age_s)
+    return [
+        by_state,
+        rtt,
+        age,
+        _gauge("sierradb_cluster_nodes_alive", "Nodes alive, this one included", m.nodes_alive),
+        _gauge("sierradb_cluster_learner", "1 while this node is a learner", int(m.learner)),
+        _gauge("sierradb_cluster_links", "Open peer links", st.links),
+    ]
 
 
 class NodeCollector(Collector):

@@ -179,8 +179,8 @@ async function overviewView(root) {
         ])),
         h("section", { class: "card wide" }, h("h2", {}, "Appends per second"), chart(o.appends)),
         h("section", { class: "card wide" }, h("h2", {}, "Cluster"),
-          o.cluster.node_count > 1 ? null : h("p", { class: "muted" }, "A single node (a cluster of one). INFO cluster:"),
-          kvTable(o.cluster.info)),
+          o.cluster.node_count > 1 ? memberTable(o.cluster.members) : h("p", { class: "muted" }, "A single node (a cluster of one)."),
+          h("details", { open: o.cluster.node_count === 1 }, h("summary", {}, "INFO cluster"), kvTable(o.cluster.info))),
       ));
   };
   await refresh();
@@ -190,6 +190,18 @@ async function overviewView(root) {
 
 function kv(rows) {
   return h("dl", { class: "kv" }, rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+}
+
+function memberTable(members) {
+  const ms = (s) => (s === null ? "–" : `${(s * 1000).toFixed(1)} ms`);
+  return h("table", { id: "members" },
+    h("tr", {}, ["node", "state", "peer id", "client address", "round trip", "last heard", "incarnation", "reason"].map((t) => h("th", {}, t))),
+    members.map((m) => h("tr", {},
+      h("td", { class: "num" }, m.node_index ?? "?"),
+      h("td", {}, h("span", { class: m.state === "up" ? "badge ok" : "badge bad" }, m.state)),
+      h("td", { class: "mono" }, m.peer_id), h("td", { class: "mono" }, m.client_address ?? "–"),
+      h("td", { class: "num" }, ms(m.rtt_s)), h("td", { class: "num" }, m.heartbeat_age_s === null ? "–" : `${m.heartbeat_age_s.toFixed(1)} s ago`),
+      h("td", { class: "num" }, m.incarnation ?? "–"), h("td", {}, m.reason ?? ""))));
 }
 
 function kvTable(obj) {
