@@ -135,10 +135,15 @@ def measure(p, mode: str, requests: int) -> tuple[float, str]:
         t.join()
         extra = f",scrapes={scrapes[0]}"
         if curl is not None:
-            time.sleep(1)
+            received = 0
+            for _ in range(100):  # the feed's last batches may still be on their way
+                received = Path(out.name).read_bytes().count(b"event_id")
+                if received >= requests:
+                    break
+                time.sleep(0.1)
             curl.terminate()
             curl.wait()
-            extra += f",feed_received={Path(out.name).read_bytes().count(b'event_id')}"
+            extra += f",feed_received={received}"
         out.close()
         return rps, extra
     with tempfile.TemporaryDirectory() as profile:
