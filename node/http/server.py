@@ -27,6 +27,7 @@ import logging
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -91,7 +92,7 @@ def bind_http_socket(config: Config) -> socket.socket | None:
 class _StallGuard:
     """A trio stream for hypercorn that drops clients that stop reading (see the top)."""
 
-    def __init__(self, stream: trio.SocketStream, on_stall: object) -> None:
+    def __init__(self, stream: trio.SocketStream, on_stall: Callable[[], None]) -> None:
         self._stream = stream
         self.socket = stream.socket  # hypercorn reads the peer's address from it
         self._on_stall = on_stall
@@ -102,7 +103,7 @@ class _StallGuard:
             with trio.move_on_after(SEND_STALL_TIMEOUT_S):
                 await self._stream.send_all(view[start : start + SEND_CHUNK_BYTES])
                 continue
-            self._on_stall()  # type: ignore[operator]
+            self._on_stall()
             self._stream.socket.close()  # wakes anything else blocked on it
             raise trio.BrokenResourceError("client stopped reading")
 
