@@ -97,6 +97,7 @@ def _partition(ins: Inspector, text: str) -> int:
         raise ApiError(
             404, "not_found", f"no partition {p} (this node has {ins.db.partition_count})"
         )
+    ins.require_held(p)
     return p
 
 
@@ -244,7 +245,9 @@ def _stream(ins: Inspector, request: Request) -> tuple[str, bytes, bytes, int]:
             raise bad(f"partition_key must be a UUID, got {key_text[:40]!r}") from e
     else:
         key = partition_key_for_stream(stream_id)
-    return text, stream_id, key, partition_id(key, ins.db.partition_count)
+    p = partition_id(key, ins.db.partition_count)
+    ins.require_held(p)
+    return text, stream_id, key, p
 
 
 async def _stream_version(ins: Inspector, p: int, stream_id: bytes, key: bytes) -> int | None:
@@ -300,7 +303,9 @@ async def event(ins: Inspector, request: Request) -> Response:
     except ValueError as e:
         raise bad(f"event id must be a UUID, got {text[:40]!r}") from e
     db = ins.db
-    ev = await db.read(db.store.get_event, partition_id(event_id, db.partition_count), event_id)
+    p = partition_id(event_id, db.partition_count)
+    ins.require_held(p)
+    ev = await db.read(db.store.get_event, p, event_id)
     if ev is None:
         raise ApiError(404, "not_found", f"no event {text}")
     return Response(event_text(ev).encode(), media_type="application/json")

@@ -37,11 +37,10 @@ from starlette.routing import Route
 from ..commands import SERVER_VERSION
 from ..config import Config, parse_host_port
 from ..database import Database
-from ..errors import cluster_serves_no_data
 from ..info import info_text
 from ..server import Server
 from . import api, auth
-from .feed import MAX_FEEDS, parse_selection, run_feed, start_cursor
+from .feed import MAX_FEEDS, elsewhere_message, parse_selection, run_feed, start_cursor
 from .metrics import CONTENT_TYPE, build_registry, exposition
 
 if TYPE_CHECKING:
@@ -115,6 +114,19 @@ class Inspector:
             if m.learner:
                 return False, "a learner, waiting to be admitted"
         return True, "ready"
+
+    def held(self) -> frozenset[int] | None:
+        """The partitions this node holds a replica of; None on a single node (all of them)."""
+        replication = self.server.replication
+        return None if replication is None else frozenset(replication.replicas)
+
+    def require_held(self, p: int) -> None:
+        """Reads are served locally up to the watermark, as the commands serve them; a
+        partition this cluster node holds no replica of is refused (the commands forward such
+        reads; the API does not yet)."""
+        held = self.held()
+        if held is not None and p not in held:
+            raise api.ApiError(503, "partition_elsewhere", elsewhere_message(p))
 
     def client_address(self) -> str:
         """The RESP address as bound (the configured one may say port 0)."""
@@ -248,18 +260,9 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 # ---------------------------------------------------------------------------- endpoints
-def _refuse_data_in_a_cluster(ins: Inspector) -> None:
-    """Data routes answer like the data commands: a cluster member serves no data until
-    replication exists (then they must go through its read path, forwarding included)."""
-    if ins.server.cluster is not None:
-        raise api.ApiError(503, "cluster_down", cluster_serves_no_data().message)
-
-
-def _api(ins: Inspector, handler: Any, data: bool = True) -> Any:
+def _api(ins: Inspector, handler: Any) -> Any:
     async def endpoint(request: Request) -> Response:
         try:
-            if data:
-                _refuse_data_in_a_cluster(ins)
             return await handler(ins, request)
         except api.ApiError as e:
             return api.error_response(e)
@@ -278,10 +281,9 @@ class FeedEndpoint:
         ins = self.ins
         request = Request(scope, receive)
         try:
-            _refuse_data_in_a_cluster(ins)
             api.check_params(request, "partitions", "from")
             selected = parse_selection(request.query_params.get("partitions", "all"),
-                                       ins.db.partition_count)  # fmt: skip
+                                       ins.db.partition_count, ins.held())  # fmt: skip
             cursor = start_cursor(ins, selected, request.query_params.get("from", "latest"),
                                   request.headers.get("last-event-id"))  # fmt: skip
             if ins.feeds_open >= MAX_FEEDS:
@@ -391,7 +393,7 @@ def build_app(ins: Inspector) -> Any:
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
-        Route("/api/overview", _api(a, api.overview, data=False)),
+        Route("/api/overview", _api(a, api.overview)),
         Route("/api/partitions", _api(a, api.partitions)),
         Route("/api/partitions/{partition}", _api(a, api.partition)),
         Route("/api/partitions/{partition}/events", _api(a, api.partition_events)),

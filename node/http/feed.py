@@ -57,10 +57,19 @@ MAX_FEEDS = 64
 RETRY_MS = 1000
 
 
-def parse_selection(text: str, partition_count: int) -> tuple[int, ...]:
-    """`all`, or EPSUB's selector syntax: `3`, `1,2`, `0-7`, a partition key."""
+def elsewhere_message(p: int) -> str:
+    return f"this node holds no replica of partition {p}: open the inspector of a node that does"
+
+
+def parse_selection(text: str, partition_count: int, held: frozenset[int] | None = None
+                    ) -> tuple[int, ...]:  # fmt: skip
+    """`all`, or EPSUB's selector syntax: `3`, `1,2`, `0-7`, a partition key. On a cluster node
+    (`held` given) `all` means the partitions it holds, and naming another is refused."""
     if text in ("all", "*"):
-        return tuple(range(partition_count))
+        selected = tuple(p for p in range(partition_count) if held is None or p in held)
+        if not selected:
+            raise ApiError(503, "partition_elsewhere", "this node holds no partition")
+        return selected
     try:
         selected = parse_partition_selector(text.encode()).resolve(partition_count)
     except CommandError as e:
@@ -70,6 +79,9 @@ def parse_selection(text: str, partition_count: int) -> tuple[int, ...]:
     if selected[-1] >= partition_count:
         raise ApiError(404, "not_found", f"no partition {selected[-1]} (this node has "
                        f"{partition_count})")  # fmt: skip
+    for p in selected:
+        if held is not None and p not in held:
+            raise ApiError(503, "partition_elsewhere", elsewhere_message(p))
     return selected
 
 

@@ -4,6 +4,7 @@ the overview shows INFO cluster's member table."""
 from __future__ import annotations
 
 import pytest
+import redis
 from clusterproc import alive, cluster_args, start_cluster, wait_for
 from http_client import get_json, request
 from playwright.sync_api import expect
@@ -12,6 +13,13 @@ from prometheus_client.parser import text_string_to_metric_families
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 FORM_S = 60.0  # process starts (libp2p import) and a few round trips on a loaded machine
+
+
+def _append(r: redis.Redis) -> dict | None:
+    try:
+        return r.execute_command("EAPPEND", "replicated", "Ev", "PAYLOAD", "x")
+    except redis.ResponseError:  # TRYAGAIN while leaders are being settled
+        return None
 
 
 def test_readyz_waits_until_the_cluster_has_formed(node_factory):
@@ -30,12 +38,15 @@ def test_a_cluster_members_readiness_metrics_and_member_table(node_factory, page
     first = nodes[0]
     wait_for(lambda: request(first.http_port, "/readyz").status == 200, FORM_S, "/readyz 200")
 
-    # Like the data commands, the data routes refuse until replication exists.
-    for path in ("/api/partitions", "/api/partitions/0/events", "/api/stream?stream_id=a",
-                 "/api/feed", "/api/events/01a24977-0de0-15e7-b6eb-02daf74de4b8"):  # fmt: skip
-        reply = request(first.http_port, path)
-        assert reply.status == 503 and reply.error_code() == "cluster_down", path
-        assert "replication" in reply.json()["error"]["message"]
+    # Every node holds every partition here (3 nodes, replication factor 3): an event appended
+    # on one node is read on another through that node's own read path, once replicated.
+    with redis.Redis(port=first.port, protocol=3) as r:
+        reply = wait_for(lambda: _append(r), FORM_S, "an append to succeed")
+    event_id = reply[b"event_id"].decode()
+    found = wait_for(lambda: request(nodes[1].http_port, f"/api/events/{event_id}").status == 200,
+                     FORM_S, "the event on another member")  # fmt: skip
+    assert found
+    assert get_json(nodes[1].http_port, f"/api/events/{event_id}")["stream_id"] == "replicated"
 
     members = get_json(first.http_port, "/api/overview")["cluster"]["members"]
     assert sorted(m["node_index"] for m in members) == [1, 2]

@@ -10,7 +10,7 @@ import pytest
 from sierradb.node.histogram import Histogram
 from sierradb.node.http import auth
 from sierradb.node.http.api import ApiError
-from sierradb.node.http.feed import format_cursor, parse_cursor
+from sierradb.node.http.feed import format_cursor, parse_cursor, parse_selection
 
 
 def b64(text: str) -> str:
@@ -105,3 +105,12 @@ def test_histogram_buckets_are_upper_bounds():
         h.observe(value)
     snap = h.snapshot()
     assert snap.counts == (2, 1, 1) and snap.count == 4 and snap.total == 6.0
+
+
+def test_on_a_cluster_node_a_feed_covers_only_the_partitions_it_holds():
+    assert parse_selection("all", 6) == (0, 1, 2, 3, 4, 5)
+    assert parse_selection("all", 6, frozenset({1, 4})) == (1, 4)
+    assert parse_selection("4", 6, frozenset({1, 4})) == (4,)
+    with pytest.raises(ApiError) as caught:
+        parse_selection("1-2", 6, frozenset({1, 4}))
+    assert caught.value.status == 503 and caught.value.code == "partition_elsewhere"
