@@ -29,13 +29,26 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import trio
 
 from sierradb.storage import Store, Ticket
 from sierradb.storage.bucket import Written
 
+from .histogram import LATENCY_BUCKETS_S, SIZE_BUCKETS, Histogram, HistogramSnapshot
+
 log = logging.getLogger("sierradb.node")
+
+
+@dataclass(frozen=True, slots=True)
+class BucketWriterStatistics:
+    bucket_id: int
+    flushes: int
+    transactions: int  # group-committed (durable)
+    events: int  # group-committed (durable; confirmed as soon as durable on a single node)
+    batch_transactions: HistogramSnapshot  # transactions per group commit
+    sync_seconds: HistogramSnapshot  # one group commit's write + fdatasync
 
 
 class BucketWriter:
@@ -61,6 +74,9 @@ class BucketWriter:
         self._token: trio.lowlevel.TrioToken | None = None
         self.flushes = 0
         self.transactions = 0
+        self.events = 0
+        self._batch_transactions = Histogram(SIZE_BUCKETS)
+        self._sync_seconds = Histogram(LATENCY_BUCKETS_S)  # observed by the writer thread
 
     def start(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
@@ -68,6 +84,16 @@ class BucketWriter:
             target=self._run, name=f"sierradb-writer-{self.bucket_id}", daemon=True
         )
         self._thread.start()
+
+    def statistics(self) -> BucketWriterStatistics:
+        return BucketWriterStatistics(
+            self.bucket_id,
+            self.flushes,
+            self.transactions,
+            self.events,
+            self._batch_transactions.snapshot(),
+            self._sync_seconds.snapshot(),
+        )
 
     def kick(self) -> None:
         """Called by each append (trio thread): the pump passes it on once per scheduler round."""
@@ -100,11 +126,14 @@ class BucketWriter:
             self._wake.clear()
             if self.window_s and not self._stopping:
                 time.sleep(self.window_s)
+            started = time.perf_counter()
             try:
                 written = self.store.flush_write(self.bucket_id)
             except BaseException as e:  # a broken invariant: stop the node
                 token.run_sync_soon(self.on_crash, e)
                 return
+            if written.batches:
+                self._sync_seconds.observe(time.perf_counter() - started)
             if written.batches or written.completed:
                 # Phase 2 runs on the event loop; the next write waits for it (see storage).
                 self._applied.clear()
@@ -127,4 +156,8 @@ class BucketWriter:
             self._applied.set()
         self.flushes += 1
         self.transactions += len(completed)
+        self._batch_transactions.observe(len(completed))
+        self.events += sum(
+            t.last_sequence - t.first_sequence + 1 for t in completed if t.error is None
+        )
         self.on_durable(completed)

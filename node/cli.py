@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 from typing import TYPE_CHECKING
 
@@ -71,11 +72,20 @@ class StartupError(Exception):
 
 
 async def serve(
-    config: Config, db: Database, peer_id: str, seed: bytes, state: ClusterState
+    config: Config,
+    db: Database,
+    peer_id: str,
+    seed: bytes,
+    state: ClusterState,
+    http_socket: socket.socket | None = None,
 ) -> None:
     async with trio.open_nursery() as root:
         await root.start(db.run)
         server = Server(config, db, peer_id)
+        if http_socket is not None:
+            from .http import HttpServer  # starlette and hypercorn load only when needed
+
+            await root.start(HttpServer(config, db, server, http_socket).serve)
         try:
             client_address = await server.bind()
         except OSError as e:
@@ -153,6 +163,16 @@ def main(argv: list[str] | None = None) -> int:
         db.close()
         print(f"sierradb: error: {e}", file=sys.stderr)
         return 1
+    try:
+        http_socket = None
+        if config.http_address is not None:
+            from .http import bind_http_socket
+
+            http_socket = bind_http_socket(config)
+    except OSError as e:
+        db.close()
+        print(f"sierradb: error: {e}", file=sys.stderr)
+        return 1
     store = db.store
     log.info(
         "sierradb starting: data dir %s, %d partitions in %d buckets, segment size %d bytes, "
@@ -169,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     failed = False
     try:
-        trio.run(serve, config, db, peer_id, seed, state)
+        trio.run(serve, config, db, peer_id, seed, state, http_socket)
     except* StartupError as group:
         print(f"sierradb: error: {group.exceptions[0]}", file=sys.stderr)
         failed = True

@@ -14,7 +14,7 @@ Config field               TOML keys                    flag              defaul
 dir                        dir                          -d/--dir          ./data
 client_address             client_address,              --client-address  127.0.0.1:9090
                            network.client_address
-http_address               http_address                 --http-address    off
+http_address               http_address                 --http-address    next to client_address
 node_count                 node_count, node.count       -n/--node-count   1
 node_index                 node_index, node.index       -i/--node-index   0
 cluster_address            cluster_address,             --cluster-address /ip4/0.0.0.0/tcp/7000
@@ -60,12 +60,18 @@ group-commit window such as `2ms`, `500us` or `0.01s`. In the environment, `SIER
 comma-separated list, and an empty variable counts as unset. The cluster secret has no flag of
 its own (flags show in `ps`): set `SIERRA_CLUSTER_SECRET`, or name a file with
 `--cluster-secret-file`, whose content (without a trailing newline) is the secret.
+
+The HTTP port (inspector, JSON API, `/metrics`, health) is on unless `http_address` is `none`:
+by default on the client address's host if that is a loopback address (else `127.0.0.1`), one
+port above the client port (`127.0.0.1:9091` next to `127.0.0.1:9090`; port 0 stays 0). Without
+a password and in protected mode it may only bind a loopback address.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -88,7 +94,9 @@ __all__ = [
     "Config",
     "ConfigError",
     "build_arg_parser",
+    "default_http_address",
     "format_size",
+    "is_loopback",
     "load_config",
     "parse_bool",
     "parse_host_port",
@@ -205,6 +213,30 @@ def parse_host_port(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether an address (never a name) is a loopback one; IPv4-mapped IPv6 counts too."""
+    try:
+        addr = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
+
+
+def default_http_address(client_address: str) -> str | None:
+    """The HTTP address next to a client address (None if that address is invalid)."""
+    try:
+        host, port = parse_host_port(client_address)
+    except ValueError:
+        return None  # the client address's own check reports it
+    if not is_loopback(host):
+        host = "127.0.0.1"  # never expose the inspector just because clients come from outside
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port + 1 if 0 < port < 65535 else 0}"
+
+
 _DURATION_UNITS_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 _DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(us|ms|s)")
 
@@ -236,14 +268,15 @@ def parse_sync_window_s(policy: str) -> float | None:
 class Config:
     """The whole node configuration; validated on construction (raises ConfigError).
 
-    Built directly, `mdns` and `replication_factor` keep their single-node defaults; only
-    `load_config` derives them from `node_count`.
+    Built directly, `mdns`, `replication_factor` and `http_address` keep the defaults of a
+    single node on the default client address; only `load_config` derives them (from
+    `node_count` and `client_address`).
     """
 
     config_path: Path | None = None  # the TOML file read, if any (for the startup log)
     dir: Path = Path("./data")
     client_address: str = "127.0.0.1:9090"
-    http_address: str | None = None
+    http_address: str | None = "127.0.0.1:9091"
     node_count: int = 1
     node_index: int = 0
     cluster_address: str = DEFAULT_CLUSTER_ADDRESS
@@ -324,6 +357,15 @@ def _validate(config: Config) -> None:
     c = config
     for key in ("client_address", "http_address"):
         _check_address(c, key)
+    if c.http_address is not None and c.loopback_only:
+        http_host = parse_host_port(c.http_address)[0]
+        _check(
+            http_host == "localhost" or is_loopback(http_host),
+            "http_address",
+            f"http_address {c.http_address} is not a loopback address and no password is set "
+            "(protected mode): set requirepass (the inspector and /metrics then ask for it), "
+            "bind the HTTP port to 127.0.0.1, or set protected_mode no",
+        )
     try:
         parse_listen_address(c.cluster_address)
     except AddressError as error:
@@ -558,7 +600,8 @@ _SETTINGS: tuple[_Setting, ...] = (
     ),
     _Setting(
         "http_address", _to_optional_address, ("--http-address",), "HOST:PORT",
-        "address for the inspector UI and /metrics, or off", "off", "network",
+        "address for the inspector UI, JSON API, /metrics and health checks, or none",
+        "client host if loopback, else 127.0.0.1; client port + 1", "network",
     ),
     _Setting(
         "requirepass", _to_optional_str, ("--requirepass",), "PASSWORD",
@@ -817,6 +860,11 @@ def load_config(argv: list[str], environ: Mapping[str, str]) -> Config:
     assert isinstance(node_count, int)
     values.setdefault("mdns", node_count > 1)
     values.setdefault("replication_factor", min(node_count, DEFAULT_MAX_REPLICATION_FACTOR))
+    client_address = values.get(
+        "client_address", Config.__dataclass_fields__["client_address"].default
+    )
+    assert isinstance(client_address, str)
+    values.setdefault("http_address", default_http_address(client_address))
     try:
         return Config(config_path=config_path, **values)  # type: ignore[arg-type]
     except ConfigError as error:

@@ -28,6 +28,7 @@ import trio
 
 from . import grammar as g
 from .append import AppendOutcome, AppendRequest, build_request
+from .command_stats import command_label
 from .commands import HANDLERS, forward_read
 from .errors import NodeError, reply_for
 from .identifiers import format_uuid, partition_id
@@ -188,9 +189,13 @@ class Connection:
 
     # ---------------------------------------------------------------------- execution
     async def _execute_batch(self, requests: list[list[bytes]], out: bytearray) -> None:
-        deferred: list[Deferred] = []
+        # Deferred replies carry their command label and start time (None: already recorded).
+        deferred: list[tuple[str | None, float, Deferred]] = []
+        record = self.server.command_stats.record
         for args in requests:
             self.server.stats.commands += 1
+            label = command_label(args)
+            started = time.perf_counter()
             try:
                 request = g.parse_command(args)
                 if not self.authenticated and not isinstance(request, OPEN_WITHOUT_AUTH):
@@ -209,10 +214,11 @@ class Connection:
                             await self._finish(deferred, out)
                         if p not in replication.replicas:
                             out += await forward_read(self, p, args)
+                            record(label, "forwarded", time.perf_counter() - started)
                             continue
                         await replication.ready_to_read(p)
                 if isinstance(request, (g.EAppend, g.EMAppend)):
-                    deferred.append(self._submit(request))
+                    deferred.append((label, started, self._submit(request)))
                     continue
                 if deferred:
                     await self._finish(deferred, out)
@@ -221,13 +227,15 @@ class Connection:
                 err = reply_for(exc)
                 if err is None:
                     raise
+                record(label, err.code, time.perf_counter() - started)
                 if deferred:
-                    deferred.append(_ready(self._encode(err)))
+                    deferred.append((None, 0.0, _ready(self._encode(err))))
                 else:
                     encode_into(out, err, self.protocol)
                 continue
+            record(label, "ok", time.perf_counter() - started)
             if deferred:
-                deferred.append(_ready(reply))
+                deferred.append((None, 0.0, _ready(reply)))
             else:
                 out += reply
             if self.closing:
@@ -235,8 +243,11 @@ class Connection:
         if deferred:
             await self._finish(deferred, out)
 
-    async def _finish(self, deferred: list[Deferred], out: bytearray) -> None:
-        for d in deferred:
+    async def _finish(
+        self, deferred: list[tuple[str | None, float, Deferred]], out: bytearray
+    ) -> None:
+        record = self.server.command_stats.record
+        for label, started, d in deferred:
             try:
                 out += await d()
             except BaseException as exc:  # noqa: BLE001
@@ -244,6 +255,11 @@ class Connection:
                 if err is None:
                     raise
                 encode_into(out, err, self.protocol)
+                if label is not None:
+                    record(label, err.code, time.perf_counter() - started)
+                continue
+            if label is not None:
+                record(label, "ok", time.perf_counter() - started)
         deferred.clear()
 
     def _encode(self, value: object) -> bytes:

@@ -857,6 +857,10 @@ def _partition_selector(arg: bytes) -> PartitionSelector:
     return PartitionSelector(False, tuple(ids), tuple(keys))
 
 
+# The selector syntax for other front ends (the HTTP live feed); raises CommandError.
+parse_partition_selector = _partition_selector
+
+
 def parse_epsub(args: list[bytes]) -> EPSub:
     """EPSUB <selector> [FROM LATEST | FROM <sequence> | FROM MAP <partition>=<sequence>...
     [DEFAULT <sequence>]] [WINDOW <n>]"""

@@ -14,7 +14,6 @@ what is left. The caller then drains the writers and syncs the storage.
 from __future__ import annotations
 
 import fcntl
-import ipaddress
 import logging
 import socket
 import struct
@@ -25,7 +24,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .config import Config, parse_host_port
+from .command_stats import CommandStats
+from .config import Config, is_loopback, parse_host_port
 from .connection import Connection
 from .database import Database
 
@@ -59,6 +59,27 @@ class ServerStats:
     subscriptions_started: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class ServerStatistics:
+    """The RESP side of the node, for INFO, /metrics and the inspector."""
+
+    port: int
+    uptime_s: float
+    stopping: bool
+    connections: int  # open now
+    connections_total: int
+    rejected_connections: int
+    commands: int
+    protocol_errors: int
+    auth_failures: int
+    subscriptions: int  # open now
+    subscriptions_started: int
+    subscription_backlog_events: int  # visible, not pushed yet (all subscriptions)
+    subscription_unacknowledged_events: int
+    event_loop_lag_s: float
+    event_loop_lag_max_s: float
+
+
 class LagMonitor:
     """Measures how late the event loop wakes a 100 ms ticker (heartbeats will need this)."""
 
@@ -72,16 +93,6 @@ class LagMonitor:
             await trio.sleep(LAG_TICK_S)
             self.last_s = max(0.0, trio.current_time() - start - LAG_TICK_S)
             self.max_s = max(self.max_s, self.last_s)
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        addr = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
 
 
 def _unacknowledged_bytes(sock: trio.socket.SocketType) -> int | None:
@@ -126,6 +137,7 @@ class Server:
         self.cluster = cluster  # None for a single node
         self.replication: ReplicationService | None = None
         self.stats = ServerStats()
+        self.command_stats = CommandStats()
         self.lag = LagMonitor()
         self.connections: dict[int, Connection] = {}
         self.started = time.monotonic()
@@ -214,6 +226,29 @@ class Server:
                 if conn.closing:
                     await _linger(stream)
                 await stream.aclose()
+
+    def statistics(self) -> ServerStatistics:
+        subs = [
+            sub.statistics() for c in self.connections.values() for sub in c.subscriptions.values()
+        ]
+        st = self.stats
+        return ServerStatistics(
+            port=self.port,
+            uptime_s=time.monotonic() - self.started,
+            stopping=self.stopping,
+            connections=len(self.connections),
+            connections_total=st.connections,
+            rejected_connections=st.rejected_connections,
+            commands=st.commands,
+            protocol_errors=st.protocol_errors,
+            auth_failures=st.auth_failures,
+            subscriptions=len(subs),
+            subscriptions_started=st.subscriptions_started,
+            subscription_backlog_events=sum(s.backlog for s in subs),
+            subscription_unacknowledged_events=sum(s.unacknowledged for s in subs),
+            event_loop_lag_s=self.lag.last_s,
+            event_loop_lag_max_s=self.lag.max_s,
+        )
 
     async def shutdown(self, grace_s: float) -> None:
         """Stop accepting and reading; let running batches finish (up to `grace_s`)."""

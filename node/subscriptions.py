@@ -63,6 +63,13 @@ class StreamTarget:
     read_at_watermark: int = -1  # the partition watermark when this target was last read empty
 
 
+@dataclass(frozen=True, slots=True)
+class SubscriptionStatistics:
+    delivered: int  # events pushed so far
+    unacknowledged: int  # pushed, not acknowledged yet (at most the window)
+    backlog: int  # visible events not pushed yet
+
+
 class Subscription:
     def __init__(
         self,
@@ -92,6 +99,19 @@ class Subscription:
     def ack(self, cursor: int) -> None:
         self.last_ack = cursor
         self._acked.set()
+
+    def statistics(self) -> SubscriptionStatistics:
+        acked = 0 if self.last_ack is None else self.last_ack + 1
+        backlog = 0
+        for target in self.targets:
+            p = target.partition_id
+            if isinstance(target, PartitionTarget):
+                backlog += max(0, self.store.watermark(p) - target.next_sequence)
+            else:
+                last = self.store.last_stream_version(p, target.stream_id)
+                if last is not None:
+                    backlog += max(0, last + 1 - target.next_version)
+        return SubscriptionStatistics(self.delivered, max(0, self.cursor - acked), backlog)
 
     def room(self) -> int:
         """How many more events the window allows right now."""

@@ -17,6 +17,8 @@ from pathlib import Path
 READY = re.compile(rb"ready to receive connections on [^:]+:(\d+)")
 # A cluster node logs its peer id and where its cluster port listens before it is ready.
 CLUSTER_LISTENING = re.compile(rb"peer id (\S+), listening on /ip[46]/[^/]+/tcp/(\d+)")
+# Logged before READY when the HTTP port is on (with the client on port 0 it is on port 0 too).
+HTTP_READY = re.compile(rb"inspector, JSON API and /metrics on http://(.+):(\d+)")
 START_TIMEOUT_S = 30.0
 
 
@@ -38,6 +40,7 @@ class NodeProcess:
         self.port = 0
         self.cluster_port = 0
         self.peer_id = ""
+        self.http_port = 0  # 0: the HTTP port is off
         self.log = bytearray()
         self._ready = threading.Event()
         self._pump_thread: threading.Thread | None = None
@@ -57,6 +60,7 @@ class NodeProcess:
         env = dict(os.environ)
         env.update(self.env or {})
         self.log.clear()
+        self.http_port = 0
         self._ready.clear()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         self._pump_thread = threading.Thread(target=self._pump, args=(self.proc,), daemon=True)
@@ -73,6 +77,9 @@ class NodeProcess:
             if cluster:
                 self.peer_id = cluster.group(1).decode()
                 self.cluster_port = int(cluster.group(2))
+            m = HTTP_READY.search(line)
+            if m:
+                self.http_port = int(m.group(2))
             m = READY.search(line)
             if m:
                 self.port = int(m.group(1))

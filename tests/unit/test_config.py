@@ -58,7 +58,7 @@ def test_defaults() -> None:
     assert config == Config()
     assert config.dir == Path("./data")
     assert config.client_address == "127.0.0.1:9090"
-    assert config.http_address is None
+    assert config.http_address == "127.0.0.1:9091"  # on, next to the client port
     assert (config.node_count, config.node_index) == (1, 0)
     assert config.cluster_address == "/ip4/0.0.0.0/tcp/7000"
     assert config.mdns is False

@@ -1,0 +1,209 @@
+// The projection engine: runs the user's project(state, event) in this Web Worker, never on the
+// node. It reads the events itself through the JSON API (the page stays responsive; terminating
+// the worker stops everything at once), one partition after another, each in sequence order,
+// with the next page fetched while the current one is projected. An exception, or a function
+// that returns undefined, stops the run and reports the event; nothing is skipped. Afterwards it
+// can follow the live feed from exactly where the catch-up ended.
+//
+// Messages in:  {type: "start", code, initial, scope: "all"|"partition"|"stream", partition,
+//                stream_id, live}
+// Messages out: {type: "progress", processed, positions, phase}, {type: "state", state (JSON)},
+//               {type: "caught-up", live}, {type: "error", phase, message, stack, event}
+"use strict";
+
+const PAGE_EVENTS = 5000; // events per API page
+const PROGRESS_EVERY_MS = 200;
+const LIVE_STATE_EVERY_MS = 500; // while live, the state is sent at most this often
+
+let project = null;
+let state = null;
+let processed = 0;
+const positions = {}; // partition -> next sequence (stream scope: stream version)
+let lastProgress = 0;
+let phase = "catch-up";
+
+class ProjectionError extends Error {
+  constructor(cause, event) {
+    super(cause && cause.message ? cause.message : String(cause));
+    this.causeStack = cause && cause.stack ? String(cause.stack) : "";
+    this.event = event;
+  }
+}
+
+function compile(code) {
+  // The user's code defines `project`; the factory returns it (strict mode, no page access).
+  const factory = new Function(`"use strict";\n${code}\n;return typeof project === "function" ? project : undefined;`);
+  const fn = factory();
+  if (typeof fn !== "function") throw new Error("the code must define function project(state, event)");
+  return fn;
+}
+
+function apply(event) {
+  let next;
+  try {
+    next = project(state, event);
+  } catch (err) {
+    throw new ProjectionError(err, event);
+  }
+  if (next === undefined) throw new ProjectionError(new Error("project() returned undefined: return the new state"), event);
+  state = next;
+  processed++;
+}
+
+function progress(force) {
+  const now = Date.now();
+  if (!force && now - lastProgress < PROGRESS_EVERY_MS) return;
+  lastProgress = now;
+  postMessage({ type: "progress", processed, positions, phase });
+}
+
+function sendState() {
+  postMessage({ type: "state", state: JSON.stringify(state === undefined ? null : state) });
+}
+
+async function getJSON(url) {
+  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
+  return body;
+}
+
+// Pages of a range, forward from 0, the next one fetched while the caller works on the current.
+async function* pages(urlFor) {
+  let pending = getJSON(urlFor(0));
+  while (pending) {
+    const page = await pending;
+    pending = page.next !== null ? getJSON(urlFor(page.next)) : null;
+    yield page;
+  }
+}
+
+// Every page of several partitions, in order, with one request always in flight ahead (also
+// across partition boundaries, so the node never waits for the browser).
+async function* partitionPages(partitions) {
+  const fetchPage = (i, from) => getJSON(`/api/partitions/${partitions[i]}/events?from=${from}&limit=${PAGE_EVENTS}`).then((page) => ({ i, page }));
+  let pending = partitions.length ? fetchPage(0, 0) : null;
+  while (pending) {
+    const { i, page } = await pending;
+    if (page.next !== null) pending = fetchPage(i, page.next);
+    else pending = i + 1 < partitions.length ? fetchPage(i + 1, 0) : null;
+    yield [partitions[i], page];
+  }
+}
+
+async function catchUpPartitions(partitions) {
+  for (const p of partitions) positions[p] = 0;
+  for await (const [p, page] of partitionPages(partitions)) {
+    for (const event of page.events) {
+      apply(event);
+      positions[p] = event.partition_sequence + 1;
+    }
+    progress(false);
+  }
+}
+
+// A stream's events below partition sequence `below` (later ones come from the live feed).
+async function catchUpStream(streamId, key, below) {
+  const q = new URLSearchParams({ stream_id: streamId, partition_key: key, limit: PAGE_EVENTS });
+  positions.version = 0;
+  for await (const page of pages((from) => `/api/stream/events?${q}&from=${from}`)) {
+    for (const event of page.events) {
+      if (event.partition_sequence >= below) return;
+      apply(event);
+      positions.version = event.stream_version + 1;
+    }
+    progress(false);
+  }
+}
+
+function follow(partitions, cursor, accept) {
+  const q = new URLSearchParams({ partitions: partitions.join(","), from: cursor });
+  const source = new EventSource(`/api/feed?${q}`);
+  // Progress and state at most every LIVE_STATE_EVERY_MS, and always after the last events.
+  let timer = null, pending = false;
+  const update = () => {
+    if (timer) { pending = true; return; }
+    progress(true);
+    sendState();
+    timer = setTimeout(() => { timer = null; if (pending) { pending = false; update(); } }, LIVE_STATE_EVERY_MS);
+  };
+  source.addEventListener("events", (e) => {
+    try {
+      for (const event of JSON.parse(e.data)) {
+        if (!accept(event)) continue;
+        apply(event);
+        positions[event.partition_id] = event.partition_sequence + 1;
+      }
+    } catch (err) {
+      source.close();
+      fail(err);
+      return;
+    }
+    update();
+  });
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) fail(new Error("the live feed closed"));
+  };
+}
+
+function fail(err) {
+  const message = { type: "error", phase: err.phase || "run", message: err.message || String(err) };
+  if (err instanceof ProjectionError) {
+    message.event = err.event;
+    message.stack = err.causeStack;
+  }
+  progress(true);
+  sendState();
+  postMessage(message);
+}
+
+async function run(msg) {
+  try {
+    project = compile(msg.code);
+  } catch (err) {
+    postMessage({ type: "error", phase: "compile", message: String(err && err.message ? err.message : err) });
+    return;
+  }
+  try {
+    state = JSON.parse(msg.initial.trim() === "" ? "null" : msg.initial);
+  } catch (err) {
+    postMessage({ type: "error", phase: "compile", message: `the initial state is not JSON: ${err.message}` });
+    return;
+  }
+  try {
+    let partitions, accept = () => true, cursor;
+    if (msg.scope === "stream") {
+      // The partition's end first: the stream is read up to it, the live feed starts at it.
+      const info = await getJSON(`/api/stream?${new URLSearchParams({ stream_id: msg.stream_id })}`);
+      const end = (await getJSON(`/api/partitions/${info.partition_id}`)).watermark;
+      partitions = [info.partition_id];
+      if (info.version !== null) await catchUpStream(msg.stream_id, info.partition_key, end);
+      accept = (ev) => ev.stream_id === msg.stream_id && ev.partition_key === info.partition_key;
+      cursor = `${info.partition_id}:${end}`;
+    } else {
+      if (msg.scope === "partition") {
+        if (msg.partition === "" || msg.partition === undefined) throw new Error("choose a partition");
+        partitions = [Number(msg.partition)];
+        await getJSON(`/api/partitions/${partitions[0]}`); // a 404 for a partition that does not exist
+      } else {
+        partitions = (await getJSON("/api/partitions")).partitions.map((p) => p.partition_id);
+      }
+      await catchUpPartitions(partitions);
+      cursor = partitions.map((p) => `${p}:${positions[p]}`).join(",");
+    }
+    progress(true);
+    sendState();
+    postMessage({ type: "caught-up", live: Boolean(msg.live) });
+    if (msg.live) {
+      phase = "live";
+      progress(true);
+      follow(partitions, cursor, accept);
+    }
+  } catch (err) {
+    fail(err);
+  }
+}
+
+self.onmessage = (e) => {
+  if (e.data && e.data.type === "start") run(e.data);
+};
