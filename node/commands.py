@@ -270,7 +270,7 @@ def _start(conn: Connection, targets: list, window: int | None) -> bytes:
 
 async def esub(conn: Connection, req: g.ESub) -> bytes:
     db = conn.db
-    targets = []
+    targets: list[StreamTarget | PartitionTarget | RemoteTarget] = []
     for s in req.streams:
         p = partition_id(s.partition_key, db.partition_count)
         start = s.start_version
@@ -290,7 +290,7 @@ async def esub(conn: Connection, req: g.ESub) -> bytes:
 
 async def epsub(conn: Connection, req: g.EPSub) -> bytes:
     db = conn.db
-    targets = []
+    targets: list[StreamTarget | PartitionTarget | RemoteTarget] = []
     for p in req.selector.resolve(db.partition_count):
         if p >= db.partition_count:
             raise partition_unavailable()

@@ -107,7 +107,7 @@ class Subscription:
             p = target.partition_id
             if isinstance(target, PartitionTarget):
                 backlog += max(0, self.store.watermark(p) - target.next_sequence)
-            else:
+            elif isinstance(target, StreamTarget):
                 last = self.store.last_stream_version(p, target.stream_id)
                 if last is not None:
                     backlog += max(0, last + 1 - target.next_version)

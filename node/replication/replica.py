@@ -27,7 +27,11 @@ highest sequence), fetching what it lacks from that replica (fenced by the term:
 promised another term since refuses, and the candidate gives up). Every entry below the highest
 watermark R reported is confirmed. The candidate replaces its log from min(R, its own watermark)
 with the adopted entries, those at and above R rewritten in its own term, as one atomic storage
-operation, and becomes leader. It accepts new writes once that rewritten tail is confirmed.
+operation, and becomes leader. It accepts new writes once that rewritten tail is confirmed. The
+rewritten tail reaches each follower whole, in one frame written atomically: persisted
+watermarks are only lower bounds, so R can lie below entries some replica already confirmed,
+and a replica holding only part of the rewrite would carry the new term on a log missing
+confirmed entries, and win a later adoption over replicas that hold them.
 
 Replication. The leader sends each follower whole transactions after the follower's last known
 match, as Append frames carrying the previous (term, sequence) and the leader's watermark; an
@@ -83,6 +87,9 @@ MAX_TERM_HINTS = 64
 MAX_UNCONFIRMED_ENTRIES = 10_000
 # Entries sent to one follower and not acknowledged yet (frames are pipelined up to this).
 MAX_INFLIGHT_ENTRIES = 4_096
+# A campaigner whose log ends further than this behind the best log among its voters is not
+# caught up: it hands the campaign to that replica (cluster-safety L1 d).
+CAUGHT_UP_ENTRIES = 1_024
 
 
 def _check(condition: bool, message: str) -> None:
@@ -115,6 +122,8 @@ class ReplicaConfig:
     replicas: tuple[int, ...]  # placement order, preferred leader first
     heartbeat_interval_s: float
     election_timeout_s: float
+    frame_entries: int = MAX_FRAME_ENTRIES  # smaller in the simulator: transactions span frames
+    caught_up_entries: int = CAUGHT_UP_ENTRIES  # smaller in the simulator: deferrals happen
 
     @property
     def quorum(self) -> int:
@@ -141,6 +150,7 @@ class _Campaign:
     end: int = -1  # the adopted log's last sequence
     fetched: list[Event] = field(default_factory=list)
     fetch_sent: float = float("-inf")
+    may_defer: bool = False  # a campaign on timeout: it yields to a replica far ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +204,12 @@ class Replica:
         self.followers: dict[int, _Follower] = {}
         self.rewrite_from = 0  # leader: entries from here on were (re)written in its term
         self.accept_from = 0  # leader: writes are accepted once this is confirmed
-        self.handing_over = False
+        self.handing_over = False  # leader: no new writes; waiting for the target to catch up
+        self.handover_target = -1
+        self.handover_at = 0.0
+        self.handover_sent = False
+        self.leaving = False  # the node is stopping: it takes no leadership
+        self.deferred = False  # yielded a campaign to a replica far ahead; none heard since
         # Until it has heard its leader (or leads), a restarted replica's watermark is only
         # the lower bound it persisted: reads wait for the leader's (cluster-safety S11).
         self.fresh = len(config.replicas) > 1
@@ -239,7 +254,7 @@ class Replica:
         else:
             picked = self.storage.confirmed(start, min(limit, self.tail_start - start))
         while picked and not picked[-1].txn_last:
-            more = self.entries(picked[-1].partition_sequence + 1, MAX_FRAME_ENTRIES)
+            more = self.entries(picked[-1].partition_sequence + 1, self.config.frame_entries)
             if not more:
                 break
             cut = next((i for i, e in enumerate(more) if e.txn_last), None)
@@ -430,6 +445,7 @@ class Replica:
         if m.leader != self.leader or m.term != self.leader_term:
             self.verified = -1
         self.leader, self.leader_term, self.leader_heard = m.leader, m.term, now
+        self.deferred = False
         # Below its watermark a replica's entries are confirmed, hence the leader's too: they
         # match whatever term label the leader's copy carries (a new leader rewrites from the
         # highest watermark its voters reported, which can lie below this one's).
@@ -527,6 +543,10 @@ class Replica:
         self._replicate(now)
 
     def _replicate(self, now: float) -> None:
+        if self.handing_over:
+            self._continue_handover(now)
+        else:
+            self._maybe_fail_back(now)
         term = self.promise.term
         last_seq = self.last()[1]
         for node in self.followers:
@@ -539,7 +559,14 @@ class Replica:
             room = f.next - 1 - f.match < MAX_INFLIGHT_ENTRIES
             if (f.next > last_seq or not room) and not due:
                 continue
-            entries = self.entries(f.next, MAX_FRAME_ENTRIES) if f.next <= last_seq and room else []
+            limit = self.config.frame_entries
+            if f.next < self.accept_from:
+                # The tail this leader rewrote in its term goes out whole, in one frame (one
+                # atomic write on the follower): a replica holding part of it would carry this
+                # term on a log that lacks the rest, and could win a later adoption against a
+                # replica that holds entries already confirmed (see the module docstring).
+                limit = max(limit, self.accept_from - f.next)
+            entries = self.entries(f.next, limit) if f.next <= last_seq and room else []
             prev = (self.term_at(f.next - 1) or 0, f.next - 1)
             frame = Append(
                 self.config.partition, term, self.config.node, self.config.incarnation,
@@ -629,7 +656,9 @@ class Replica:
 
     def _maybe_campaign(self, now: float) -> None:
         timeout = self.config.election_timeout_s
-        if not self.view.is_voter(self.config.node) or now - self.started < timeout:
+        if self.leaving or not self.view.is_voter(self.config.node):
+            return
+        if now - self.started < timeout:
             return
         if now - self.leader_heard < timeout:
             return
@@ -640,15 +669,15 @@ class Replica:
         quiet_since = max(self.leader_heard, self.last_campaign, self.started)
         if now - quiet_since < timeout + rank * self.config.heartbeat_interval_s:
             return
-        self._campaign(now)
+        self._campaign(now, may_defer=not self.deferred)
 
-    def _campaign(self, now: float, handover: bool = False) -> None:
+    def _campaign(self, now: float, handover: bool = False, may_defer: bool = False) -> None:
         term = max(self.promise.term, self.max_term_seen) + 1
         self.last_campaign = now
         if not self._save_promise(Promise(term, self.config.node, self.config.incarnation)):
             return
         self.role = Role.CANDIDATE
-        self.campaign = _Campaign(term, now)
+        self.campaign = _Campaign(term, now, may_defer=may_defer)
         own = PromiseReply(
             self.config.partition, term, self.config.node, True, term, self.last(),
             self.storage.watermark(),
@@ -736,14 +765,29 @@ class Replica:
             c.start = rewrite_from
             self._take_office(self._entries_between(rewrite_from, c.end), now)
             return
-        c.source = best.voter
         c.start = min(rewrite_from, self.storage.watermark())
+        if c.start > c.end:
+            # The better log adds nothing this replica lacks above its watermark (its entries
+            # below are confirmed, whatever their term labels): nothing to fetch.
+            self._take_office([], now)
+            return
+        if c.may_defer and best.last[1] - self.last()[1] > self.config.caught_up_entries:
+            # Far behind: adopting would mean fetching the whole gap before taking writes
+            # (cluster-safety L1 d). Ask the replica with the best log to campaign instead;
+            # it holds this term's promises of the same majority. Only once until a leader is
+            # heard: if it cannot lead, this replica campaigns again and fetches.
+            self.deferred = True
+            self._step_down()
+            self._send(best.voter, Handover(self.config.partition, c.term, self.config.node),
+                       held=False)  # fmt: skip
+            return
+        c.source = best.voter
         self._fetch(c, c.start, now)
 
     def _entries_between(self, start: int, end: int) -> list[Event]:
         out: list[Event] = []
         while start <= end:
-            chunk = self.entries(start, min(MAX_FRAME_ENTRIES, end - start + 1))
+            chunk = self.entries(start, min(self.config.frame_entries, end - start + 1))
             if not chunk:
                 break
             out.extend(chunk)
@@ -763,7 +807,7 @@ class Replica:
         if (p.term, p.candidate) != (m.term, m.candidate):
             self._send(m.candidate, FetchReply(m.partition, m.term, self.config.node, False, ()))
             return
-        entries = self.entries(m.start, MAX_FRAME_ENTRIES)
+        entries = self.entries(m.start, self.config.frame_entries)
         entries = [e for e in entries if e.partition_sequence <= m.end]
         self._send(
             m.candidate, FetchReply(m.partition, m.term, self.config.node, True, tuple(entries))
@@ -796,11 +840,13 @@ class Replica:
         assert c is not None
         self.fresh = False
         term = c.term
-        start = adopted[0].partition_sequence if adopted else c.rewrite_from
+        start = adopted[0].partition_sequence if adopted else min(c.rewrite_from, c.end + 1)
         rewritten = [
             e._replace(term=term) if e.partition_sequence >= c.rewrite_from else e for e in adopted
         ]
-        if rewritten:
+        # The log becomes exactly the adopted one: rewritten, and without any entries of its
+        # own beyond the adopted end (they are in no majority's log).
+        if rewritten or self.last()[1] > c.end:
             self._replace_from(start, rewritten)
         self.role = Role.LEADER
         self.campaign = None
@@ -818,21 +864,52 @@ class Replica:
 
     # -------------------------------------------------------------------- handover
     def hand_over(self, target: int, now: float) -> bool:
-        """Ask `target` to take over, if it has acknowledged everything; the leader then stops
-        accepting writes and steps down when the new leader's term reaches it."""
-        f = self.followers.get(target)
-        if self.role is not Role.LEADER or f is None or f.match < self.last()[1]:
+        """Begin handing leadership to `target` (a failback, or a graceful stop): stop taking
+        writes, and once `target` has acknowledged the last entry ask it to campaign; the
+        leader steps down when the new term reaches it. Abandoned after an election timeout."""
+        if self.role is not Role.LEADER or target not in self.followers:
             return False
-        self.handing_over = True
-        self._send(target, Handover(self.config.partition, self.promise.term, self.config.node))
+        if not (self.view.is_up(target) and self.view.is_voter(target)):
+            return False
+        self.handing_over, self.handover_target = True, target
+        self.handover_at, self.handover_sent = now, False
+        self._continue_handover(now)
         return True
 
+    def _continue_handover(self, now: float) -> None:
+        expired = now - self.handover_at > self.config.election_timeout_s
+        if expired or not self.view.is_up(self.handover_target):
+            self.handing_over = False  # the target did not take over, or left: lead on
+            return
+        f = self.followers[self.handover_target]
+        if not self.handover_sent and f.match >= self.last()[1]:
+            self.handover_sent = True
+            self._send(
+                self.handover_target,
+                Handover(self.config.partition, self.promise.term, self.config.node),
+                held=False,
+            )
+
+    def _maybe_fail_back(self, now: float) -> None:
+        """Leadership returns to the preferred replica once it is back, up for a while and
+        caught up (cluster-safety L1: failback is an explicit handover, never a duel)."""
+        preferred = self.config.replicas[0]
+        if preferred == self.config.node or self.handing_over:
+            return
+        f = self.followers.get(preferred)
+        if f is None or not self.view.is_up(preferred) or not self.view.is_voter(preferred):
+            return
+        if now - self.leader_heard < self.config.election_timeout_s:
+            return  # led for less than a timeout: let the cluster settle first
+        recently = now - f.acked_at < 2 * self.config.heartbeat_interval_s
+        if self.last()[1] - f.match <= self.config.frame_entries and recently:
+            self.hand_over(preferred, now)
+
     def _on_handover(self, m: Handover, now: float) -> None:
-        if m.term != self.promise.term or self.role is not Role.FOLLOWER:
+        if m.term != self.promise.term or self.role is not Role.FOLLOWER or self.leaving:
             return
-        if self.last()[1] < self.verified or not self.view.is_voter(self.config.node):
-            return
-        self._campaign(now, handover=True)
+        if self.view.is_voter(self.config.node):
+            self._campaign(now, handover=True)
 
     # ------------------------------------------------------------------ statistics
     def statistics(self) -> ReplicaStatistics:

@@ -59,6 +59,8 @@ log = logging.getLogger("sierradb.node")
 
 # After a watermark move the leader tells its followers within this long (coalesced).
 COMMIT_NOTICE_DELAY_S = 0.002
+# How often the watermarks are persisted (one small metadata write per bucket).
+WATERMARK_PERSIST_S = 1.0
 # Forwarded requests waiting for an answer, at most (more get TRYAGAIN).
 MAX_PENDING_FORWARDS = 10_000
 
@@ -127,6 +129,7 @@ class ReplicationService:
             self._nursery = nursery
             channels.register(REPLICATION_PROTOCOL, self._on_replication_frame)
             channels.register(REQUESTS_PROTOCOL, self._on_request_frame)
+            nursery.start_soon(self._persist_watermarks)
             task_status.started()
             while True:
                 await trio.sleep(self.tick_interval_s)
@@ -134,6 +137,13 @@ class ReplicationService:
                 for replica in self.replicas.values():
                     replica.tick(now)
                     self._after(replica)
+
+    async def _persist_watermarks(self) -> None:
+        """Keep the persisted watermarks recent: after a restart they are where a new leader's
+        rewrite starts (a lower bound), so a stale one makes that rewrite larger."""
+        while True:
+            await trio.sleep(WATERMARK_PERSIST_S)
+            await trio.to_thread.run_sync(self.store.persist_watermarks)
 
     # ------------------------------------------------------------- replica plumbing
     def durable(self, tickets: list[Ticket]) -> None:
@@ -207,8 +217,8 @@ class ReplicationService:
 
     # ------------------------------------------------------------------ forwarding
     async def forward(
-        self, leader: int, message: ForwardAppend | ForwardRead
-    ) -> ForwardReply | ReadReply:
+        self, leader: int, message: ForwardAppend | ForwardRead | FetchEvents
+    ) -> ForwardReply | ReadReply | EventsReply:
         """Send a request to another node and wait for its answer (TIMEOUT at the deadline)."""
         peer = self.cluster.peer_at(leader)
         channels = self.cluster.channels
@@ -343,6 +353,7 @@ class ReplicationService:
         """A graceful stop: hand every partition this node leads to a caught-up follower."""
         now = trio.current_time()
         for replica in self.replicas.values():
+            replica.leaving = True
             if replica.role is Role.LEADER:
                 for node in replica.config.replicas:
                     if node != self.node_index and replica.hand_over(node, now):

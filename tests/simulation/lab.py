@@ -45,7 +45,7 @@ class LabNode:
             "/d", partitions=1, buckets=1, segment_size_bytes=1 << 20, disk=self.disk
         )
         config = ReplicaConfig(0, self.index, self.incarnation, self.lab.order, HEARTBEAT_S,
-                               TIMEOUT_S)  # fmt: skip
+                               TIMEOUT_S, caught_up_entries=self.lab.caught_up_entries)  # fmt: skip
         self.replica = Replica(config, StoreStorage(self.store, 0), self, self.lab.now)
 
     def crash(self) -> None:
@@ -93,7 +93,8 @@ class LabNode:
 
 
 class Lab:
-    def __init__(self, nodes: int = 3) -> None:
+    def __init__(self, nodes: int = 3, caught_up_entries: int = 1024) -> None:
+        self.caught_up_entries = caught_up_entries
         self.now = 0.0
         self.order = tuple(range(nodes))
         self.inbox: list[Sent] = []

@@ -97,7 +97,8 @@ class SimNode:
             if self.index not in order:
                 continue
             config = ReplicaConfig(p, self.index, self.incarnation, order, HEARTBEAT_S,
-                                   ELECTION_TIMEOUT_S)  # fmt: skip
+                                   ELECTION_TIMEOUT_S, sim.frame_entries,
+                                   sim.caught_up_entries)  # fmt: skip
             replica = Replica(config, StoreStorage(self.store, p), self, sim.now)
             self.replicas[p] = replica
             sim.exposed_floor(self, p)
@@ -204,7 +205,11 @@ class Simulation:
         transactions: int = 25,  # per client
         duration_s: float = 12.0,
         settle_s: float = 10.0,
+        frame_entries: int = 256,
+        caught_up_entries: int = 1024,
     ) -> None:
+        self.frame_entries = frame_entries  # 2: transactions of 3 span frames
+        self.caught_up_entries = caught_up_entries  # 4: campaigns yield to replicas ahead
         self.seed = seed
         self.rng = random.Random(seed)
         self.faults = faults or Faults()
@@ -490,6 +495,8 @@ def shape_of(seed: int) -> dict[str, object]:
         "nodes": rng.choice((3, 3, 5)),
         "partitions": rng.choice((1, 2)),
         "faults": faults,
+        "frame_entries": rng.choice((2, 256)),
+        "caught_up_entries": rng.choice((4, 1024)),
     }
 
 

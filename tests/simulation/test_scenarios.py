@@ -10,6 +10,7 @@ from sierradb.node.replication.messages import (
     AppendReply,
     FetchReply,
     FetchRequest,
+    Handover,
     PromiseReply,
     PromiseRequest,
 )
@@ -241,3 +242,47 @@ def test_a_learner_never_grants_a_promise() -> None:
     lab.nodes[A].campaign()
     lab.deliver()
     assert lab.nodes[A].role is not Role.LEADER
+
+
+def _leader_lost_while_the_preferred_replica_lags(caught_up_entries: int) -> tuple[Lab, list]:
+    """A (preferred) is down while B leads and C follows; B commits five entries. A comes back
+    and hears B's heartbeats but none of its entries (it is still catching up), then B
+    crashes: A's election timeout fires first, as it is first in order."""
+    lab = Lab(caught_up_entries=caught_up_entries)
+    lab.nodes[A].crash()
+    elect(lab, B, C)
+    for payload in (b"1", b"2", b"3", b"4", b"5"):
+        committed(lab, B, payload, C)
+    lab.nodes[A].start()
+
+    def heartbeats_only_reach_a(s: Sent) -> bool:
+        if s.dest == A:
+            return isinstance(s.message, Append) and not s.message.entries
+        return s.source != A
+
+    for _ in range(10):
+        lab.tick(0.1)
+        lab.deliver(heartbeats_only_reach_a)
+    lab.nodes[B].crash()
+    seen: list = []
+    for _ in range(40):
+        lab.tick(0.1)
+        lab.deliver(lambda s: seen.append(s.message) or True)
+    return lab, seen
+
+
+def test_a_replica_far_behind_hands_its_campaign_to_the_one_ahead() -> None:  # L1 d
+    lab, seen = _leader_lost_while_the_preferred_replica_lags(caught_up_entries=2)
+    assert any(isinstance(m, Handover) for m in seen)
+    assert not any(isinstance(m, FetchRequest) for m in seen), "fetched the gap instead"
+    first_leader = next(m.leader for m in seen if isinstance(m, Append))
+    assert first_leader == C
+    assert lab.nodes[A].visible() == [b"1", b"2", b"3", b"4", b"5"] == lab.nodes[C].visible()
+
+
+def test_a_replica_close_behind_campaigns_and_fetches() -> None:
+    lab, seen = _leader_lost_while_the_preferred_replica_lags(caught_up_entries=1024)
+    assert any(isinstance(m, FetchRequest) for m in seen)
+    assert not any(isinstance(m, Handover) for m in seen)
+    assert lab.nodes[A].role is Role.LEADER
+    assert lab.nodes[A].visible() == [b"1", b"2", b"3", b"4", b"5"] == lab.nodes[C].visible()
