@@ -12,9 +12,11 @@ acknowledgement of a lower term is never sent once a higher term was promised.
 Leadership. The partition's replicas are ordered by placement. A replica campaigns only when it
 has heard no leader for the election timeout, has itself been up that long, is a voter (not a
 learner), and is the first live voter in the order; the r-th live voter waits r heartbeat
-intervals longer, so the others only step in when the first cannot. Leadership is sticky: a
-replica refuses to promise while it hears a leader of its promised term (a refusal changes
-nothing), and a leader refuses unless it asked for the handover itself. Failback to the
+intervals longer, so the others only step in when the first cannot. A campaigner that finds
+its log far behind the best one among its voters is not caught up: rather than fetch the gap
+before taking writes, it asks that replica to campaign (once, until a leader is heard).
+Leadership is sticky: a replica refuses to promise while it hears a leader of its promised term
+(a refusal changes nothing), and a leader refuses unless it asked for the handover itself. Failback to the
 preferred replica, and a graceful stop, are explicit handovers.
 
 Campaign. The candidate makes its own promise of term = (highest term it knows) + 1 durable,
