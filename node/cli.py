@@ -23,7 +23,7 @@ from .config import Config, ConfigError, load_config
 from .database import Database
 from .errors import NodeError
 from .placement import PLACEMENT_VERSION
-from .replication.service import ReplicationService
+from .replication.service import PromiseWriteFailed, ReplicationService
 from .server import Server
 
 if TYPE_CHECKING:
@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         trio.run(serve, config, db, peer_id, seed, state, http_socket)
     except* StartupError as group:
         print(f"sierradb: error: {group.exceptions[0]}", file=sys.stderr)
+        failed = True
+    except* PromiseWriteFailed as group:  # fail-stop: the data dir can no longer be trusted
+        log.critical("%s", group.exceptions[0])
         failed = True
     finally:
         db.close()

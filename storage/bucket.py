@@ -427,9 +427,17 @@ class Bucket:
     def set_promises(self, promises: dict[int, Promise]) -> None:
         """Durable before it returns (file written, synced, renamed, directory synced)."""
         with self.lock:
+            old = {p: self.parts[p].promise for p in promises}
             for p, promise in promises.items():
                 self.parts[p].promise = promise
-        self._write_meta()
+        try:
+            self._write_meta()
+        except OSError:
+            with self.lock:  # not promised: the stored promise stands, in memory too
+                for p, promise in old.items():
+                    if self.parts[p].promise == promises[p]:
+                        self.parts[p].promise = promise
+            raise
 
     def persist_watermarks(self) -> None:
         self._write_meta()

@@ -16,8 +16,8 @@ intervals longer, so the others only step in when the first cannot. A campaigner
 its log far behind the best one among its voters is not caught up: rather than fetch the gap
 before taking writes, it asks that replica to campaign (once, until a leader is heard).
 Leadership is sticky: a replica refuses to promise while it hears a leader of its promised term
-(a refusal changes nothing), and a leader refuses unless it asked for the handover itself. Failback to the
-preferred replica, and a graceful stop, are explicit handovers.
+(a refusal changes nothing), and a leader refuses unless it asked for the handover itself.
+Failback to the preferred replica, and a graceful stop, are explicit handovers.
 
 Campaign. The candidate makes its own promise of term = (highest term it knows) + 1 durable,
 then asks the other replicas. A replica grants iff the term is higher than its stored promise

@@ -48,7 +48,7 @@ from .codec import (
     encode,
 )
 from .replica import Replica, ReplicaConfig, ReplicaStatistics, Role
-from .storage import StoreStorage, leader_events
+from .storage import PromiseWrites, StoreStorage, leader_events
 
 if TYPE_CHECKING:
     from sierradb.p2p.runtime import ClusterRuntime
@@ -69,6 +69,10 @@ MAX_PENDING_FORWARDS = 10_000
 MAX_FETCH_EVENTS = 1000
 
 Reply = ForwardReply | ReadReply | EventsReply
+
+
+class PromiseWriteFailed(RuntimeError):
+    """A promise could not be made durable: the node stops (see ``PromiseWrites``)."""
 
 
 @dataclass
@@ -104,13 +108,16 @@ class ReplicationService:
         self.layout = placement(node_count, replication_factor, store.partition_count)
         self.tick_interval_s = heartbeat_interval_s / 4
         now = trio.current_time()
+        self.promises = PromiseWrites(store)
+        self._promises_flushing = False
         self.replicas: dict[int, Replica] = {}
         for p, order in enumerate(self.layout):
             if node_index in order:
                 config = ReplicaConfig(
                     p, node_index, incarnation, order, heartbeat_interval_s, election_timeout_s
                 )
-                self.replicas[p] = Replica(config, StoreStorage(store, p), cluster, now)
+                storage = StoreStorage(store, p, self.promises)
+                self.replicas[p] = Replica(config, storage, cluster, now)
         self.roles = [ClusterRole(self, p) for p in range(store.partition_count)]
         self._fresh = {p for p, r in self.replicas.items() if r.fresh}
         self._leader_hints: dict[int, int] = {}
@@ -161,6 +168,8 @@ class ReplicationService:
         """Start queued writes, send what a replica queued; wake who waits on its watermark."""
         if replica.writing:
             self.writers[self.store.bucket_of(replica.config.partition)].kick()
+            if self.promises.pending:
+                self._schedule_promise_flush()
         for dest, message in replica.outbox():
             peer = self.cluster.peer_at(dest)
             if peer is not None and self.cluster.channels is not None:
@@ -174,6 +183,33 @@ class ReplicationService:
             self.board.notify([(p, self.store.watermark(p))])
             if replica.role is Role.LEADER:
                 self._schedule_commit_notice()
+
+    def _schedule_promise_flush(self) -> None:
+        if self._promises_flushing or self._nursery is None:
+            return
+        self._promises_flushing = True
+        self._nursery.start_soon(self._flush_promises)
+
+    async def _flush_promises(self) -> None:
+        """Make the queued promises durable, all partitions' at once (``PromiseWrites``), and
+        report them to their replicas; runs after the current round of messages, so a burst
+        of campaigns or grants costs one metadata write per bucket."""
+        try:
+            while self.promises.pending:
+                promises, tokens = self.promises.take()
+                try:
+                    await trio.to_thread.run_sync(self.store.set_promises, promises)
+                except OSError as e:
+                    raise PromiseWriteFailed(f"cannot write a promise ({e}); stopping") from e
+                touched: dict[Replica, None] = {}
+                for token in tokens:
+                    replica = self.replicas[token.partition_id]
+                    replica.written(token, None)
+                    touched[replica] = None
+                for replica in touched:
+                    self._after(replica)
+        finally:
+            self._promises_flushing = False
 
     def _schedule_commit_notice(self) -> None:
         if self._notice_due or self._nursery is None:

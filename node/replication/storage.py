@@ -32,14 +32,57 @@ class ReplicaStorage(Protocol):
     def unconfirmed(self) -> list[Event]: ...
 
 
-class StoreStorage:
-    """One partition of a real ``Store``: entry writes return the engine's tickets; a promise
-    write is durable before ``save_promise`` returns (the engine fsyncs it), so its token is
-    already done."""
+class PromiseToken:
+    """A promise queued in a ``PromiseWrites``, reported durable like a ticket."""
 
-    def __init__(self, store: Store, partition_id: int) -> None:
+    __slots__ = ("partition_id", "error")
+
+    def __init__(self, partition_id: int) -> None:
+        self.partition_id = partition_id
+        self.error: BaseException | None = None  # never set: a failed promise write stops
+
+
+class PromiseWrites:
+    """The promises a node's replicas make, made durable together: one metadata write (one
+    fsync) per bucket for all that were queued since the last one, not one per partition, so a
+    failover or a start-up that touches every partition stays cheap (cluster-safety P5).
+
+    A promise that cannot be written stops the node (fail-stop): the replica already acts on
+    it in memory, and a node that can neither promise nor step aside would keep the partitions
+    it is first in order for leaderless (cluster-safety L1 c); stopped, it is simply down."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._promises: dict[int, Promise] = {}
+        self._tokens: list[PromiseToken] = []
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._tokens)
+
+    def queue(self, partition_id: int, promise: Promise) -> PromiseToken:
+        self._promises[partition_id] = promise  # a later promise replaces an earlier one
+        token = PromiseToken(partition_id)
+        self._tokens.append(token)
+        return token
+
+    def take(self) -> tuple[dict[int, Promise], list[PromiseToken]]:
+        batch = self._promises, self._tokens
+        self._promises, self._tokens = {}, []
+        return batch
+
+
+class StoreStorage:
+    """One partition of a real ``Store``: entry writes return the engine's tickets. A promise
+    goes to the node's ``PromiseWrites`` if it has one (its token is reported like a ticket),
+    else it is durable before ``save_promise`` returns and its token is already done."""
+
+    def __init__(
+        self, store: Store, partition_id: int, promises: PromiseWrites | None = None
+    ) -> None:
         self.store = store
         self.partition_id = partition_id
+        self.promises = promises
 
     def watermark(self) -> int:
         return self.store.watermark(self.partition_id)
@@ -51,6 +94,8 @@ class StoreStorage:
         return self.store.promise(self.partition_id)
 
     def save_promise(self, promise: Promise) -> object:
+        if self.promises is not None:
+            return self.promises.queue(self.partition_id, promise)
         self.store.set_promise(
             self.partition_id, promise.term, promise.candidate, promise.incarnation
         )

@@ -32,7 +32,7 @@ from sierradb.node.leader import stored_events
 from sierradb.node.placement import placement
 from sierradb.node.replication.messages import ReplicationMessage
 from sierradb.node.replication.replica import Replica, ReplicaConfig, Role
-from sierradb.node.replication.storage import StoreStorage, leader_events
+from sierradb.node.replication.storage import PromiseWrites, StoreStorage, leader_events
 from sierradb.storage import Event, MemoryDisk, NewEvent, Store, WrongExpectedVersion
 
 HEARTBEAT_S = 0.1
@@ -93,13 +93,14 @@ class SimNode:
             disk=self.disk,
         )  # fmt: skip
         self.replicas: dict[int, Replica] = {}
+        self.promises = PromiseWrites(self.store) if sim.batched_promises else None
         for p, order in enumerate(sim.layout):
             if self.index not in order:
                 continue
             config = ReplicaConfig(p, self.index, self.incarnation, order, HEARTBEAT_S,
                                    ELECTION_TIMEOUT_S, sim.frame_entries,
                                    sim.caught_up_entries)  # fmt: skip
-            replica = Replica(config, StoreStorage(self.store, p), self, sim.now)
+            replica = Replica(config, StoreStorage(self.store, p, self.promises), self, sim.now)
             self.replicas[p] = replica
             sim.exposed_floor(self, p)
 
@@ -129,12 +130,35 @@ class SimNode:
         if self.sim.fail_next_write == self.index:
             self.sim.fail_next_write = None
             self.disk.fail_writes("write", 1)
+        promises_first = self.sim.rng.random() < 0.5  # the node flushes them independently
+        if promises_first and not self._flush_promises():
+            return
         tickets = self.store.flush(0)
         for ticket in tickets:
             replica = self.replicas.get(ticket.partition_id)
             if replica is not None:
                 replica.written(ticket, ticket.error)
+        if not promises_first and not self._flush_promises():
+            return
         self.after()
+
+    def _flush_promises(self) -> bool:
+        """Write the batched promises (as the node's ``_flush_promises``): False if that
+        failed and the node stopped (fail-stop)."""
+        if self.promises is None or not self.promises.pending:
+            return True
+        promises, tokens = self.promises.take()
+        try:
+            self.store.set_promises(promises)
+        except OSError:
+            self.sim.trace.append(f"{self.sim.now:.3f} promise write failed: {self.index} stops")
+            self.crash()
+            self.sim.at(self.sim.rng.uniform(*self.sim.faults.down_s),
+                        lambda: self.sim._restart(self))  # fmt: skip
+            return False
+        for token in tokens:
+            self.replicas[token.partition_id].written(token, None)
+        return True
 
     def after(self) -> None:
         """Send what the replicas queued, and record what became visible."""
@@ -207,7 +231,9 @@ class Simulation:
         settle_s: float = 10.0,
         frame_entries: int = 256,
         caught_up_entries: int = 1024,
+        batched_promises: bool = False,
     ) -> None:
+        self.batched_promises = batched_promises  # promises written by the flushes, as the node
         self.frame_entries = frame_entries  # 2: transactions of 3 span frames
         self.caught_up_entries = caught_up_entries  # 4: campaigns yield to replicas ahead
         self.seed = seed
@@ -497,6 +523,7 @@ def shape_of(seed: int) -> dict[str, object]:
         "faults": faults,
         "frame_entries": rng.choice((2, 256)),
         "caught_up_entries": rng.choice((4, 1024)),
+        "batched_promises": rng.random() < 0.5,
     }
 
 

@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from sierradb.storage import Event, MemoryDisk, NewEvent, Store
+from sierradb.node.replication.storage import PromiseWrites, StoreStorage
+from sierradb.storage import Event, MemoryDisk, NewEvent, Promise, Store
 from sierradb.storage.record import BadRecord, decode_event, peek_length
 
 KEY = b"K" * 16
@@ -157,6 +158,37 @@ def test_promise_is_durable_before_set_promise_returns():
     store = open_store(disk)
     promise = store.promise(1)
     assert (promise.term, promise.candidate, promise.incarnation) == (7, 2, 3)
+
+
+def test_a_failed_promise_write_leaves_the_old_promise_in_force():
+    disk = MemoryDisk()
+    store = open_store(disk)
+    store.set_promise(1, term=7, candidate=2, incarnation=3)
+    disk.fail_writes("write", 1)
+    with pytest.raises(OSError):
+        store.set_promises({0: Promise(9, 0, 1), 1: Promise(9, 0, 1)})
+    assert store.promise(1) == Promise(7, 2, 3)  # in memory too, so nothing acts on it
+    assert store.promise(0).term == 0
+    store.persist_watermarks()  # a later metadata write must not make it durable either
+    disk.crash()
+    assert open_store(disk).promise(1) == Promise(7, 2, 3)
+
+
+def test_promises_of_many_partitions_are_one_metadata_write():
+    disk = MemoryDisk()
+    store = open_store(disk)
+    writes = PromiseWrites(store)
+    tokens = [StoreStorage(store, p, writes).save_promise(Promise(4, 1, 1)) for p in range(2)]
+    assert store.promise(0).term == 0, "queued, not written"
+    promises, taken = writes.take()
+    assert taken == tokens and not writes.pending
+    disk.fail_writes("write", 1)  # the batch is one write: it fails whole
+    with pytest.raises(OSError):
+        store.set_promises(promises)
+    store.set_promises(promises)
+    disk.crash()
+    store = open_store(disk)
+    assert all(store.promise(p) == Promise(4, 1, 1) for p in range(2))
 
 
 def test_watermark_never_moves_back_and_is_clamped_to_the_durable_end_on_open():
