@@ -348,14 +348,15 @@ class AsyncSubscription(AsyncIterator[Event]):
         try:
             if self._conn is None:
                 await self._connect()
-            frame = await self._read()
-            if frame is None:
-                return None
-            event = self._state.on_frame(frame)
+            # Acknowledge what the caller took before reading on: an EACK that fails after a
+            # frame was taken must not lose that frame's event (it is the caller's already).
             ack = self._state.ack_args()
             if ack is not None:
                 await self._send(ack)
-            return event
+            frame = await self._read()
+            if frame is None:
+                return None
+            return self._state.on_frame(frame)
         except Exception as exc:  # noqa: BLE001 - translated in _recover, or re-raised
             if self._closed:
                 await self._drop()

@@ -335,14 +335,15 @@ class Subscription(Iterator[Event]):
         try:
             if self._conn is None:
                 self._connect()
-            frame = self._read()
-            if frame is None:
-                return None
-            event = self._state.on_frame(frame)
+            # Acknowledge what the caller took before reading on: an EACK that fails after a
+            # frame was taken must not lose that frame's event (it is the caller's already).
             ack = self._state.ack_args()
             if ack is not None:
                 self._send(ack)
-            return event
+            frame = self._read()
+            if frame is None:
+                return None
+            return self._state.on_frame(frame)
         except Exception as exc:  # noqa: BLE001 - translated in _recover, or re-raised
             if self._closed:
                 self._drop()

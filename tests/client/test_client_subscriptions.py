@@ -34,7 +34,8 @@ def take(subscription: Subscription, count: int) -> list[Event]:
     threading.Thread(target=read, daemon=True).start()
     if not done.wait(DEADLINE_S):
         subscription.close()
-        pytest.fail(f"only {len(events)} of {count} events arrived")
+        got = [(e.stream_version, e.payload) for e in events]
+        pytest.fail(f"only {len(events)} of {count} events arrived: {got}")
     return events
 
 
