@@ -6,8 +6,9 @@ root logger, and a dead or unreachable peer makes it log the same failure (with 
 on every dial. ``route_libp2p_logging`` sends ``libp2p.*`` through the node's handlers at
 WARNING and above; ``RateLimitFilter``, installed on those handlers, lets each distinct message
 of the p2p layer through at most once per interval (reporting how many it held back) and strips
-libp2p's tracebacks down to the exception's one-line text. Our own per-peer messages (a refused
-handshake, a peer going down) are logged once per change by the runtime and pass untouched.
+libp2p's tracebacks (attached, or pasted into a message) down to one line. Our own per-peer
+messages (a refused handshake, a peer going down) are logged once per change by the runtime and
+pass untouched.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class RateLimitFilter(logging.Filter):
             record.args = None
             record.exc_info = None
             record.exc_text = None
+        if libp2p and "\n" in (text := record.getMessage()):
+            # Some of libp2p's messages embed traceback.format_exc(): keep the first line.
+            record.msg = text.split("\n", 1)[0].rstrip()
+            record.args = None
         key = (record.name, str(record.msg))
         now = time.monotonic()
         last = self._last.get(key)

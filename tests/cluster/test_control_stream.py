@@ -83,7 +83,8 @@ async def test_garbage_on_the_control_stream_closes_only_that_link(node, garbage
         await read_until_closed(stream, 10)
 
     await with_stream(node, body)
-    assert "Traceback" not in node.output()
+    output = node.output()
+    assert "Traceback" not in output, output
     assert info_cluster(node.port)["cluster_enabled"] == "1"
 
 
@@ -148,4 +149,5 @@ async def test_an_unknown_protocol_is_refused_and_changes_nothing(node):
         assert not isinstance(caught.value, trio.TooSlowError)
         assert "protocol not supported" in repr(caught.value.__cause__)
     assert info_cluster(node.port)["cluster_enabled"] == "1"
-    assert "Traceback" not in node.output()
+    output = node.output()
+    assert "Traceback" not in output, output

@@ -41,6 +41,21 @@ def test_libp2p_tracebacks_become_one_line() -> None:
     assert "Traceback" not in formatted
 
 
+def test_a_traceback_pasted_into_a_libp2p_message_is_cut_to_its_first_line() -> None:
+    # identify.py logs "Error sending identify response to %s: %s (type: %s)\n%s" with
+    # traceback.format_exc() as the last argument.
+    rec = logging.LogRecord(
+        "libp2p.identity.identify.identify", logging.ERROR, "/x/libp2p/identify.py", 1,
+        "Error sending identify response to %s: %s (type: %s)\n%s",
+        ("peer", "broken pipe", "StreamError", "Traceback (most recent call last):\n  x\n"),
+        None,
+    )  # fmt: skip
+    assert RateLimitFilter().filter(rec)
+    assert rec.getMessage() == (
+        "Error sending identify response to peer: broken pipe (type: StreamError)"
+    )
+
+
 def test_the_nodes_own_messages_pass_untouched() -> None:
     limiter = RateLimitFilter(interval_s=60)
     rec = logging.LogRecord("sierradb.node", logging.ERROR, __file__, 1, "x", None, sys.exc_info())
