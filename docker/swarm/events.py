@@ -1,9 +1,11 @@
 """The swarm demo's client, run in a throwaway container of the image (it has sierradb.client).
 
-    events.py write FIRST COUNT [RATE]  append events FIRST..FIRST+COUNT-1 (at most RATE a second),
-                                        print the acknowledged ones
-    events.py check FILE                read every demo stream back; each acknowledged event must be there
-    events.py watermarks [--wait]       each node's per-partition watermarks (--wait: until they agree)
+    events.py write FIRST COUNT [RATE]  append events FIRST..FIRST+COUNT-1 (at most RATE a
+                                        second); print the acknowledged ones
+    events.py check FILE                read every demo stream back: each acknowledged event
+                                        must be there
+    events.py watermarks [--wait]       each node's per-partition watermarks (--wait: until
+                                        every node has the same)
 
 Nodes are `SIERRADB_ADDRESSES` (`host:port,host:port,...`, the tasks' published client ports).
 Event i goes to stream `demo-<i % 8>` (so several partitions are written). Appends go through the
@@ -49,7 +51,9 @@ def write(first: int, count: int, per_second: float) -> int:
                 continue
             print(f"{stream} {r.stream_version} {r.event_id} {i}", flush=True)
             acknowledged += 1
-    print(f"wrote events {first}..{first + count - 1}: {acknowledged} acknowledged", file=sys.stderr)
+    print(
+        f"wrote events {first}..{first + count - 1}: {acknowledged} acknowledged", file=sys.stderr
+    )
     return 0
 
 
@@ -97,7 +101,10 @@ def watermarks(wait: bool) -> int:
     while True:
         nodes = {a: node_watermarks(a) for a in addresses()}
         seen = {a: n for a, n in nodes.items() if n is not None}
-        agree = len(seen) == len(nodes) and len({tuple(sorted(p.items())) for _, p in seen.values()}) == 1
+        agree = (
+            len(seen) == len(nodes)
+            and len({tuple(sorted(p.items())) for _, p in seen.values()}) == 1
+        )
         if agree or not wait or time.monotonic() > deadline:
             break
         time.sleep(1)
@@ -107,7 +114,9 @@ def watermarks(wait: bool) -> int:
             continue
         index, partitions = node
         marks = " ".join(str(partitions[p]) for p in sorted(partitions))
-        print(f"node {index} ({address}): {sum(partitions.values())} events; per partition: {marks}")
+        print(
+            f"node {index} ({address}): {sum(partitions.values())} events; per partition: {marks}"
+        )
     print("watermarks agree on every node" if agree else "watermarks differ")
     return 0 if agree else 1
 
