@@ -50,7 +50,7 @@ def start_cluster(root: Path, count: int) -> list[NodeProcess]:
     ports = [free_port() for _ in range(count)]
     nodes = []
     for i in range(count):
-        args = ["--log-level", "warning"]
+        args: list[str] = []
         if count > 1:
             args += ["-n", str(count), "-i", str(i), "--mdns", "false",
                      "--cluster-address", f"127.0.0.1:{ports[i]}",
@@ -116,10 +116,11 @@ def benchmark(ports: list[int], requests: int, pipeline: int) -> tuple[float, fl
     for proc in procs:
         out, _ = proc.communicate()
         line = [row for row in out.splitlines() if row.startswith('"EAPPEND')][-1]
-        fields = [f.strip('"') for f in line.split(",")]
-        rps += float(fields[1])
-        p50 = max(p50, float(fields[5]))
-        p99 = max(p99, float(fields[7]))
+        # "test",rps,avg,min,p50,p95,p99,max: the test name holds the payload's commas.
+        fields = [f.strip('"') for f in line.rsplit(",", 7)[1:]]
+        rps += float(fields[0])
+        p50 = max(p50, float(fields[3]))
+        p99 = max(p99, float(fields[5]))
     return rps, p50, p99
 
 

@@ -153,6 +153,11 @@ def _cluster_section(server: Server) -> list[tuple[str, object]]:
         rows.append(("partitions_replicated", len(stats)))
         rows.append(("forwarded_requests", replication.forwarded))
         rows.append(("stale_reads", replication.stale_reads))
+        if cluster.channels is not None:
+            frames, writes, dropped = cluster.channels.counts()
+            rows.append(("channel_frames_sent", frames))
+            rows.append(("channel_writes", writes))
+            rows.append(("channel_frames_dropped", dropped))
         for r in stats:
             followers = ";".join(f"{n}:{match}:{lag}" for n, match, lag in r.followers)
             fields = {

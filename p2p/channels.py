@@ -47,7 +47,8 @@ class _Channel:
         self.outbox: deque[bytes] = deque()
         self.wake = trio.Event()
         self.dropped = 0
-        self.sent = 0
+        self.sent = 0  # frames
+        self.writes = 0  # stream writes (each carries every frame queued at its wake-up)
 
 
 class Channels:
@@ -103,6 +104,11 @@ class Channels:
     def dropped(self) -> int:
         return sum(c.dropped for c in self._channels.values())
 
+    def counts(self) -> tuple[int, int, int]:
+        """(frames sent, stream writes, frames dropped) over every channel since start."""
+        chans = self._channels.values()
+        return sum(c.sent for c in chans), sum(c.writes for c in chans), self.dropped()
+
     async def _send_loop(self, channel: _Channel) -> None:
         stream: Stream | None = None
         try:
@@ -126,6 +132,7 @@ class Channels:
                             size += len(batch[-1])
                         await stream.send(b"".join(batch))
                         channel.sent += len(batch)
+                        channel.writes += 1
                 except P2PError as e:
                     log.debug("channel %s to %s: %s", channel.protocol, channel.peer_id, e)
                     channel.dropped += len(channel.outbox)

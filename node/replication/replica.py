@@ -139,6 +139,7 @@ class _Follower:
     identity: object  # the member holding the index when this state began
     match: int = -1  # acknowledged in the current term
     sent_at: float = float("-inf")  # of the last frame
+    told: int = -1  # the watermark the last frame carried
 
 
 @dataclass
@@ -538,10 +539,12 @@ class Replica:
             self._replicate(now)
 
     def notify_followers(self, now: float) -> None:
-        """Tell every follower the new watermark now (an empty frame if nothing else is due),
-        rather than with the next heartbeat: their readers and subscribers wait on it."""
+        """Tell each follower that has not heard it the new watermark now (an empty frame if
+        nothing else is due), rather than with the next heartbeat: their readers and
+        subscribers wait on it."""
         for f in self.followers.values():
-            f.sent_at = float("-inf")
+            if f.told < self.confirmed:
+                f.sent_at = float("-inf")
         self._replicate(now)
 
     def _replicate(self, now: float) -> None:
@@ -575,7 +578,7 @@ class Replica:
                 prev, tuple(entries), self.confirmed,
             )  # fmt: skip
             self._send(node, frame, held=False)
-            f.sent_at = now
+            f.sent_at, f.told = now, self.confirmed
             if entries:
                 f.next = entries[-1].partition_sequence + 1
 

@@ -124,6 +124,7 @@ class ReplicationService:
         self._pending: dict[int, _Pending] = {}
         self._request_ids = itertools.count(1)
         self._notice_due = False
+        self._moved: set[int] = set()  # led partitions whose watermark moved since the notice
         self._nursery: trio.Nursery | None = None
         self.server: object = None  # the client server, for forwarded reads (set by the CLI)
         self.forwarded = 0
@@ -182,6 +183,7 @@ class ReplicationService:
             p = replica.config.partition
             self.board.notify([(p, self.store.watermark(p))])
             if replica.role is Role.LEADER:
+                self._moved.add(p)
                 self._schedule_commit_notice()
 
     def _schedule_promise_flush(self) -> None:
@@ -220,7 +222,9 @@ class ReplicationService:
             await trio.sleep(COMMIT_NOTICE_DELAY_S)
             self._notice_due = False
             now = trio.current_time()
-            for replica in self.replicas.values():
+            moved, self._moved = self._moved, set()
+            for p in moved:  # only the partitions whose watermark moved since the last notice
+                replica = self.replicas[p]
                 if replica.role is Role.LEADER:
                     replica.notify_followers(now)
                     self._after(replica)
