@@ -45,7 +45,8 @@ Encoding
 RESP3: `bytes`/`str` are bulk strings, `int` integers, `bool` booleans, `None` null, `float`
 doubles, `list`/`tuple` arrays, `dict` maps; the marker types `SimpleString`, `ErrorReply`, `Push`
 and `Verbatim` select the other frame kinds. RESP2 gets the Redis fallbacks (a map is a flat
-array, null is `$-1`, a boolean is `:1`/`:0`, a double is a bulk string, a push is an array).
+array, null is `$-1`, a boolean is `:1`/`:0`, a double is a bulk string, a push is an array, and
+a simple string inside an array or a map is a bulk string: only status replies are `+text`).
 """
 
 from __future__ import annotations
@@ -438,7 +439,10 @@ def _kind_name(value: object) -> str:
 
 
 class SimpleString(str):
-    """A RESP simple string, `+text` (CR and LF are replaced by spaces)."""
+    """A RESP simple string, `+text` (CR and LF are replaced by spaces).
+
+    In RESP2 only a top-level one (a status reply) is sent as `+text`; inside an array or a map
+    it is a bulk string, as Redis sends it (PROTOCOL.md point 14)."""
 
     __slots__ = ()
 
@@ -623,12 +627,19 @@ def _map(out: bytearray, mapping: dict[Any, Any], resp3: bool) -> None:
 
 
 def _encode_item(out: bytearray, item: Any, resp3: bool) -> None:
-    """`_encode` with the frequent flat values of event maps and arrays handled first."""
+    """`_encode` with the frequent flat values of event maps and arrays handled first.
+
+    An item is inside an array or a map, so in RESP2 a simple string is sent as a bulk string:
+    Redis sends a simple string only for a status reply, and some clients (phpredis) turn one
+    inside an array into a boolean. RESP3 keeps the simple string."""
     kind = type(item)
-    if kind is SimpleString:
+    if kind is SimpleString or (kind is not str and isinstance(item, SimpleString)):
+        if not resp3:
+            _bulk(out, str.encode(item))
+            return
         if "\r" in item or "\n" in item:
             item = item.replace("\r", " ").replace("\n", " ")
-        out += b"+%b\r\n" % item.encode()
+        out += b"+%b\r\n" % str.encode(item)
     elif kind is bytes and len(item) < _SMALL_BULK_BYTES:
         out += b"$%d\r\n%b\r\n" % (len(item), item)
     elif kind is int and _INT64_MIN <= item <= _INT64_MAX:
