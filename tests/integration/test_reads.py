@@ -154,7 +154,7 @@ def test_escan_reply_is_has_more_then_events_with_event_maps(raw, protocol):
         events = reply["events"]
     else:
         assert isinstance(reply, list) and len(reply) == 4
-        assert reply[0] == "has_more" and reply[2] == "events"
+        assert reply[0] == b"has_more" and reply[2] == b"events"  # bulk (PROTOCOL.md point 14)
         assert type(reply[1]) is int and reply[1] == 0
         events = reply[3]
     assert [check_event_map(e, protocol)["stream_version"] for e in events] == [0, 1]
