@@ -118,10 +118,10 @@ class Consumer:
         self.ready.set()
         unacked = 0
         while not self.stop.is_set():
-            try:
-                frame = conn.read_response(push_request=True, timeout=0.5)
-            except redis.TimeoutError:
+            # can_read first: a read_response that times out closes redis-py's connection.
+            if not conn.can_read(timeout=0.5):
                 continue
+            frame = conn.read_response(push_request=True)
             if not isinstance(frame, list) or frame[0] != b"message":
                 continue
             self.seen(frame[3][b"timestamp"])

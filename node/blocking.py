@@ -260,11 +260,8 @@ def _held_here(conn: Connection, p: int) -> bool:
     return service is None or p in service.replicas
 
 
-async def _read_partition(conn: Connection, p: int, start: int,
-                          count: int) -> tuple[list[Event], bool]:  # fmt: skip
-    db = conn.db
-    if _held_here(conn, p):
-        return await db.read(db.store.read_partition, p, start, None, count)
+async def _read_remote(conn: Connection, p: int, start: int,
+                       count: int) -> tuple[list[Event], bool]:  # fmt: skip
     service = conn.server.replication
     assert service is not None
     source = service.leader_of(p)
@@ -273,6 +270,34 @@ async def _read_partition(conn: Connection, p: int, start: int,
     events, position = await service.fetch_events(source, p, start, count, 0)
     more = bool(events) and position > events[-1].partition_sequence + 1
     return list(events), more
+
+
+async def _read_partitions(
+    conn: Connection, positions: list[tuple[int, int]], count: int
+) -> list[tuple[int, list[Event], bool]]:
+    """(partition, events, has_more) of every listed partition with visible events, in order.
+
+    Local partitions whose watermark shows nothing at their position are skipped without a
+    read, and the others are read in one hop to the read threads: a consumer of every partition
+    that is woken by one append reads one partition, not all of them."""
+    store = conn.db.store
+    local = [(p, s) for p, s in positions if _held_here(conn, p) and store.watermark(p) > s]
+
+    def read_local() -> dict[int, tuple[list[Event], bool]]:
+        return {p: store.read_partition(p, s, None, count) for p, s in local}
+
+    found = await conn.db.read(read_local) if local else {}
+    out = []
+    for p, s in positions:
+        if p in found:
+            events, more = found[p]
+        elif _held_here(conn, p):
+            continue
+        else:
+            events, more = await _read_remote(conn, p, s, count)
+        if events:
+            out.append((p, events, more))
+    return out
 
 
 def _epread_reply(results: list[tuple[int, list[Event], bool]], resp3: bool) -> bytes:
@@ -295,11 +320,7 @@ async def epread(conn: Connection, req: g.EPRead) -> bytes:
                 await service.ready_to_read(p)
 
     async def read() -> bytes | None:
-        results = []
-        for p, start in positions:
-            events, more = await _read_partition(conn, p, start, count)
-            if events:
-                results.append((p, events, more))
+        results = await _read_partitions(conn, positions, count)
         return _epread_reply(results, resp3) if results else None
 
     reply = await read()
