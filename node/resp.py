@@ -33,7 +33,9 @@ server: it allocates the list of an aggregate as soon as it reads the header (`*
   the last byte fed. At such a boundary a first byte other than `*` is looked at in Python: another
   RESP type byte is a non-array command (a protocol error); anything else starts an inline command
   (`PING\\r\\n` typed into telnet), split on whitespace like Redis does. An inline command that
-  follows array frames inside the same chunk is not recognised and is a protocol error.
+  follows array frames inside the same chunk is not recognised and is a protocol error, except an
+  empty line (`redis-cli --pipe` sends one between frames): a chunk holding `\\r\\n\\r\\n` is fed
+  up to each such place, so that the boundary check sees the empty line and skips it.
 
 Whatever the input, `next_request` returns a request, returns None (more bytes needed), or raises
 `ProtocolError`; after the first error every later call raises it again (the connection is to be
@@ -118,6 +120,8 @@ _RESP_TYPE_BYTES: Final = frozenset(b"$*+-:_,#!=(%~>|")
 # Type bytes followed by a decimal count or length.
 _SIZED_TYPE_BYTES: Final = frozenset(b"$*%~>|=!")
 _AGGREGATE_TYPE_BYTES: Final = frozenset(b"*%~>|")
+# A frame's end followed by an empty inline line; anywhere else it is payload.
+_BLANK_LINE: Final = b"\r\n\r\n"
 # bytes.translate table: every decimal digit becomes b"0", every other byte b".".
 _DIGIT_CLASS: Final = bytes(48 if 48 <= i <= 57 else 46 for i in range(256))
 
@@ -175,7 +179,11 @@ class RequestReader:
         if self._held:
             data = self._held + data
             self._held = b""
-        if len(data) > self._slice_bytes or (data[0] != _STAR and self._at_frame_boundary()):
+        if (
+            len(data) > self._slice_bytes
+            or (data[0] != _STAR and self._at_frame_boundary())
+            or _BLANK_LINE in data
+        ):
             self._feed_slow(data)
             return
         digits = data.translate(_DIGIT_CLASS)
@@ -364,7 +372,10 @@ class RequestReader:
                 header = self._find_sized_header(data, digits, run_end - 1)
                 if header == -1:
                     header = end
-            stop = min(header, pos + self._slice_bytes)
+            # Stop where an empty line may follow a frame (redis-cli --pipe sends "\r\n" before
+            # its closing ECHO): the boundary check above then skips it, as Redis does.
+            blank = data.find(_BLANK_LINE, pos)
+            stop = min(header, pos + self._slice_bytes, n if blank == -1 else blank + 2)
             self._reader.feed(data, pos, stop - pos)
             self._fed_since_check += stop - pos
             self._at_boundary = False

@@ -39,6 +39,10 @@ def _ruby_redis() -> bool:
 
 
 CASES = {
+    "redis-cli": (
+        ["bash", "redis_cli.sh", "{port}"],
+        lambda: shutil.which("redis-cli") is not None,
+    ),
     "redis-py-resp2": ([sys.executable, "python_client.py", "{port}", "2"], lambda: True),
     "redis-py-resp3": ([sys.executable, "python_client.py", "{port}", "3"], lambda: True),
     "node-redis": (

@@ -640,3 +640,17 @@ def test_the_reader_agrees_with_plain_hiredis_on_valid_requests(
 ):
     data = b"".join(encode(request, 2) for request in requests)
     assert feed_all(RequestReader(), split_at(data, cuts)) == hiredis_parse(data)
+
+
+def test_an_empty_line_between_frames_in_one_chunk_is_skipped_as_redis_does():
+    # redis-cli --pipe writes "\r\n" before its closing ECHO; both often arrive in one read.
+    data = b"*1\r\n$4\r\nPING\r\n\r\n*2\r\n$4\r\nECHO\r\n$3\r\nabc\r\n\r\n\r\n*1\r\n$4\r\nPING\r\n"
+    expected = [[b"PING"], [b"ECHO", b"abc"], [b"PING"]]
+    assert parse(data) == expected
+    assert parse_bytewise(data) == expected
+
+
+def test_blank_lines_inside_a_bulk_string_are_payload():
+    data = b"*2\r\n$4\r\nECHO\r\n$8\r\n\r\n\r\nab\r\n\r\n*1\r\n$4\r\nPING\r\n"
+    assert parse(data) == [[b"ECHO", b"\r\n\r\nab\r\n"], [b"PING"]]
+    assert parse_bytewise(data) == [[b"ECHO", b"\r\n\r\nab\r\n"], [b"PING"]]
