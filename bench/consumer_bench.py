@@ -7,7 +7,9 @@ settings: fdatasync on every group commit), one consumer connection follows all 
 from their current end, and redis-benchmark appends `--events` events at -c 50 -P 16 with the
 shared payload. Printed per mode: append throughput (and the loss against no consumer), events
 per second delivered to the consumer, and the delay from append (the event's server timestamp,
-ms) to delivery (the consumer's clock when the reply or push is parsed): p50 and p99.
+ms) to delivery (the consumer's clock when the reply or push is parsed): p50 and p99, and the
+consumer thread's own CPU time (redis-py + hiredis in this process, on the same 2 cores as the
+node and redis-benchmark). redis-py 8 speaks RESP3 by default, so both consumers use RESP3.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class Consumer:
         self.first = self.last = 0.0
         self.stop = threading.Event()
         self.ready = threading.Event()
+        self.cpu_s = 0.0
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def seen(self, timestamp_ms: int) -> None:
@@ -90,10 +93,13 @@ class Consumer:
         self.delays_ms.append(now * 1000 - timestamp_ms)
 
     def run(self) -> None:
-        if self.mode == "epread":
-            self.run_epread()
-        else:
-            self.run_epsub()
+        try:
+            if self.mode == "epread":
+                self.run_epread()
+            else:
+                self.run_epsub()
+        finally:
+            self.cpu_s = time.thread_time()  # the consumer's own CPU: it shares the 2 cores
 
     def run_epread(self) -> None:
         r = redis.Redis(port=self.port)
@@ -160,6 +166,7 @@ def run_mode(port: int, events: int, mode: str) -> dict[str, float]:
                 "delivered_per_s": len(consumer.delays_ms) / span,
                 "delay_p50_ms": percentile(consumer.delays_ms, 0.50),
                 "delay_p99_ms": percentile(consumer.delays_ms, 0.99),
+                "consumer_cpu_s": consumer.cpu_s,
             }
         return result
     finally:
@@ -183,7 +190,7 @@ def main() -> None:
                 line += (
                     f" (lost {lost:5.1f}%)  delivered {r['delivered']:.0f}/{r['appended']:.0f}"
                     f" at {r['delivered_per_s']:8.0f}/s  delay p50 {r['delay_p50_ms']:6.1f} ms"
-                    f" p99 {r['delay_p99_ms']:6.1f} ms"
+                    f" p99 {r['delay_p99_ms']:6.1f} ms  consumer CPU {r['consumer_cpu_s']:5.1f} s"
                 )
             print(line, flush=True)
 
