@@ -100,7 +100,10 @@ async def _wait(conn: Connection, local: Positions, remote: list[Callable[[int],
         done = nursery.cancel_scope.cancel
 
         async def watch_local() -> None:
-            await conn.db.board.wait_past_any(local)
+            # Checked again here: the task starts after a scheduling point, where a move may
+            # have happened; the check and the parking below have no await between them.
+            if not _moved(conn, local):
+                await conn.db.board.wait_past_any(local)
             done()
 
         async def watch_remote(poll: Callable[[int], Awaitable[bool]]) -> None:
