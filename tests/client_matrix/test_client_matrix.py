@@ -70,8 +70,9 @@ CASES = {
     ),
 }
 HOW_TO_INSTALL = (
-    "apt-get install -y nodejs npm ruby ruby-redis php-cli php-redis php-nrk-predis golang-go "
-    "golang-github-gomodule-redigo-dev && npm ci --prefix examples/clients/node"
+    "as .ci/run does: apt-get install -y redis-tools ruby ruby-redis php-cli php-redis "
+    "php-nrk-predis golang-go golang-github-gomodule-redigo-dev, Node.js 20 with npm, then "
+    "npm ci --prefix examples/clients/node"
 )
 
 
