@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from . import blocking
 from . import grammar as g
 from .errors import NodeError, partition_unavailable, reply_for
 from .identifiers import format_uuid, partition_id
@@ -182,13 +183,29 @@ async def eget(conn: Connection, req: g.EGet) -> bytes:
 async def escan(conn: Connection, req: g.EScan) -> bytes:
     db = conn.db
     p = partition_id(req.partition_key, db.partition_count)
-    events, more = await db.read(
-        db.store.read_stream, p, req.stream_id, req.start_version, req.end_version,
-        _count(conn, req.count),
-    )  # fmt: skip
-    if events and events[0].partition_key != req.partition_key:
-        events, more = [], False  # the stream id is bound to another key in this partition
-    return scan_result(events, more, conn.protocol == 3)
+    resp3 = conn.protocol == 3
+
+    async def read() -> bytes | None:
+        events, more = await db.read(
+            db.store.read_stream, p, req.stream_id, req.start_version, req.end_version,
+            _count(conn, req.count),
+        )  # fmt: skip
+        if events and events[0].partition_key != req.partition_key:
+            events, more = [], False  # the stream id is bound to another key in this partition
+        first[:] = [scan_result(events, more, resp3)]
+        return first[0] if events else None
+
+    first: list[bytes] = []
+    reply = await read()
+    if reply is not None:
+        return reply
+    if (
+        req.block_ms is not None
+        and blocking.can_block(conn)
+        and _range_open(req.start_version, req.end_version)
+    ):
+        return await blocking.block_escan(conn, p, req, read)
+    return first[0]
 
 
 async def esver(conn: Connection, req: g.ESVer) -> bytes:
@@ -200,13 +217,35 @@ async def esver(conn: Connection, req: g.ESVer) -> bytes:
     return conn._encode(await db.read(db.store.last_stream_version, p, req.stream_id))
 
 
+def _range_open(start: int, end: int | None) -> bool:
+    """Whether an inclusive range can ever hold an event (a BLOCK on an empty one returns)."""
+    return end is None or start <= end
+
+
 async def epscan(conn: Connection, req: g.EPScan) -> bytes:
     db = conn.db
     p = _partition(conn, req.partition)
-    events, more = await db.read(
-        db.store.read_partition, p, req.start_sequence, req.end_sequence, _count(conn, req.count)
-    )
-    return scan_result(events, more, conn.protocol == 3)
+    resp3 = conn.protocol == 3
+
+    async def read() -> bytes | None:
+        events, more = await db.read(
+            db.store.read_partition, p, req.start_sequence, req.end_sequence,
+            _count(conn, req.count),
+        )  # fmt: skip
+        first[:] = [scan_result(events, more, resp3)]
+        return first[0] if events else None
+
+    first: list[bytes] = []
+    reply = await read()
+    if reply is not None:
+        return reply
+    if (
+        req.block_ms is not None
+        and blocking.can_block(conn)
+        and _range_open(req.start_sequence, req.end_sequence)
+    ):
+        return await blocking.block_epscan(conn, p, req, read)
+    return first[0]
 
 
 async def epseq(conn: Connection, req: g.EPSeq) -> bytes:
@@ -386,6 +425,7 @@ HANDLERS: dict[type, Callable[[Connection, Any], Awaitable[bytes]]] = {
     g.EScan: escan,
     g.ESVer: esver,
     g.EPScan: epscan,
+    g.EPRead: blocking.epread,
     g.EPSeq: epseq,
     g.ESub: esub,
     g.EPSub: epsub,

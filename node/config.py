@@ -46,6 +46,8 @@ max_count                  max_count                    --max-count       10000
 default_count              default_count                --default-count   100
 default_window             default_window               --default-window  1000
 max_clients                max_clients                  --max-clients     10000
+max_blocked_clients        max_blocked_clients          --max-blocked-    1000
+                                                        clients
 request_timeout_s          request_timeout_s            --request-timeout 30
 cache_capacity_bytes       cache_capacity_bytes,        --cache-size      256MiB
                            cache.capacity_bytes
@@ -301,6 +303,7 @@ class Config:
     default_count: int = 100
     default_window: int = 1000
     max_clients: int = 10_000
+    max_blocked_clients: int = 1000
     request_timeout_s: float = 30.0
     cache_capacity_bytes: int = DEFAULT_CACHE_CAPACITY_BYTES
     stream_cache_entries: int = 100_000
@@ -447,7 +450,10 @@ def _validate(config: Config) -> None:
         f"sync_policy none is refused with replication_factor {c.replication_factor} "
         "(a replica's acknowledgement must mean the entry is durable)",
     )
-    for key in ("max_request_bytes", "max_count", "default_count", "default_window", "max_clients"):
+    for key in (
+        "max_request_bytes", "max_count", "default_count", "default_window", "max_clients",
+        "max_blocked_clients",
+    ):  # fmt: skip
         value = getattr(c, key)
         _check(value >= 1, key, f"{key} must be positive, got {value}")
     _check(
@@ -690,6 +696,10 @@ _SETTINGS: tuple[_Setting, ...] = (
     _Setting(
         "max_clients", _to_int, ("--max-clients",), "N",
         "most simultaneous client connections", "10000", "protocol",
+    ),
+    _Setting(
+        "max_blocked_clients", _to_int, ("--max-blocked-clients",), "N",
+        "most clients waiting in a BLOCK read at once", "1000", "protocol",
     ),
     _Setting(
         "request_timeout_s", _to_float, ("--request-timeout",), "SECONDS",

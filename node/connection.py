@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from . import blocking
 from . import grammar as g
 from .append import AppendOutcome, AppendRequest, build_request
 from .command_stats import command_label
@@ -70,6 +71,9 @@ class Connection:
         # Set once the batch reply that started a subscription has been sent.
         self.after_send: list[trio.Event] = []
         self._receive_scope: trio.CancelScope | None = None
+        # A blocked read's wait (blocking.py), and whether the client left during one.
+        self.block_scope: trio.CancelScope | None = None
+        self.peer_gone = False
         self._nursery: trio.Nursery | None = None
 
     # --------------------------------------------------------------------------- I/O
@@ -95,6 +99,8 @@ class Connection:
         self.closing = True
         if self._receive_scope is not None:
             self._receive_scope.cancel()
+        if self.block_scope is not None:
+            self.block_scope.cancel()  # a blocked read answers empty
 
     async def _loop(self) -> None:
         reader = self.reader
@@ -213,7 +219,11 @@ class Connection:
                         if deferred:
                             await self._finish(deferred, out)
                         if p not in replication.replicas:
-                            out += await forward_read(self, p, args)
+                            if getattr(request, "block_ms", None) is not None:
+                                assert isinstance(request, (g.EScan, g.EPScan))
+                                out += await blocking.block_remote_scan(self, p, request, args)
+                            else:
+                                out += await forward_read(self, p, args)
                             record(label, "forwarded", time.perf_counter() - started)
                             continue
                         await replication.ready_to_read(p)

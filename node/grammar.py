@@ -117,6 +117,7 @@ class EScan:
     start_version: int  # `-` is 0
     end_version: int | None  # inclusive; None for `+`
     count: int | None  # as given; None: the configured default
+    block_ms: int | None = None  # BLOCK: wait this long for an event (0: without end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,14 @@ class EPScan:
     start_sequence: int  # `-` is 0
     end_sequence: int | None  # inclusive; None for `+`
     count: int | None
+    block_ms: int | None = None  # BLOCK: wait this long for an event (0: without end)
+
+
+@dataclass(frozen=True, slots=True)
+class EPRead:
+    count: int | None  # per partition
+    block_ms: int | None
+    positions: tuple[tuple[int | bytes, int], ...]  # (partition as given, next sequence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +274,7 @@ Request = (
     | EScan
     | ESVer
     | EPScan
+    | EPRead
     | EPSeq
     | ESub
     | EPSub
@@ -648,9 +658,15 @@ def parse_emappend(args: list[bytes]) -> EMAppend:
 # --------------------------------------------------------------------------------------------
 # Reads
 
-_ESCAN_OPTIONS = {b"PARTITION_KEY": "partition key", b"COUNT": "count"}
+_ESCAN_OPTIONS = {b"PARTITION_KEY": "partition key", b"COUNT": "count", b"BLOCK": "block timeout"}
 _ESVER_OPTIONS = {b"PARTITION_KEY": "partition key"}
-_EPSCAN_OPTIONS = {b"COUNT": "count"}
+_EPSCAN_OPTIONS = {b"COUNT": "count", b"BLOCK": "block timeout"}
+# Redis's BLOCK takes a signed 64-bit millisecond count; negative ones are refused.
+MAX_BLOCK_MS = _I64_MAX
+
+
+def _block_ms(arg: bytes | None) -> int | None:
+    return None if arg is None else _unsigned(arg, "block timeout", MAX_BLOCK_MS)
 
 
 def parse_eget(args: list[bytes]) -> EGet:
@@ -678,7 +694,7 @@ def _stream_partition_key(stream_id: bytes, key: bytes | None) -> bytes:
 
 
 def parse_escan(args: list[bytes]) -> EScan:
-    """ESCAN <stream_id> <start> <end> [PARTITION_KEY <uuid>] [COUNT <n>]"""
+    """ESCAN <stream_id> <start> <end> [PARTITION_KEY <uuid>] [COUNT <n>] [BLOCK <ms>]"""
     if len(args) < 2:
         raise _missing("stream id")
     stream_id = _stream_id(args[1])
@@ -691,6 +707,7 @@ def parse_escan(args: list[bytes]) -> EScan:
         start,
         end,
         None if count is None else _unsigned(count, "count"),
+        _block_ms(options.get(b"BLOCK")),
     )
 
 
@@ -704,13 +721,61 @@ def parse_esver(args: list[bytes]) -> ESVer:
 
 
 def parse_epscan(args: list[bytes]) -> EPScan:
-    """EPSCAN <partition> <start> <end> [COUNT <n>]"""
+    """EPSCAN <partition> <start> <end> [COUNT <n>] [BLOCK <ms>]"""
     if len(args) < 2:
         raise _missing("partition")
     partition = _partition(args[1])
     start, end = _scan_range(args, "sequence")
-    count = _options(args, 4, _EPSCAN_OPTIONS).get(b"COUNT")
-    return EPScan(partition, start, end, None if count is None else _unsigned(count, "count"))
+    options = _options(args, 4, _EPSCAN_OPTIONS)
+    count = options.get(b"COUNT")
+    return EPScan(
+        partition,
+        start,
+        end,
+        None if count is None else _unsigned(count, "count"),
+        _block_ms(options.get(b"BLOCK")),
+    )
+
+
+def parse_epread(args: list[bytes]) -> EPRead:
+    """EPREAD [COUNT <n>] [BLOCK <ms>] FROM <partition> <sequence> [<partition> <sequence> ...]"""
+    found: dict[bytes, bytes] = {}
+    i, n = 1, len(args)
+    while True:
+        if i == n:
+            raise _missing("FROM")
+        keyword = _keyword(args[i])
+        if keyword == b"FROM":
+            break
+        what = _EPSCAN_OPTIONS.get(keyword)
+        if what is None:
+            raise _unexpected(args[i])
+        if keyword in found:
+            raise _invalid(f"{what} already specified")
+        if i + 1 == n:
+            raise _missing(what)
+        found[keyword] = args[i + 1]
+        i += 2
+    i += 1
+    if i == n:
+        raise _missing("partition")
+    positions: list[tuple[int | bytes, int]] = []
+    seen: set[int | bytes] = set()
+    while i < n:
+        partition = _partition(args[i])
+        if i + 1 == n:
+            raise _missing(f"sequence for partition '{_shown(args[i])}'")
+        if partition in seen:
+            raise _invalid(f"partition '{_shown(args[i])}' given more than once")
+        seen.add(partition)
+        positions.append((partition, _unsigned(args[i + 1], "sequence")))
+        i += 2
+    count = found.get(b"COUNT")
+    return EPRead(
+        None if count is None else _unsigned(count, "count"),
+        _block_ms(found.get(b"BLOCK")),
+        tuple(positions),
+    )
 
 
 def parse_epseq(args: list[bytes]) -> EPSeq:
@@ -1105,6 +1170,7 @@ _PARSERS: dict[bytes, Callable[[list[bytes]], Request]] = {
     b"ESCAN": parse_escan,
     b"ESVER": parse_esver,
     b"EPSCAN": parse_epscan,
+    b"EPREAD": parse_epread,
     b"EPSEQ": parse_epseq,
     b"ESUB": parse_esub,
     b"EPSUB": parse_epsub,

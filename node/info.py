@@ -66,6 +66,8 @@ def _section(server: Server, name: str) -> list[tuple[str, object]]:
         return [
             ("connected_clients", len(server.connections)),
             ("maxclients", server.config.max_clients),
+            ("blocked_clients", server.blocked.count),
+            ("max_blocked_clients", server.config.max_blocked_clients),
             ("subscriptions", sum(len(c.subscriptions) for c in server.connections.values())),
         ]
     if name == "stats":

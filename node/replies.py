@@ -19,13 +19,24 @@ _EVENT3 = (
     b"+timestamp\r\n:%d\r\n+stream_id\r\n$%d\r\n%s\r\n+event_name\r\n$%d\r\n%s\r\n"
     b"+metadata\r\n$%d\r\n%s\r\n+payload\r\n$%d\r\n%s\r\n"
 )
-_EVENT2 = b"*22" + _EVENT3[4:]
+# RESP2: every string a bulk string (PROTOCOL.md point 14); a UUID's text is 36 bytes.
+_EVENT2 = (
+    b"*22\r\n$8\r\nevent_id\r\n$36\r\n%s\r\n$13\r\npartition_key\r\n$36\r\n%s\r\n"
+    b"$12\r\npartition_id\r\n:%d\r\n$14\r\ntransaction_id\r\n$36\r\n%s\r\n"
+    b"$18\r\npartition_sequence\r\n:%d\r\n$14\r\nstream_version\r\n:%d\r\n"
+    b"$9\r\ntimestamp\r\n:%d\r\n$9\r\nstream_id\r\n$%d\r\n%s\r\n$10\r\nevent_name\r\n$%d\r\n%s\r\n"
+    b"$8\r\nmetadata\r\n$%d\r\n%s\r\n$7\r\npayload\r\n$%d\r\n%s\r\n"
+)
 
 _APPEND3 = (
     b"%%6\r\n+event_id\r\n+%s\r\n+partition_key\r\n+%s\r\n+partition_id\r\n:%d\r\n"
     b"+partition_sequence\r\n:%d\r\n+stream_version\r\n:%d\r\n+timestamp\r\n:%d\r\n"
 )
-_APPEND2 = b"*12" + _APPEND3[3:]
+_APPEND2 = (
+    b"*12\r\n$8\r\nevent_id\r\n$36\r\n%s\r\n$13\r\npartition_key\r\n$36\r\n%s\r\n"
+    b"$12\r\npartition_id\r\n:%d\r\n$18\r\npartition_sequence\r\n:%d\r\n"
+    b"$14\r\nstream_version\r\n:%d\r\n$9\r\ntimestamp\r\n:%d\r\n"
+)
 
 
 def _uuid(b: bytes) -> bytes:
@@ -121,19 +132,28 @@ def scan_result(events: list[Event], has_more: bool, resp3: bool) -> bytes:
             len(events),
         )
     else:
-        head = b"*4\r\n+has_more\r\n:%d\r\n+events\r\n*%d\r\n" % (int(has_more), len(events))
+        head = b"*4\r\n$8\r\nhas_more\r\n:%d\r\n$6\r\nevents\r\n*%d\r\n" % (
+            int(has_more),
+            len(events),
+        )
     return head + b"".join([event_map(ev, resp3) for ev in events])
 
 
 def push_message(subscription_id: bytes, cursor: int, ev: Event, resp3: bool) -> bytes:
-    head = b">4\r\n" if resp3 else b"*4\r\n"
-    return head + b"+message\r\n+%s\r\n:%d\r\n%s" % (
+    if resp3:
+        return b">4\r\n+message\r\n+%s\r\n:%d\r\n%s" % (
+            _uuid(subscription_id),
+            cursor,
+            event_map(ev, True),
+        )
+    return b"*4\r\n$7\r\nmessage\r\n$36\r\n%s\r\n:%d\r\n%s" % (
         _uuid(subscription_id),
         cursor,
-        event_map(ev, resp3),
+        event_map(ev, False),
     )
 
 
 def push_subscribe(subscription_id: bytes, count: int, resp3: bool) -> bytes:
-    head = b">3\r\n" if resp3 else b"*3\r\n"
-    return head + b"+subscribe\r\n+%s\r\n:%d\r\n" % (_uuid(subscription_id), count)
+    if resp3:
+        return b">3\r\n+subscribe\r\n+%s\r\n:%d\r\n" % (_uuid(subscription_id), count)
+    return b"*3\r\n$9\r\nsubscribe\r\n$36\r\n%s\r\n:%d\r\n" % (_uuid(subscription_id), count)

@@ -33,7 +33,9 @@ server: it allocates the list of an aggregate as soon as it reads the header (`*
   the last byte fed. At such a boundary a first byte other than `*` is looked at in Python: another
   RESP type byte is a non-array command (a protocol error); anything else starts an inline command
   (`PING\\r\\n` typed into telnet), split on whitespace like Redis does. An inline command that
-  follows array frames inside the same chunk is not recognised and is a protocol error.
+  follows array frames inside the same chunk is not recognised and is a protocol error, except an
+  empty line (`redis-cli --pipe` sends one between frames): a chunk holding `\\r\\n\\r\\n` is fed
+  up to each such place, so that the boundary check sees the empty line and skips it.
 
 Whatever the input, `next_request` returns a request, returns None (more bytes needed), or raises
 `ProtocolError`; after the first error every later call raises it again (the connection is to be
@@ -45,7 +47,8 @@ Encoding
 RESP3: `bytes`/`str` are bulk strings, `int` integers, `bool` booleans, `None` null, `float`
 doubles, `list`/`tuple` arrays, `dict` maps; the marker types `SimpleString`, `ErrorReply`, `Push`
 and `Verbatim` select the other frame kinds. RESP2 gets the Redis fallbacks (a map is a flat
-array, null is `$-1`, a boolean is `:1`/`:0`, a double is a bulk string, a push is an array).
+array, null is `$-1`, a boolean is `:1`/`:0`, a double is a bulk string, a push is an array, and
+a simple string inside an array or a map is a bulk string: only status replies are `+text`).
 """
 
 from __future__ import annotations
@@ -117,6 +120,8 @@ _RESP_TYPE_BYTES: Final = frozenset(b"$*+-:_,#!=(%~>|")
 # Type bytes followed by a decimal count or length.
 _SIZED_TYPE_BYTES: Final = frozenset(b"$*%~>|=!")
 _AGGREGATE_TYPE_BYTES: Final = frozenset(b"*%~>|")
+# A frame's end followed by an empty inline line; anywhere else it is payload.
+_BLANK_LINE: Final = b"\r\n\r\n"
 # bytes.translate table: every decimal digit becomes b"0", every other byte b".".
 _DIGIT_CLASS: Final = bytes(48 if 48 <= i <= 57 else 46 for i in range(256))
 
@@ -174,7 +179,11 @@ class RequestReader:
         if self._held:
             data = self._held + data
             self._held = b""
-        if len(data) > self._slice_bytes or (data[0] != _STAR and self._at_frame_boundary()):
+        if (
+            len(data) > self._slice_bytes
+            or (data[0] != _STAR and self._at_frame_boundary())
+            or _BLANK_LINE in data
+        ):
             self._feed_slow(data)
             return
         digits = data.translate(_DIGIT_CLASS)
@@ -363,7 +372,10 @@ class RequestReader:
                 header = self._find_sized_header(data, digits, run_end - 1)
                 if header == -1:
                     header = end
-            stop = min(header, pos + self._slice_bytes)
+            # Stop where an empty line may follow a frame (redis-cli --pipe sends "\r\n" before
+            # its closing ECHO): the boundary check above then skips it, as Redis does.
+            blank = data.find(_BLANK_LINE, pos)
+            stop = min(header, pos + self._slice_bytes, n if blank == -1 else blank + 2)
             self._reader.feed(data, pos, stop - pos)
             self._fed_since_check += stop - pos
             self._at_boundary = False
@@ -438,7 +450,10 @@ def _kind_name(value: object) -> str:
 
 
 class SimpleString(str):
-    """A RESP simple string, `+text` (CR and LF are replaced by spaces)."""
+    """A RESP simple string, `+text` (CR and LF are replaced by spaces).
+
+    In RESP2 only a top-level one (a status reply) is sent as `+text`; inside an array or a map
+    it is a bulk string, as Redis sends it (PROTOCOL.md point 14)."""
 
     __slots__ = ()
 
@@ -623,12 +638,19 @@ def _map(out: bytearray, mapping: dict[Any, Any], resp3: bool) -> None:
 
 
 def _encode_item(out: bytearray, item: Any, resp3: bool) -> None:
-    """`_encode` with the frequent flat values of event maps and arrays handled first."""
+    """`_encode` with the frequent flat values of event maps and arrays handled first.
+
+    An item is inside an array or a map, so in RESP2 a simple string is sent as a bulk string:
+    Redis sends a simple string only for a status reply, and some clients (phpredis) turn one
+    inside an array into a boolean. RESP3 keeps the simple string."""
     kind = type(item)
-    if kind is SimpleString:
+    if kind is SimpleString or (kind is not str and isinstance(item, SimpleString)):
+        if not resp3:
+            _bulk(out, str.encode(item))
+            return
         if "\r" in item or "\n" in item:
             item = item.replace("\r", " ").replace("\n", " ")
-        out += b"+%b\r\n" % item.encode()
+        out += b"+%b\r\n" % str.encode(item)
     elif kind is bytes and len(item) < _SMALL_BULK_BYTES:
         out += b"$%d\r\n%b\r\n" % (len(item), item)
     elif kind is int and _INT64_MIN <= item <= _INT64_MAX:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .blocking import BlockedClients
 from .command_stats import CommandStats
 from .config import Config, is_loopback, parse_host_port
 from .connection import Connection
@@ -140,6 +141,7 @@ class Server:
         self.command_stats = CommandStats()
         self.lag = LagMonitor()
         self.connections: dict[int, Connection] = {}
+        self.blocked = BlockedClients(config.max_blocked_clients)
         self.started = time.monotonic()
         self.port = 0
         self.stopping = False

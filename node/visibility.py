@@ -11,6 +11,10 @@ Two kinds of waiters are served:
   kept ordered by sequence, so a move wakes exactly the appends it made visible, not every
   waiter on the node. ``wake_partition`` wakes all of a partition's appends at once (a write
   failed: each checks whether it was its own).
+
+Blocking reads (``blocking.py``) park in the same per-partition queues, on several partitions at
+once (``wait_past_any``); a waiter that returns, is woken or is cancelled (timeout, disconnect)
+takes its remaining entries out, so waits that end without a move leave nothing behind.
 """
 
 from __future__ import annotations
@@ -60,3 +64,29 @@ class WatermarkBoard:
         event = trio.Event()
         heapq.heappush(self._waiting[partition_id], (sequence, next(self._order), event))
         await event.wait()
+
+    async def wait_past_any(self, positions: Iterable[tuple[int, int]]) -> None:
+        """Return once a move of any listed partition's watermark passes its sequence.
+
+        (partition, sequence) pairs; the caller checks the watermarks before and after. Entries
+        left in the queues when it returns or is cancelled are removed."""
+        event = trio.Event()
+        entries = []
+        for partition_id, sequence in positions:
+            entry = (sequence, next(self._order), event)
+            heapq.heappush(self._waiting[partition_id], entry)
+            entries.append((partition_id, entry))
+        try:
+            await event.wait()
+        finally:
+            for partition_id, entry in entries:
+                queue = self._waiting[partition_id]
+                try:
+                    queue.remove(entry)  # tuples compare (sequence, unique order): never events
+                except ValueError:
+                    continue  # popped by the move that woke it
+                heapq.heapify(queue)
+
+    def waiting(self, partition_id: int) -> int:
+        """How many waiters a partition's queue holds (appends and blocked reads)."""
+        return len(self._waiting[partition_id])

@@ -205,14 +205,29 @@ def client(port: int, protocol: int = 2, **kwargs: Any) -> redis.Redis:
 
 
 # --------------------------------------------------------------------------------- adapters
+# Fields that are simple strings in RESP3 and bulk strings in RESP2 (PROTOCOL.md point 14): as_dict
+# gives them as text in both, so that tests compare values once; the shape tests check the types.
+UUID_FIELDS = frozenset({b"event_id", b"partition_key", b"transaction_id"})
+
+
+def string_type(protocol: int) -> type:
+    """The wire type of a non-status string: simple in RESP3, bulk (bytes) in RESP2."""
+    return Simple if protocol == 3 else bytes
+
+
 def as_dict(reply: Any) -> dict:
-    """A RESP3 map or a RESP2 flat key/value array as a dict with bytes keys."""
+    """A RESP3 map or a RESP2 flat key/value array as a dict with bytes keys (UUID fields as
+    text)."""
     if isinstance(reply, dict):
         items = list(reply.items())
     else:
         assert isinstance(reply, list) and len(reply) % 2 == 0, reply
         items = list(zip(reply[::2], reply[1::2], strict=True))
-    return {(k.encode() if isinstance(k, str) else k): v for k, v in items}
+    out = {}
+    for k, v in items:
+        key = k.encode() if isinstance(k, str) else k
+        out[key] = v.decode() if key in UUID_FIELDS and isinstance(v, bytes) else v
+    return out
 
 
 def scan(reply: Any) -> tuple[bool, list[dict]]:

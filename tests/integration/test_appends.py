@@ -10,7 +10,6 @@ import pytest
 from resp_client import (
     Map,
     RawClient,
-    Simple,
     as_dict,
     client,
     event_id_for_key,
@@ -20,11 +19,22 @@ from resp_client import (
     partition_of_stream,
     scan,
     stream_in_partition,
+    string_type,
     unique,
     wait_until,
 )
 
 from sierradb.node.identifiers import partition_hash, partition_key_for_stream
+
+
+def _str(v: object) -> object:
+    """A string of either wire type as text (the types are asserted separately)."""
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _key(name: str, protocol: int) -> str | bytes:
+    return name if protocol == 3 else name.encode()
+
 
 APPEND_KEYS = [
     "event_id",
@@ -164,11 +174,12 @@ def test_eapppend_reply_has_six_keys_in_order_with_reference_types(raw, protocol
     else:
         assert isinstance(reply, list) and len(reply) == 12
         items = list(zip(reply[::2], reply[1::2], strict=True))
-    assert [k for k, _ in items] == APPEND_KEYS
-    assert all(type(k) is Simple for k, _ in items)
-    d = dict(items)
-    assert type(d["event_id"]) is Simple and type(d["partition_key"]) is Simple
-    assert d["partition_key"] == pk_of(stream)
+    assert [_str(k) for k, _ in items] == APPEND_KEYS
+    text = string_type(protocol)
+    assert all(type(k) is text for k, _ in items)
+    d = {_str(k): v for k, v in items}
+    assert type(d["event_id"]) is text and type(d["partition_key"]) is text
+    assert _str(d["partition_key"]) == pk_of(stream)
     for key in ("partition_id", "partition_sequence", "stream_version", "timestamp"):
         assert type(d[key]) is int
     assert d["partition_id"] == partition_of_stream(stream)
@@ -375,10 +386,11 @@ def test_emappend_reply_has_five_keys_and_one_event_entry_per_event_in_order(raw
     else:
         assert isinstance(reply, list) and len(reply) == 10
         items = list(zip(reply[::2], reply[1::2], strict=True))
-    assert [k for k, _ in items] == EMAPPEND_KEYS
-    assert all(type(k) is Simple for k, _ in items)
-    d = dict(items)
-    assert type(d["partition_key"]) is Simple and d["partition_key"] == str(key)
+    assert [_str(k) for k, _ in items] == EMAPPEND_KEYS
+    text = string_type(protocol)
+    assert all(type(k) is text for k, _ in items)
+    d = {_str(k): v for k, v in items}
+    assert type(d["partition_key"]) is text and _str(d["partition_key"]) == str(key)
     assert d["partition_id"] == partition_hash(key.bytes) % 32
     first, last = d["first_partition_sequence"], d["last_partition_sequence"]
     assert type(first) is int and last == first + 3
@@ -390,9 +402,11 @@ def test_emappend_reply_has_five_keys_and_one_event_entry_per_event_in_order(raw
             pairs = list(entry.items())
         else:
             pairs = list(zip(entry[::2], entry[1::2], strict=True))
-        assert [k for k, _ in pairs] == EMAPPEND_EVENT_KEYS
-        e = dict(pairs)
-        assert type(e["event_id"]) is Simple and type(e["stream_id"]) is Simple
+        assert [_str(k) for k, _ in pairs] == EMAPPEND_EVENT_KEYS
+        e = {_str(k): _str(v) if isinstance(v, bytes) else v for k, v in pairs}
+        assert all(type(k) is text for k, _ in pairs)
+        assert type(dict(pairs)[_key("event_id", protocol)]) is text
+        assert type(dict(pairs)[_key("stream_id", protocol)]) is text
         assert type(e["stream_version"]) is int and type(e["timestamp"]) is int
         entries.append(e)
     assert [(e["stream_id"], e["stream_version"]) for e in entries] == [

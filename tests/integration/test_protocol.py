@@ -429,7 +429,7 @@ def test_booleans_are_hash_t_f_in_resp3_and_integers_in_resp2(server):
         c2.call("EAPPEND", stream, "E")
         c2.call("EAPPEND", stream, "E")
         more2 = c2.call("ESCAN", stream, "-", "+", "COUNT", 1)
-        assert more2[0] == "has_more" and type(more2[1]) is int and more2[1] == 1
+        assert more2[0] == b"has_more" and type(more2[1]) is int and more2[1] == 1
         more3 = c3.call("ESCAN", stream, "-", "+", "COUNT", 1)
         assert isinstance(more3, Map) and more3["has_more"] is True
         assert c2.call("ESCAN", stream, "-", "+")[1] == 0

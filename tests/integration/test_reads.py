@@ -9,7 +9,6 @@ import pytest
 from resp_client import (
     Map,
     RawClient,
-    Simple,
     as_dict,
     client,
     event_id_for_stream,
@@ -18,6 +17,7 @@ from resp_client import (
     partition_of_stream,
     scan,
     stream_in_partition,
+    string_type,
     unique,
 )
 
@@ -75,24 +75,30 @@ def sequences(reply) -> tuple[bool, list[int]]:
 
 
 def check_event_map(value, protocol: int) -> dict:
-    """The event map has exactly the reference's 11 keys, in order, with its types."""
+    """The event map has exactly the reference's 11 keys, in order, with its types (strings:
+    simple in RESP3, bulk in RESP2, PROTOCOL.md point 14). Returned with text keys and ids."""
     if protocol == 3:
         assert isinstance(value, Map)
-        items = list(value.items())
+        raw_items = list(value.items())
     else:
         assert isinstance(value, list) and len(value) == 22
-        items = list(zip(value[::2], value[1::2], strict=True))
+        raw_items = list(zip(value[::2], value[1::2], strict=True))
+    text = string_type(protocol)
+    assert all(type(k) is text for k, _ in raw_items)
+    items = [(k.decode() if isinstance(k, bytes) else k, v) for k, v in raw_items]
     assert [k for k, _ in items] == EVENT_KEYS
-    assert all(type(k) is Simple for k, _ in items)
+    out = {}
     for key, v in items:
         if key in SIMPLE_FIELDS:
-            assert type(v) is Simple, key
+            assert type(v) is text, key
+            v = v.decode() if isinstance(v, bytes) else v
             uuid.UUID(v)
         elif key in INT_FIELDS:
             assert type(v) is int, key
         else:
             assert type(v) is bytes, key
-    return dict(items)
+        out[key] = v
+    return out
 
 
 # ------------------------------------------------------------------------------------- EGET
@@ -148,7 +154,7 @@ def test_escan_reply_is_has_more_then_events_with_event_maps(raw, protocol):
         events = reply["events"]
     else:
         assert isinstance(reply, list) and len(reply) == 4
-        assert reply[0] == "has_more" and reply[2] == "events"
+        assert reply[0] == b"has_more" and reply[2] == b"events"  # bulk (PROTOCOL.md point 14)
         assert type(reply[1]) is int and reply[1] == 0
         events = reply[3]
     assert [check_event_map(e, protocol)["stream_version"] for e in events] == [0, 1]

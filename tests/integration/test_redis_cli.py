@@ -40,14 +40,16 @@ def test_redis_cli_one_liner_eappend_resp2_is_a_flat_list(server):
     stream = unique()
     out = cli(server.port, "EAPPEND", stream, "UserCreated", '{"name": "Alice"}')
     lines = [re.sub(r"^\s*\d+\) ", "", line) for line in out.splitlines()]
+    # Keys and ids are bulk strings in RESP2 (PROTOCOL.md point 14): redis-cli quotes them.
     assert lines[0::2] == [
-        "event_id",
-        "partition_key",
-        "partition_id",
-        "partition_sequence",
-        "stream_version",
-        "timestamp",
+        '"event_id"',
+        '"partition_key"',
+        '"partition_id"',
+        '"partition_sequence"',
+        '"stream_version"',
+        '"timestamp"',
     ]
+    assert re.fullmatch(r'"[0-9a-f-]{36}"', lines[1])
     assert lines[9] == "(integer) 0"  # stream_version
 
 

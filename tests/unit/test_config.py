@@ -73,6 +73,7 @@ def test_defaults() -> None:
     assert config.max_request_bytes == 64 * MIB
     assert (config.max_count, config.default_count, config.default_window) == (10_000, 100, 1000)
     assert config.max_clients == 10_000
+    assert config.max_blocked_clients == 1000
     assert config.cache_capacity_bytes == 256 * MIB
     assert config.stream_cache_entries > 0
     assert config.log_level == "info"
@@ -500,7 +501,8 @@ def test_http_address_off() -> None:
         (["--max-request-size", "0"], "max_request_bytes must be positive"),
         (["--max-count", "0"], "max_count must be positive"),
         (["--default-count", "0"], "default_count must be positive"),
-        (["--default-window", "0"], "default_window must be positive"),
+        (["--max-clients", "-5"], "max_clients must be positive"),
+        (["--max-blocked-clients", "0"], "max_blocked_clients must be positive"),
         (["--max-clients", "-5"], "max_clients must be positive"),
         (["--max-count", "50"], "default_count (100) must not exceed max_count (50)"),
         (["--cache-size", "-1"], "--cache-size: invalid size"),
@@ -583,6 +585,7 @@ ALL_FLAGS = [
     "--default-count",
     "--default-window",
     "--max-clients",
+    "--max-blocked-clients",
     "--request-timeout",
     "--cache-size",
     "--stream-cache-entries",

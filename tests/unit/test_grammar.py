@@ -14,6 +14,7 @@ from sierradb.node.grammar import (
     EXPECTED_ANY,
     EXPECTED_EMPTY,
     EXPECTED_EXISTS,
+    MAX_BLOCK_MS,
     MAX_TIMESTAMP_MS,
     Auth,
     ClientGetName,
@@ -29,6 +30,7 @@ from sierradb.node.grammar import (
     EGet,
     EMAppend,
     EMAppendEvent,
+    EPRead,
     EPScan,
     EPSeq,
     EPSub,
@@ -1037,3 +1039,61 @@ def test_random_argument_lists_raise_only_command_error(name: bytes, rest: list[
         text = str(exc)
         assert text.split(" ", 1)[0] in {"INVALIDARG", "ERR", "NOPROTO"}
         assert "\r" not in text and "\n" not in text
+
+
+# ---------------------------------------------------------------- blocking reads (point 15)
+def test_escan_and_epscan_take_block_among_their_options():
+    assert parse("ESCAN", "s", "-", "+", "BLOCK", "0").block_ms == 0
+    assert parse("ESCAN", "s", "-", "+", "block", "250", "COUNT", "5") == EScan(
+        b"s", partition_key_for_stream(b"s"), 0, None, 5, 250
+    )
+    assert parse("EPSCAN", "7", "3", "+", "COUNT", "10", "BLOCK", "1000") == EPScan(
+        7, 3, None, 10, 1000
+    )
+    assert parse("EPSCAN", "7", "-", "+").block_ms is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("EPSCAN", "1", "-", "+", "BLOCK"), "unexpected end of input: expected block timeout"),
+        (("EPSCAN", "1", "-", "+", "BLOCK", "-1"), "invalid block timeout '-1'"),
+        (("ESCAN", "s", "-", "+", "BLOCK", "1.5"), "invalid block timeout '1.5'"),
+        (("ESCAN", "s", "-", "+", "BLOCK", str(MAX_BLOCK_MS + 1)), "invalid block timeout"),
+        (("ESCAN", "s", "-", "+", "BLOCK", "1", "BLOCK", "1"), "block timeout already specified"),
+    ],
+)
+def test_bad_block_timeouts_are_invalidarg_naming_it(args, message):
+    text = error(*args)
+    assert text.startswith("INVALIDARG ") and message in text, text
+
+
+def test_epread_grammar():
+    assert parse("EPREAD", "FROM", "0", "5") == EPRead(None, None, ((0, 5),))
+    assert parse("EPREAD", "BLOCK", "0", "COUNT", "10", "from", "3", "0", "4", "9") == EPRead(
+        10, 0, ((3, 0), (4, 9))
+    )
+    key = uuid.UUID(int=7)
+    assert parse("EPREAD", "FROM", str(key), "1").positions == ((key.bytes, 1),)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("EPREAD",), "expected FROM"),
+        (("EPREAD", "COUNT", "1"), "expected FROM"),
+        (("EPREAD", "FROM"), "expected partition"),
+        (("EPREAD", "FROM", "1"), "expected sequence for partition '1'"),
+        (("EPREAD", "FROM", "1", "2", "3"), "expected sequence for partition '3'"),
+        (("EPREAD", "FROM", "1", "x"), "invalid sequence 'x'"),
+        (("EPREAD", "FROM", "70000", "0"), "invalid partition '70000'"),
+        (("EPREAD", "FROM", "1", "0", "1", "2"), "partition '1' given more than once"),
+        (("EPREAD", "COUNT", "-1", "FROM", "1", "0"), "invalid count '-1'"),
+        (("EPREAD", "BLOCK", "x", "FROM", "1", "0"), "invalid block timeout 'x'"),
+        (("EPREAD", "STREAMS", "FROM", "1", "0"), "unexpected argument 'STREAMS'"),
+        (("EPREAD", "BLOCK", "1", "BLOCK", "1", "FROM", "1", "0"), "already specified"),
+    ],
+)
+def test_bad_epread_arguments_are_invalidarg_naming_them(args, message):
+    text = error(*args)
+    assert text.startswith("INVALIDARG ") and message in text, text

@@ -59,11 +59,16 @@ def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
 
 
+_NOT_ENOUGH_DATA = object()
+
+
 def hiredis_parse(data: bytes) -> list[object]:
-    reader = hiredis.Reader()
+    # gets() returns False when no reply is complete, unless told otherwise: a RESP3 `#f` reply
+    # would look like no reply at all.
+    reader = hiredis.Reader(notEnoughData=_NOT_ENOUGH_DATA)
     reader.feed(data)
     replies = []
-    while (reply := reader.gets()) is not False:
+    while (reply := reader.gets()) is not _NOT_ENOUGH_DATA:
         replies.append(reply)
     assert not reader.has_data()
     return replies
@@ -99,7 +104,6 @@ def protocol_error(data: bytes, **limits: int) -> str:
         (2**63 - 1, b":9223372036854775807\r\n"),
         (-(2**63), b":-9223372036854775808\r\n"),
         ([], b"*0\r\n"),
-        ([b"a", 1, SimpleString("b")], b"*3\r\n$1\r\na\r\n:1\r\n+b\r\n"),
         ((b"a", b"b"), b"*2\r\n$1\r\na\r\n$1\r\nb\r\n"),
         ([[b"x"], []], b"*2\r\n*1\r\n$1\r\nx\r\n*0\r\n"),
     ],
@@ -126,7 +130,7 @@ def test_values_encode_the_same_in_both_protocols(value: object, expected: bytes
         ({}, b"*0\r\n", b"%0\r\n"),
         (
             {SimpleString("has_more"): False, b"events": []},
-            b"*4\r\n+has_more\r\n:0\r\n$6\r\nevents\r\n*0\r\n",
+            b"*4\r\n$8\r\nhas_more\r\n:0\r\n$6\r\nevents\r\n*0\r\n",
             b"%2\r\n+has_more\r\n#f\r\n$6\r\nevents\r\n*0\r\n",
         ),
         ([None, True], b"*2\r\n$-1\r\n:1\r\n", b"*2\r\n_\r\n#t\r\n"),
@@ -636,3 +640,17 @@ def test_the_reader_agrees_with_plain_hiredis_on_valid_requests(
 ):
     data = b"".join(encode(request, 2) for request in requests)
     assert feed_all(RequestReader(), split_at(data, cuts)) == hiredis_parse(data)
+
+
+def test_an_empty_line_between_frames_in_one_chunk_is_skipped_as_redis_does():
+    # redis-cli --pipe writes "\r\n" before its closing ECHO; both often arrive in one read.
+    data = b"*1\r\n$4\r\nPING\r\n\r\n*2\r\n$4\r\nECHO\r\n$3\r\nabc\r\n\r\n\r\n*1\r\n$4\r\nPING\r\n"
+    expected = [[b"PING"], [b"ECHO", b"abc"], [b"PING"]]
+    assert parse(data) == expected
+    assert parse_bytewise(data) == expected
+
+
+def test_blank_lines_inside_a_bulk_string_are_payload():
+    data = b"*2\r\n$4\r\nECHO\r\n$8\r\n\r\n\r\nab\r\n\r\n*1\r\n$4\r\nPING\r\n"
+    assert parse(data) == [[b"ECHO", b"\r\n\r\nab\r\n"], [b"PING"]]
+    assert parse_bytewise(data) == [[b"ECHO", b"\r\n\r\nab\r\n"], [b"PING"]]
