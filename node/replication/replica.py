@@ -213,6 +213,10 @@ class Replica:
         self.handover_sent = False
         self.leaving = False  # the node is stopping: it takes no leadership
         self.deferred = False  # yielded a campaign to a replica far ahead; none heard since
+        # Follower: the last positive answer sent, (leader, term, match, last), and when.
+        self._last_ack: tuple[object, ...] = ()
+        self._last_ack_at = float("-inf")
+        self._ack_every_s = config.heartbeat_interval_s / 2
         # Until it has heard its leader (or leads), a restarted replica's watermark is only
         # the lower bound it persisted: reads wait for the leader's (cluster-safety S11).
         self.fresh = len(config.replicas) > 1
@@ -474,7 +478,12 @@ class Replica:
         self.verified = max(self.verified, match)
         self.fresh = False
         self.confirmed = max(self.confirmed, min(m.watermark, match + 1))
-        self._reply_append(m, ok=True, match=match)
+        said = (m.leader, m.term, match, self.last())
+        if m.entries or said != self._last_ack or now - self._last_ack_at >= self._ack_every_s:
+            self._reply_append(m, ok=True, match=match)
+            self._last_ack, self._last_ack_at = said, now
+        # else: an empty frame (a commit notice) whose answer the leader had from us less than
+        # half a heartbeat ago: answering again would tell it nothing (heartbeats still are).
         self._after_durable()
 
     def _reply_append(self, m: Append, ok: bool, match: int = -1, held: bool = True) -> None:
