@@ -479,10 +479,20 @@ def _window(arg: bytes) -> int:
 
 def _options(args: list[bytes], i: int, names: Mapping[bytes, str]) -> dict[bytes, bytes]:
     """Keyword-value options in any order, each at most once, up to the end of the arguments."""
+    return _options_until(args, i, names, None)[0]
+
+
+def _options_until(
+    args: list[bytes], i: int, names: Mapping[bytes, str], stop: bytes | None
+) -> tuple[dict[bytes, bytes], int]:
+    """Keyword-value options in any order, each at most once, up to the keyword `stop` (which
+    must come; its index is returned) or, with no `stop`, to the end of the arguments."""
     found: dict[bytes, bytes] = {}
     n = len(args)
     while i < n:
         keyword = _keyword(args[i])
+        if keyword == stop:
+            return found, i
         what = names.get(keyword)
         if what is None:
             raise _unexpected(args[i])
@@ -492,7 +502,9 @@ def _options(args: list[bytes], i: int, names: Mapping[bytes, str]) -> dict[byte
             raise _missing(what)
         found[keyword] = args[i + 1]
         i += 2
-    return found
+    if stop is not None:
+        raise _missing(stop.decode())
+    return found, i
 
 
 def _end(args: list[bytes], i: int) -> None:
@@ -739,24 +751,9 @@ def parse_epscan(args: list[bytes]) -> EPScan:
 
 def parse_epread(args: list[bytes]) -> EPRead:
     """EPREAD [COUNT <n>] [BLOCK <ms>] FROM <partition> <sequence> [<partition> <sequence> ...]"""
-    found: dict[bytes, bytes] = {}
-    i, n = 1, len(args)
-    while True:
-        if i == n:
-            raise _missing("FROM")
-        keyword = _keyword(args[i])
-        if keyword == b"FROM":
-            break
-        what = _EPSCAN_OPTIONS.get(keyword)
-        if what is None:
-            raise _unexpected(args[i])
-        if keyword in found:
-            raise _invalid(f"{what} already specified")
-        if i + 1 == n:
-            raise _missing(what)
-        found[keyword] = args[i + 1]
-        i += 2
+    found, i = _options_until(args, 1, _EPSCAN_OPTIONS, b"FROM")
     i += 1
+    n = len(args)
     if i == n:
         raise _missing("partition")
     positions: list[tuple[int | bytes, int]] = []
