@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,7 +49,7 @@ from .codec import (
     encode,
 )
 from .replica import Replica, ReplicaConfig, ReplicaStatistics, Role
-from .storage import PromiseWrites, StoreStorage, leader_events
+from .storage import PromiseToken, PromiseWrites, StoreStorage, leader_events
 
 if TYPE_CHECKING:
     from sierradb.p2p.runtime import ClusterRuntime
@@ -154,8 +155,9 @@ class ReplicationService:
             await trio.to_thread.run_sync(self.store.persist_watermarks)
 
     # ------------------------------------------------------------- replica plumbing
-    def durable(self, tickets: list[Ticket]) -> None:
-        """The bucket writers' report (this is the node's confirmer)."""
+    def durable(self, tickets: Sequence[Ticket | PromiseToken]) -> None:
+        """The bucket writers' report (this is the node's confirmer), and the promise
+        writer's."""
         touched = []
         for ticket in tickets:
             replica = self.replicas.get(ticket.partition_id)
@@ -203,13 +205,7 @@ class ReplicationService:
                     await trio.to_thread.run_sync(self.store.set_promises, promises)
                 except OSError as e:
                     raise PromiseWriteFailed(f"cannot write a promise ({e}); stopping") from e
-                touched: dict[Replica, None] = {}
-                for token in tokens:
-                    replica = self.replicas[token.partition_id]
-                    replica.written(token, None)
-                    touched[replica] = None
-                for replica in touched:
-                    self._after(replica)
+                self.durable(tokens)
         finally:
             self._promises_flushing = False
 

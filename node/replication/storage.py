@@ -33,7 +33,8 @@ class ReplicaStorage(Protocol):
 
 
 class PromiseToken:
-    """A promise queued in a ``PromiseWrites``, reported durable like a ticket."""
+    """A promise queued in a ``PromiseWrites``, reported durable like a ticket (the same
+    ``partition_id`` and ``error`` fields)."""
 
     __slots__ = ("partition_id", "error")
 
