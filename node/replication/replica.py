@@ -216,7 +216,6 @@ class Replica:
         # Follower: the last positive answer sent, (leader, term, match, last), and when.
         self._last_ack: tuple[object, ...] = ()
         self._last_ack_at = float("-inf")
-        self._ack_every_s = config.heartbeat_interval_s / 2
         # Until it has heard its leader (or leads), a restarted replica's watermark is only
         # the lower bound it persisted: reads wait for the leader's (cluster-safety S11).
         self.fresh = len(config.replicas) > 1
@@ -479,7 +478,8 @@ class Replica:
         self.fresh = False
         self.confirmed = max(self.confirmed, min(m.watermark, match + 1))
         said = (m.leader, m.term, match, self.last())
-        if m.entries or said != self._last_ack or now - self._last_ack_at >= self._ack_every_s:
+        recent = now - self._last_ack_at < self.config.heartbeat_interval_s / 2
+        if m.entries or said != self._last_ack or not recent:
             self._reply_append(m, ok=True, match=match)
             self._last_ack, self._last_ack_at = said, now
         # else: an empty frame (a commit notice) whose answer the leader had from us less than
