@@ -854,7 +854,14 @@ class Replica:
         assert c is not None
         self.fresh = False
         term = c.term
-        start = adopted[0].partition_sequence if adopted else min(c.rewrite_from, c.end + 1)
+        # Writes queued before the campaign may have become durable since the votes were
+        # counted, moving this replica's watermark past where the rewrite starts: its entries
+        # below the watermark are confirmed (equal to the adopted ones) and stay as they are.
+        floor = self.storage.watermark()
+        adopted = [e for e in adopted if e.partition_sequence >= floor]
+        start = (
+            adopted[0].partition_sequence if adopted else max(min(c.rewrite_from, c.end + 1), floor)
+        )
         rewritten = [
             e._replace(term=term) if e.partition_sequence >= c.rewrite_from else e for e in adopted
         ]

@@ -218,6 +218,33 @@ def test_a_follower_exposes_only_what_it_verified_in_the_current_term() -> None:
     assert lab.nodes[C].visible() == lab.nodes[B].visible()
 
 
+def test_a_candidate_whose_watermark_moves_during_its_campaign_keeps_what_it_confirmed() -> None:
+    """B learns that x is confirmed before its own copy of x is durable, then campaigns: its
+    own vote reports the old watermark, and x becomes durable (so visible) before the votes
+    are counted. Taking office must not discard from below that watermark (found by the
+    simulator, seed 592, once acknowledgements were coalesced)."""
+    lab = Lab()
+    elect(lab, A, B, C)
+    lab.nodes[A].append(b"x")
+    lab.nodes[A].replica.replicate(lab.now)
+    lab.nodes[A].collect()
+    lab.deliver(lab.between(A, C))  # confirmed by A and C; the frame to B is lost
+    assert lab.nodes[A].visible() == [b"x"]
+    lab.tick(0.4)  # unanswered for long: A resends x to B, with the watermark
+    frames = [s for s in lab.inbox if s.dest == B and isinstance(s.message, Append)]
+    assert frames and frames[0].message.entries
+    lab.drop()
+    for s in frames:
+        lab.nodes[B].replica.step(A, s.message, lab.now)  # written, not yet durable
+    assert lab.nodes[B].visible() == []
+    lab.nodes[A].crash()
+    lab.drop()
+    elect(lab, B, C)
+    assert lab.nodes[B].visible() == [b"x"]
+    committed(lab, B, b"y", C)
+    assert lab.nodes[B].visible() == [b"x", b"y"]
+
+
 def test_a_replica_hearing_its_leader_refuses_to_promise() -> None:  # L1
     lab = Lab()
     elect(lab, A, B, C)
