@@ -393,9 +393,30 @@ class Replica:
             self._outbox.extend((dest, msg) for _, dest, msg in ready)
 
     def outbox(self) -> list[tuple[int, ReplicationMessage]]:
-        """Messages ready to send now (the caller sends them in order)."""
+        """Messages ready to send now (the caller sends them in order), without those a later
+        one in the same batch supersedes: an acknowledgement followed by a later one to the same
+        leader in the same term, an empty frame (heartbeat, commit notice) followed by another
+        frame to the same follower. Dropping them is the same as losing them on the wire, which
+        the protocol tolerates, and the later message says all they said."""
         out, self._outbox = self._outbox, []
-        return out
+        if len(out) < 2:
+            return out
+        later: set[tuple[int, int, type]] = set()
+        kept: list[tuple[int, ReplicationMessage]] = []
+        for dest, message in reversed(out):
+            if isinstance(message, AppendReply) and message.ok:
+                key = (dest, message.term, AppendReply)
+                if key in later:
+                    continue
+                later.add(key)
+            elif isinstance(message, Append):
+                key = (dest, message.term, Append)
+                if key in later and not message.entries:
+                    continue
+                later.add(key)
+            kept.append((dest, message))
+        kept.reverse()
+        return kept
 
     # -------------------------------------------------------------------- dispatch
     def step(self, sender: int, message: ReplicationMessage, now: float) -> None:
