@@ -41,6 +41,9 @@ STALL_GRACE_FACTOR = 2.0
 # Peers that never completed a handshake (another cluster, a misconfigured node, garbage) are
 # remembered for INFO up to this many; the oldest refusal is forgotten first.
 MAX_REFUSED_PEERS = 64
+# How long a computed conflicts() answer is reused when nothing changed but the clock: far
+# below the down timeout, so no peer stays alive in it noticeably longer.
+CONFLICTS_CACHE_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,10 @@ class Membership:
         self.tick_interval_s = min(0.25, heartbeat_interval_s / 4)
         self.new_cluster_id = new_cluster_id
         self.peers: dict[str, _Peer] = {}
+        # conflicts() is asked for every replication message: (computed at, result), dropped
+        # by every event that can change it and recomputed after CONFLICTS_CACHE_S (aliveness
+        # also changes with the clock alone).
+        self._conflicts: tuple[float, dict[int, set[str]]] | None = None
         self.stalled_s = 0.0  # total time not counted against peers, for INFO
         self._last_tick = now
         # Not recorded in the registry by itself: the peers record it on first sight, so a node
@@ -151,6 +158,7 @@ class Membership:
     # ----------------------------------------------------------------------- events
     def on_link_up(self, peer_id: str, hello: Hello, now: float) -> Output:
         """A handshake was accepted: the peer is linked and heard from."""
+        self._conflicts = None
         peer = self._peer(peer_id)
         peer.hello = hello
         peer.linked = True
@@ -182,12 +190,14 @@ class Membership:
         return out
 
     def on_link_down(self, peer_id: str) -> None:
+        self._conflicts = None
         peer = self.peers.get(peer_id)
         if peer is not None:
             peer.linked = False
             peer.reported = []
 
     def on_refused(self, peer_id: str, refusal: Refusal, now: float) -> None:
+        self._conflicts = None
         peer = self._peer(peer_id)
         peer.linked = False
         peer.refusal = refusal
@@ -195,6 +205,7 @@ class Membership:
         self._forget_old_refusals()
 
     def on_message(self, peer_id: str, message: Message, now: float) -> Output:
+        self._conflicts = None
         peer = self.peers.get(peer_id)
         out = Output()
         if peer is None or not peer.linked:
@@ -217,6 +228,7 @@ class Membership:
         return out
 
     def tick(self, now: float) -> Output:
+        self._conflicts = None
         self._account_stall(now)
         self._last_tick = now
         out = Output()
@@ -271,6 +283,14 @@ class Membership:
 
     def conflicts(self, now: float) -> dict[int, set[str]]:
         """Node indexes that two or more live peers claim, with the peer ids claiming them."""
+        cached = self._conflicts
+        if cached is not None and 0 <= now - cached[0] < CONFLICTS_CACHE_S:
+            return cached[1]
+        found = self._compute_conflicts(now)
+        self._conflicts = (now, found)
+        return found
+
+    def _compute_conflicts(self, now: float) -> dict[int, set[str]]:
         claims: dict[int, set[str]] = {self.local.node_index: {self.local.peer_id}}
         for peer in self.peers.values():
             if peer.linked and peer.hello is not None:
@@ -311,6 +331,7 @@ class Membership:
         late = now - self._last_tick - self.tick_interval_s
         if late > STALL_GRACE_FACTOR * self.tick_interval_s:
             self.stalled_s += late
+            self._conflicts = None
             for peer in self.peers.values():
                 if peer.last_heard is not None:
                     peer.last_heard = min(now, peer.last_heard + late)
