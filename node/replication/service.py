@@ -79,6 +79,8 @@ class PromiseWriteFailed(RuntimeError):
 @dataclass
 class _Pending:
     done: trio.Event
+    request_id: int
+    sent_at: float
     reply: Reply | None = None
 
 
@@ -126,6 +128,9 @@ class ReplicationService:
         self._request_ids = itertools.count(1)
         self._notice_due = False
         self._moved: set[int] = set()  # led partitions whose watermark moved since the notice
+        # Led partitions with local appends not yet sent to followers (see replicate_soon).
+        self._to_replicate: dict[int, Replica] = {}
+        self._replicate_wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.server: object = None  # the client server, for forwarded reads (set by the CLI)
         self.forwarded = 0
@@ -139,6 +144,7 @@ class ReplicationService:
             channels.register(REPLICATION_PROTOCOL, self._on_replication_frame)
             channels.register(REQUESTS_PROTOCOL, self._on_request_frame)
             nursery.start_soon(self._persist_watermarks)
+            nursery.start_soon(self._replicate_rounds)
             task_status.started()
             while True:
                 await trio.sleep(self.tick_interval_s)
@@ -146,6 +152,7 @@ class ReplicationService:
                 for replica in self.replicas.values():
                     replica.tick(now)
                     self._after(replica)
+                self._expire_requests(now)
 
     async def _persist_watermarks(self) -> None:
         """Keep the persisted watermarks recent: after a restart they are where a new leader's
@@ -187,6 +194,24 @@ class ReplicationService:
             if replica.role is Role.LEADER:
                 self._moved.add(p)
                 self._schedule_commit_notice()
+
+    def replicate_soon(self, replica: Replica) -> None:
+        """A local append happened: send it (and start its write) once this scheduling round is
+        over, so every append of the round leaves in one frame per follower."""
+        self._to_replicate[replica.config.partition] = replica
+        self._replicate_wake.set()
+
+    async def _replicate_rounds(self) -> None:
+        """Runs in the round after the appends that woke it (trio runs a woken task only after
+        every task already runnable), so one round's appends are sent, and written, together."""
+        while True:
+            await self._replicate_wake.wait()
+            self._replicate_wake = trio.Event()
+            due, self._to_replicate = self._to_replicate, {}
+            now = trio.current_time()
+            for replica in due.values():
+                replica.replicate(now)
+                self._after(replica)
 
     def _schedule_promise_flush(self) -> None:
         if self._promises_flushing or self._nursery is None:
@@ -256,22 +281,43 @@ class ReplicationService:
         self, leader: int, message: ForwardAppend | ForwardRead | FetchEvents
     ) -> ForwardReply | ReadReply | EventsReply:
         """Send a request to another node and wait for its answer (TIMEOUT at the deadline)."""
+        return await self.await_reply(self.send_request(leader, message))
+
+    def send_request(
+        self, leader: int, message: ForwardAppend | ForwardRead | FetchEvents
+    ) -> _Pending:
+        """Queue a request for another node now; ``await_reply`` waits for its answer."""
         peer = self.cluster.peer_at(leader)
         channels = self.cluster.channels
         if peer is None or channels is None or len(self._pending) >= MAX_PENDING_FORWARDS:
             raise NodeError("TRYAGAIN", f"node {leader} cannot be reached; retry")
-        pending = self._pending[message.request_id] = _Pending(trio.Event())
+        pending = self._pending[message.request_id] = _Pending(
+            trio.Event(), message.request_id, trio.current_time()
+        )
+        if not channels.send(peer, REQUESTS_PROTOCOL, encode(message)):
+            del self._pending[message.request_id]
+            raise NodeError("TRYAGAIN", f"node {leader} cannot be reached; retry")
+        self.forwarded += 1
+        return pending
+
+    async def await_reply(self, pending: _Pending) -> Reply:
         try:
-            if not channels.send(peer, REQUESTS_PROTOCOL, encode(message)):
-                raise NodeError("TRYAGAIN", f"node {leader} cannot be reached; retry")
-            self.forwarded += 1
             with trio.move_on_after(self.write_timeout_s):
                 await pending.done.wait()
             if pending.reply is None:
                 raise NodeError("TIMEOUT", "write operation timed out")
             return pending.reply
         finally:
-            del self._pending[message.request_id]
+            self._pending.pop(pending.request_id, None)
+
+    def _expire_requests(self, now: float) -> None:
+        """Forget requests nobody waits for any more whose answer never came (their waiter,
+        had it run, timed out long ago): the table stays bounded by live requests."""
+        if not self._pending:
+            return
+        horizon = now - 2 * self.write_timeout_s
+        for request_id in [r for r, p in self._pending.items() if p.sent_at < horizon]:
+            del self._pending[request_id]
 
     def next_request_id(self) -> int:
         return next(self._request_ids)
@@ -279,7 +325,7 @@ class ReplicationService:
     def _on_request_frame(self, node: int, body: bytes) -> None:
         message = decode(body)
         if isinstance(message, (ForwardReply, ReadReply, EventsReply)):
-            pending = self._pending.get(message.request_id)
+            pending = self._pending.pop(message.request_id, None)
             if pending is not None:
                 pending.reply = message
                 pending.done.set()
@@ -454,8 +500,7 @@ class ClusterRole:
             self.partition, request.partition_key, request.transaction_id, request.events, ticket
         )
         replica.local_append(events, ticket)
-        replica.replicate(trio.current_time())
-        service._after(replica)
+        service.replicate_soon(replica)
         outcome = AppendOutcome(
             ticket.first_sequence,
             tuple(ticket.versions),
@@ -491,13 +536,20 @@ class ClusterRole:
         return wait
 
     def _forwarded(self, request: AppendRequest, leader: int) -> Waiter:
+        """Send the request to the leader now (a pipeline of appends goes out together, not
+        one round trip after another); the waiter takes the answer, retrying once on a hint."""
         service = self.service
+        first = service.send_request(leader, ForwardAppend(service.next_request_id(), request))
 
         async def wait() -> AppendOutcome:
-            target = leader
+            target, pending = leader, first
             for attempt in range(2):
-                message = ForwardAppend(service.next_request_id(), request)
-                reply = await service.forward(target, message)
+                if pending is None:
+                    pending = service.send_request(
+                        target, ForwardAppend(service.next_request_id(), request)
+                    )
+                reply = await service.await_reply(pending)
+                pending = None
                 assert isinstance(reply, ForwardReply)
                 if reply.outcome is not None:
                     await self._visible_here(reply.outcome, len(request.events))
