@@ -149,6 +149,7 @@ class ClusterRuntime:
         self.local: LocalNode | None = None
         self._leaving = False
         self._links: dict[str, _Link] = {}
+        self._peers_by_index: dict[int, list[str]] | None = None  # peer_at, rebuilt on changes
         self._nursery: trio.Nursery | None = None
         self._persist_lock = trio.Lock()
         self._dirty = False
@@ -261,8 +262,13 @@ class ClusterRuntime:
 
     def peer_at(self, node_index: int) -> str | None:
         """The linked peer holding a node index (None if none, or if two claim it)."""
-        found = [p for p, link in self._links.items() if link.hello.node_index == node_index]
-        if len(found) != 1 or self.node_of(found[0]) is None:
+        if self._peers_by_index is None:
+            by_index: dict[int, list[str]] = {}
+            for peer_id, link in self._links.items():
+                by_index.setdefault(link.hello.node_index, []).append(peer_id)
+            self._peers_by_index = by_index
+        found = self._peers_by_index.get(node_index)
+        if found is None or len(found) != 1 or self.node_of(found[0]) is None:
             return None
         return found[0]
 
@@ -447,11 +453,13 @@ class ClusterRuntime:
                 return False
             old.scope.cancel()
         self._links[link.peer_id] = link
+        self._peers_by_index = None
         return True
 
     def _unregister(self, link: _Link) -> None:
         if self._links.get(link.peer_id) is link:
             del self._links[link.peer_id]
+            self._peers_by_index = None
             assert self.membership is not None
             self.membership.on_link_down(link.peer_id)
         link.closed.set()
