@@ -520,6 +520,8 @@ class ClusterRole:
             with trio.move_on_after(service.write_timeout_s):
                 while True:
                     if service.store.watermark(p) > last:
+                        if replica.role is Role.LEADER and replica.promise.term == term:
+                            return outcome  # a leader never replaces its log in its own term
                         found = service.store.find_event(p, event_id)
                         if found is not None and found[0].partition_sequence == last:
                             return outcome
