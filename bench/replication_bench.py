@@ -107,15 +107,18 @@ def benchmark(ports: list[int], requests: int, pipeline: int) -> tuple[float, fl
                 PAYLOAD,
             ],  # fmt: skip
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             text=True,
         )  # fmt: skip
         for port in ports
     ]
     rps, p50, p99 = 0.0, 0.0, 0.0
     for proc in procs:
-        out, _ = proc.communicate()
-        line = [row for row in out.splitlines() if row.startswith('"EAPPEND')][-1]
+        out, err = proc.communicate()
+        lines = [row for row in out.splitlines() if row.startswith('"EAPPEND')]
+        if not lines:
+            raise RuntimeError(f"redis-benchmark printed no result: {err.strip()[-500:]}")
+        line = lines[-1]
         # "test",rps,avg,min,p50,p95,p99,max: the test name holds the payload's commas.
         fields = [f.strip('"') for f in line.rsplit(",", 7)[1:]]
         rps += float(fields[0])
