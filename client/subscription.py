@@ -28,6 +28,7 @@ This class does no I/O: the sync and asyncio shells feed it frames and send what
 
 from __future__ import annotations
 
+import typing
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -60,7 +61,9 @@ class SubscriptionState:
                 raise ValueError("a stream subscription names each stream id once")
         self.partitions = partitions
         self.window = window
-        self.positions: dict[Target, int | None] = dict(targets)
+        self.positions: dict[Target, int | None] = dict(
+            typing.cast(Mapping[Target, int | None], targets)
+        )
         self.subscription_id: str | None = None
         self._cursor = -1
         self._acked = -1

@@ -18,12 +18,16 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import trio
 
 from .errors import FrameError, P2PError
 from .framing import FrameReader, frame
 from .host import Host, Stream
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus  # trio's own type, as the stubs mypy reads name it
 
 log = logging.getLogger("sierradb.p2p")
 
@@ -60,7 +64,7 @@ class Channels:
         self._channels: dict[tuple[str, str], _Channel] = {}
         self._nursery: trio.Nursery | None = None
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()

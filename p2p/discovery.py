@@ -19,6 +19,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -45,9 +46,10 @@ class MdnsDiscovery:
         self._on_found = on_found  # called on a zeroconf thread; must be thread-safe
         self._lock = threading.Lock()
         self._found: dict[str, tuple[str, ...]] = {}
-        self._zc = None
-        self._browser = None
-        self._info = None
+        # zeroconf is imported where mDNS starts (a single node never loads it).
+        self._zc: Any = None
+        self._browser: Any = None
+        self._info: Any = None
 
     def start(self) -> None:
         """Blocking (run it in a worker thread): announce this node and browse for others."""

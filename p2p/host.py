@@ -132,7 +132,12 @@ class Host:
 
         # The swarm's auto-connector dials peers from the peerstore on its own whenever the
         # connection count is below its target (128 here): links are ours to manage.
-        self._host.get_network().auto_connector.maybe_connect = never  # type: ignore[method-assign]
+        self._swarm().auto_connector.maybe_connect = never
+
+    def _swarm(self) -> Any:
+        """The host's network, a Swarm: the dial, upgrade and peer-blocking internals used
+        here are not part of libp2p's declared INetworkService."""
+        return self._host.get_network()
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[Host]:
@@ -143,7 +148,7 @@ class Host:
                 yield self
             finally:
                 # libp2p's own shutdown leaves connections' sockets unclosed.
-                for peer in list(self._host.get_network().connections):
+                for peer in list(self._swarm().connections):
                     await self.disconnect(peer.to_base58())
 
     def listen_port(self) -> int:
@@ -169,7 +174,7 @@ class Host:
 
         if address.is_dns:
             raise P2PError(f"{address}: resolve DNS names before dialling")
-        network = self._host.get_network()
+        network = self._swarm()
         target = multiaddr.Multiaddr(address.multiaddr(with_peer_id=False))
         expected = ID.from_base58(expected_peer_id) if expected_peer_id else None
         raw = None
@@ -208,14 +213,14 @@ class Host:
         return Stream(raw, peer_id)
 
     def connection_count(self) -> int:
-        return sum(len(conns) for conns in self._host.get_network().connections.values())
+        return sum(len(conns) for conns in self._swarm().connections.values())
 
     async def keep_one_connection(self, stream: Stream) -> None:
         """Close every other connection to the stream's peer (both ends dialled at once, or an
         old connection outlived a restart): one connection per peer."""
         from libp2p.peer.id import ID
 
-        network = self._host.get_network()
+        network = self._swarm()
         keep = stream.muxed_conn
         for conn in list(network.connections.get(ID.from_base58(stream.peer_id), [])):
             if conn.muxed_conn is not keep:
@@ -235,7 +240,7 @@ class Host:
                 await self._host.disconnect(peer)
             except _closed_errors() as e:
                 log.debug("disconnecting %s: %r", peer_id, e)
-        self._host.get_network().unblock_peer(peer)
+        self._swarm().unblock_peer(peer)
 
 
 async def _close_quietly(conn: Any) -> None:

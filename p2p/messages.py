@@ -152,7 +152,7 @@ def decode_message(wire: dict[str, Any]) -> Message:
     cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise FrameError(f"unknown message type {kind!r}")
-    return typing.cast(Message, _decode_object(cls, wire, kind))
+    return typing.cast(Message, _decode_object(cls, wire, typing.cast(str, kind)))
 
 
 @cache

@@ -30,6 +30,7 @@ import secrets
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -45,6 +46,9 @@ from .identity import peer_id_from_seed
 from .member_table import MemberTable
 from .membership import LocalNode, Membership, MembershipStatistics, Output
 from .messages import PROTOCOL_VERSION, Hello, Leave, Message, decode_message, encode_message
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus  # trio's own type, as the stubs mypy reads name it
 
 log = logging.getLogger("sierradb.p2p")
 dial_log = logging.getLogger("sierradb.p2p.dial")
@@ -162,7 +166,7 @@ class ClusterRuntime:
 
     # ------------------------------------------------------------------ lifecycle
     async def run(
-        self, *, task_status: trio.TaskStatus[ClusterRuntime] = trio.TASK_STATUS_IGNORED
+        self, *, task_status: TaskStatus[ClusterRuntime] = trio.TASK_STATUS_IGNORED
     ) -> None:
         from .addresses import advertised_addresses
         from .logs import route_libp2p_logging

@@ -401,16 +401,16 @@ class Replica:
         out, self._outbox = self._outbox, []
         if len(out) < 2:
             return out
-        later: set[tuple[int, int, type]] = set()
+        later: set[tuple[int, int, bool]] = set()  # (dest, term, is an acknowledgement)
         kept: list[tuple[int, ReplicationMessage]] = []
         for dest, message in reversed(out):
             if isinstance(message, AppendReply) and message.ok:
-                key = (dest, message.term, AppendReply)
+                key = (dest, message.term, True)
                 if key in later:
                     continue
                 later.add(key)
             elif isinstance(message, Append):
-                key = (dest, message.term, Append)
+                key = (dest, message.term, False)
                 if key in later and not message.entries:
                     continue
                 later.add(key)

@@ -52,6 +52,8 @@ from .replica import Replica, ReplicaConfig, ReplicaStatistics, Role
 from .storage import PromiseToken, PromiseWrites, StoreStorage, leader_events
 
 if TYPE_CHECKING:
+    from trio_typing import TaskStatus  # trio's own type, as the stubs mypy reads name it
+
     from sierradb.p2p.runtime import ClusterRuntime
 
     from ..bucket_writer import BucketWriter
@@ -136,7 +138,7 @@ class ReplicationService:
         self.forwarded = 0
 
     # ------------------------------------------------------------------- lifecycle
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         channels = self.cluster.channels
         assert channels is not None
         async with trio.open_nursery() as nursery:
@@ -544,7 +546,8 @@ class ClusterRole:
         first = service.send_request(leader, ForwardAppend(service.next_request_id(), request))
 
         async def wait() -> AppendOutcome:
-            target, pending = leader, first
+            target: int = leader
+            pending: _Pending | None = first
             for attempt in range(2):
                 if pending is None:
                     pending = service.send_request(
