@@ -273,6 +273,10 @@ class Store:
     def pending_bytes(self, bucket_id: int) -> int:
         return self.buckets[bucket_id].pending_bytes
 
+    def has_queued(self, bucket_id: int) -> bool:
+        """Whether the bucket's next flush has anything to write or report."""
+        return self.buckets[bucket_id].has_queued()
+
     # ---------------------------------------------------------------------- replication
     def set_watermark(self, partition_id: int, watermark: int) -> None:
         ps = self.partitions[partition_id]
