@@ -25,15 +25,23 @@ become the sealed index files (``sealed.py``).
 
 from __future__ import annotations
 
+import struct
 from array import array
 
 from .hashing import _GOLDEN, _M64, Bloom, SlotTable, bytes_hash64, id_hash64
 
 # Assumed smallest average record (bytes) when sizing the bloom filters of a segment.
 BLOOM_BYTES_PER_ITEM = 128
+# index_ids works through this many events at a time, bounding its temporary lists (~5 MB).
+INDEX_IDS_CHUNK = 65536
 # Events per segment the id slot table is first sized for: one per this many bytes (it holds
 # up to half as many events as slots, and doubles beyond that).
 SLOT_BYTES_PER_EVENT = 1024
+
+
+_ID_HALVES = struct.Struct("<QQ")  # an event id as two little-endian 64-bit words
+# Partition id -> its 2-byte prefix of a stream key (see stream_key), made once per partition.
+_PREFIXES: dict[int, bytes] = {}
 
 
 def stream_key(partition_id: int, stream_id: bytes) -> bytes:
@@ -160,18 +168,23 @@ class ActiveIndex:
         n = len(offsets)
         ids = self.event_ids
         stream_ref_of = self.stream_ref_of
+        stream_keys = self.stream_keys
+        stream_pkeys = self.stream_pkeys
         stream_events = self.stream_events
         stream_base = self.stream_base
         stream_refs = self.stream_refs
         part_events = self.part_events
+        part_base = self.part_base
         for base, partition_id, entries in units:
             events = part_events.get(partition_id)
             if events is None:
                 events = part_events[partition_id] = array("I")
             if not events:
-                self.part_base[partition_id] = entries[0][1]
-            expected_seq = self.part_base[partition_id] + len(events)
-            prefix = partition_id.to_bytes(2, "big")
+                part_base[partition_id] = entries[0][1]
+            expected_seq = part_base[partition_id] + len(events)
+            prefix = _PREFIXES.get(partition_id)
+            if prefix is None:
+                prefix = _PREFIXES[partition_id] = stream_key(partition_id, b"")
             for rel, sequence, version, sid, partition_key, event_id in entries:
                 assert sequence == expected_seq, (
                     f"partition {partition_id}: sequence {sequence} does not extend the index"
@@ -184,16 +197,19 @@ class ActiveIndex:
                 events.append(n)
                 key = prefix + sid
                 ref = stream_ref_of.get(key)
-                if ref is None:
-                    ref = stream_ref_of[key] = len(self.stream_keys)
-                    self.stream_keys.append(key)
-                    self.stream_pkeys += partition_key
-                    stream_events.append(array("I"))
+                if ref is None:  # first seen in this segment
+                    ref = stream_ref_of[key] = len(stream_keys)
+                    stream_keys.append(key)
+                    stream_pkeys += partition_key
+                    stream_events.append(array("I", (n,)))
                     stream_base.append(version)
+                    stream_refs.append(ref)
+                    n += 1
+                    continue
                 sevents = stream_events[ref]
-                if not sevents:  # new here, or every earlier entry was discarded
+                if not sevents:  # every earlier entry here was discarded
                     stream_base[ref] = version
-                    self.stream_pkeys[ref * 16 : ref * 16 + 16] = partition_key
+                    stream_pkeys[ref * 16 : ref * 16 + 16] = partition_key
                 assert version == stream_base[ref] + len(sevents), (
                     f"stream {sid!r}: version {version} does not extend the active index"
                 )
@@ -205,10 +221,20 @@ class ActiveIndex:
         """Bring the id slot table, the id bloom filter and the time range up to date with
         every event added (one pass over the events added since the last call)."""
         end = len(self.offsets)
+        while self.ids_indexed < end:
+            self._index_ids_upto(min(end, self.ids_indexed + INDEX_IDS_CHUNK))
+
+    def _index_ids_upto(self, end: int) -> None:
         n = self.ids_indexed
-        if n == end:
-            return
         ids = bytes(self.event_ids[n * 16 : end * 16])
+        # id_hash64 of each id, from its two little-endian 64-bit halves: the product's bits
+        # above 64 fall away, so ((hi << 64 | lo) >> 64 ^ ...) reduces to (lo ^ hi) * golden.
+        hashes = [((lo ^ hi) * _GOLDEN) & _M64 for lo, hi in _ID_HALVES.iter_unpack(ids)]
+        # event_time_ms is the big-endian 6-byte prefix: bytes compare as the numbers do.
+        prefixes = [ids[i : i + 6] for i in range(0, len(ids), 16)]
+        from_bytes = int.from_bytes
+        self.min_time_ms = min(self.min_time_ms, from_bytes(min(prefixes), "big"))
+        self.max_time_ms = max(self.max_time_ms, from_bytes(max(prefixes), "big"))
         slots_table = self.id_slots
         slots = slots_table.slots
         slots_mask = len(slots) - 1
@@ -216,12 +242,7 @@ class ActiveIndex:
         used = slots_table.used
         bloom_bits = self.id_bloom.bits
         bloom_mask = self.id_bloom.mask
-        min_t, max_t = self.min_time_ms, self.max_time_ms
-        from_bytes = int.from_bytes
-        for pos in range(0, len(ids), 16):
-            event_id = ids[pos : pos + 16]
-            x = from_bytes(event_id, "little")
-            h = (((x >> 64) ^ x) * _GOLDEN) & _M64
+        for h in hashes:
             if (used + 1) * 2 > slots_mask + 1:
                 slots_table.used = used
                 slots_table.insert(h, n, self._id_hash_of)
@@ -244,14 +265,8 @@ class ActiveIndex:
             bloom_bits[q >> 3] |= 1 << (q & 7)
             q = (a + 2 * b) & bloom_mask
             bloom_bits[q >> 3] |= 1 << (q & 7)
-            t = from_bytes(event_id[:6], "big")
-            if t < min_t:
-                min_t = t
-            if t > max_t:
-                max_t = t
             n += 1
         slots_table.used = used
-        self.min_time_ms, self.max_time_ms = min_t, max_t
         self.ids_indexed = n
 
     def index_streams(self) -> None:

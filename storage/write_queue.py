@@ -63,7 +63,8 @@ class WriteQueue(BucketRecovery):
     ) -> Ticket:
         assert events, "a transaction needs at least one event"
         with self.lock:
-            self._check_writable()
+            if self.broken is not None:
+                self._check_writable()  # raises
             ps = self.parts[partition_id]
             if len(events) == 1:
                 return self._append_one(ps, partition_key, transaction_id, events[0], term)
