@@ -165,11 +165,8 @@ class WriteQueue(BucketRecovery):
         if size + SEGMENT_HEADER_SIZE > self.segment_size:
             raise TransactionTooLarge("events exceed the size of a single segment")
         ticket = Ticket(p, seq, seq, [next_v], term)
-        self.pending.append(
-            _new_tuple(
-                Unit, (ticket, p, rec, [(0, seq, next_v, sid, partition_key, event_id)], None, term)
-            )
-        )
+        unit = (ticket, p, rec, [(0, seq, next_v, sid, partition_key, event_id)], None, term)
+        self.pending.append(_new_tuple(Unit, unit))  # type: ignore[arg-type]
         self.pending_bytes += size
         ps.next_sequence = seq + 1
         ps.last_term = term
