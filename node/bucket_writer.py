@@ -12,15 +12,23 @@ after every request that was ready in that round has queued its appends, rather 
 first one (a thread woken at once would grab the GIL during the event loop's next syscall and
 flush a batch of one).
 
-A flush has two phases (see ``Bucket.flush_write``): the thread writes and fdatasyncs, then
-hands the result to the trio thread (``run_sync_soon``) and waits while the event loop indexes
-it, so the thread never holds the bucket lock that the loop's appends need. There the completed
-transactions are reported to the confirmer (``on_durable``, see ``confirmation``), which decides
-what becomes visible; the writer itself never touches a watermark.
+A flush has two phases (see ``group_commit``): the thread writes and fdatasyncs, then hands the
+result to the trio thread (``run_sync_soon``), where the entries are indexed (so the thread never
+holds the bucket lock that the loop's appends need) and the completed transactions reported to
+the confirmer (``on_durable``, see ``confirmation``), which decides what becomes visible; the
+writer itself never touches a watermark. Nothing is reported before its fdatasync returned.
 
-A kick that arrives while a flush runs is never lost: the thread clears its wake-up flag before
-it takes the queue. An exception from the engine (a broken invariant) is handed to the trio
-thread and stops the node (fail-stop).
+The round is a small state machine, owned by the trio thread, to keep thread hand-offs at one
+each way per flush: *idle* (the thread waits; a kick wakes it and makes the writer *busy*) ->
+*busy* (the thread writes and syncs, kicks are absorbed since the round's end will look at the
+queue anyway) -> completion on the trio thread: the thread is woken again at once if anything
+was queued meanwhile (or the writer is stopping), else the writer is *idle*. Only the trio thread
+reads or changes that state, and the thread is woken only when the last completion has run, so
+a write never starts before the previous one was indexed, and a queued append is never left
+without a flush: either the completion sees it queued, or its kick finds the writer idle.
+
+An exception from the engine (a broken invariant) is handed to the trio thread and stops the node
+(fail-stop).
 """
 
 from __future__ import annotations
@@ -67,7 +75,7 @@ class BucketWriter:
         self.on_crash = on_crash
         self._kicked = trio.Event()
         self._wake = threading.Event()
-        self._applied = threading.Event()
+        self._busy = False  # trio thread only: the thread was woken, its completion not run yet
         self._crashed = False
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -109,13 +117,19 @@ class BucketWriter:
         while True:
             await self._kicked.wait()
             self._kicked = trio.Event()
+            self._wake_if_idle()
+
+    def _wake_if_idle(self) -> None:
+        if not self._busy:
+            self._busy = True
             self._wake.set()
 
     def stop(self) -> None:
-        """Blocking: flush what is queued and end the thread."""
+        """Blocking (call it from a worker thread): flush what is queued and end the thread."""
         self._stopping = True
-        self._wake.set()
         if self._thread is not None:
+            assert self._token is not None
+            self._token.run_sync_soon(self._wake_if_idle)  # else the running round's end wakes it
             self._thread.join()
 
     def _run(self) -> None:
@@ -124,6 +138,8 @@ class BucketWriter:
         while True:
             self._wake.wait()
             self._wake.clear()
+            if self._crashed:
+                return
             if self.window_s and not self._stopping:
                 time.sleep(self.window_s)
             started = time.perf_counter()
@@ -134,30 +150,30 @@ class BucketWriter:
                 return
             if written.batches:
                 self._sync_seconds.observe(time.perf_counter() - started)
-            if written.batches or written.completed:
-                # Phase 2 runs on the event loop; the next write waits for it (see storage).
-                self._applied.clear()
-                token.run_sync_soon(self._complete, written)
-                self._applied.wait()
-                if self._crashed:
-                    return
-            if self._stopping and not self.store.pending_bytes(self.bucket_id):
-                return
+            elif self._stopping and not written.completed:
+                return  # stopping, and the last round's queue was empty
+            # Phase 2 runs on the event loop; the next write waits for its wake-up from there.
+            token.run_sync_soon(self._complete, written)
 
     def _complete(self, written: Written) -> None:
-        """On the trio thread: index what was written, report it to the confirmer."""
+        """On the trio thread: index what was written, report it, start the next round."""
+        wrote = bool(written.batches or written.completed)
         try:
             completed = self.store.flush_apply(self.bucket_id, written)
         except BaseException as e:  # a broken invariant: stop the node
             self._crashed = True
+            self._wake.set()  # the thread sees _crashed and ends
             self.on_crash(e)
             return
-        finally:
-            self._applied.set()
-        self.flushes += 1
-        self.transactions += len(completed)
-        self._batch_transactions.observe(len(completed))
-        self.events += sum(
-            t.last_sequence - t.first_sequence + 1 for t in completed if t.error is None
-        )
-        self.on_durable(completed)
+        if wrote:
+            self.flushes += 1
+            self.transactions += len(completed)
+            self._batch_transactions.observe(len(completed))
+            self.events += sum(
+                t.last_sequence - t.first_sequence + 1 for t in completed if t.error is None
+            )
+            self.on_durable(completed)
+        if self._stopping or self.store.has_queued(self.bucket_id):
+            self._wake.set()  # still busy: the next round starts at once
+        else:
+            self._busy = False

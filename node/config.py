@@ -53,6 +53,8 @@ cache_capacity_bytes       cache_capacity_bytes,        --cache-size      256MiB
                            cache.capacity_bytes
 stream_cache_entries       stream_cache_entries         --stream-cache-   100000
                                                         entries
+checkpoint_interval_bytes  checkpoint_interval_bytes    --checkpoint-     16MiB
+                                                        interval
 log_level                  log_level                    -l/--log-level    info
 =========================  ===========================  ================  =====================
 
@@ -83,15 +85,27 @@ from typing import NoReturn
 
 from sierradb.p2p.addresses import parse_listen_address, parse_peer_address
 from sierradb.p2p.errors import AddressError
+from sierradb.storage import (
+    DEFAULT_CACHE_CAPACITY_BYTES,
+    DEFAULT_CHECKPOINT_INTERVAL_BYTES,
+    DEFAULT_SEGMENT_SIZE_BYTES,
+    DEFAULT_STREAM_CACHE_ENTRIES,
+    MAX_SEGMENT_SIZE_BYTES,
+    MIN_CHECKPOINT_INTERVAL_BYTES,
+    MIN_SEGMENT_SIZE_BYTES,
+)
 
 __all__ = [
     "DEFAULT_CACHE_CAPACITY_BYTES",
+    "DEFAULT_CHECKPOINT_INTERVAL_BYTES",
     "DEFAULT_MAX_REQUEST_BYTES",
     "DEFAULT_SEGMENT_SIZE_BYTES",
+    "DEFAULT_STREAM_CACHE_ENTRIES",
     "ENV_PREFIX",
     "MAX_PARTITIONS",
     "MAX_SEGMENT_SIZE_BYTES",
     "MAX_SYNC_WINDOW_S",
+    "MIN_CHECKPOINT_INTERVAL_BYTES",
     "MIN_SEGMENT_SIZE_BYTES",
     "Config",
     "ConfigError",
@@ -116,10 +130,8 @@ CONFIG_PATH_ENV = ENV_PREFIX + "CONFIG"
 
 # Partition ids are 16-bit, as in the reference.
 MAX_PARTITIONS = 65535
-# The reference's bounds: tiny segments roll over constantly; huge ones make sealing (indexes
-# and bloom filters written in one go) and recovery scans slow.
-MIN_SEGMENT_SIZE_BYTES = 128 * KIB
-MAX_SEGMENT_SIZE_BYTES = 10 * GIB
+# The storage limits (segment size bounds, cache and checkpoint defaults) live in
+# sierradb.storage.limits, with their reasons.
 # Every acknowledged append waits for its sync, so a longer group-commit window is pure latency.
 MAX_SYNC_WINDOW_S = 1.0
 # The most replicas a partition gets by default; more adds write latency for little safety.
@@ -129,10 +141,8 @@ MAX_NODE_COUNT = 64
 DEFAULT_CLUSTER_ADDRESS = "/ip4/0.0.0.0/tcp/7000"
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
-DEFAULT_SEGMENT_SIZE_BYTES = 256 * MIB
 # One RESP request (an EMAPPEND batch) is buffered whole before it is parsed.
 DEFAULT_MAX_REQUEST_BYTES = 64 * MIB
-DEFAULT_CACHE_CAPACITY_BYTES = 256 * MIB
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _LOG_LEVEL_ALIASES = {"warn": "warning", "fatal": "critical"}
@@ -306,7 +316,8 @@ class Config:
     max_blocked_clients: int = 1000
     request_timeout_s: float = 30.0
     cache_capacity_bytes: int = DEFAULT_CACHE_CAPACITY_BYTES
-    stream_cache_entries: int = 100_000
+    stream_cache_entries: int = DEFAULT_STREAM_CACHE_ENTRIES
+    checkpoint_interval_bytes: int = DEFAULT_CHECKPOINT_INTERVAL_BYTES
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -433,7 +444,8 @@ def _validate(config: Config) -> None:
     _check(
         MIN_SEGMENT_SIZE_BYTES <= c.segment_size_bytes <= MAX_SEGMENT_SIZE_BYTES,
         "segment_size_bytes",
-        f"segment_size_bytes must be in 128KiB..10GiB, got {c.segment_size_bytes}",
+        f"segment_size_bytes must be in {format_size(MIN_SEGMENT_SIZE_BYTES)}.."
+        f"{format_size(MAX_SEGMENT_SIZE_BYTES)}, got {c.segment_size_bytes}",
     )
     _check(
         1 <= c.replication_factor <= c.node_count,
@@ -469,6 +481,12 @@ def _validate(config: Config) -> None:
     for key in ("cache_capacity_bytes", "stream_cache_entries"):
         value = getattr(c, key)
         _check(value >= 0, key, f"{key} must not be negative, got {value}")
+    _check(
+        MIN_CHECKPOINT_INTERVAL_BYTES <= c.checkpoint_interval_bytes <= MAX_SEGMENT_SIZE_BYTES,
+        "checkpoint_interval_bytes",
+        f"checkpoint_interval_bytes must be in {format_size(MIN_CHECKPOINT_INTERVAL_BYTES)}.."
+        f"{format_size(MAX_SEGMENT_SIZE_BYTES)}, got {c.checkpoint_interval_bytes}",
+    )
     _check(
         c.log_level in LOG_LEVELS,
         "log_level",
@@ -598,7 +616,14 @@ _SETTINGS: tuple[_Setting, ...] = (
     ),
     _Setting(
         "stream_cache_entries", _to_int, ("--stream-cache-entries",), "N",
-        "streams whose latest version is kept in memory", "100000", "storage",
+        "streams whose latest version is kept in memory", str(DEFAULT_STREAM_CACHE_ENTRIES),
+        "storage",
+    ),
+    _Setting(
+        "checkpoint_interval_bytes", _to_size, ("--checkpoint-interval",), "SIZE",
+        "data written between checkpoints of the active segment's index (bounds the scan at "
+        "start-up), 16KiB..10GiB; one above the segment size means none before sealing",
+        format_size(DEFAULT_CHECKPOINT_INTERVAL_BYTES), "storage",
     ),
     _Setting(
         "client_address", _to_str, ("--client-address",), "HOST:PORT",

@@ -65,6 +65,7 @@ class Database:
             sync=config.sync_window_s is not None,
             cache_capacity_bytes=config.cache_capacity_bytes,
             stream_cache_entries=config.stream_cache_entries,
+            checkpoint_interval_bytes=config.checkpoint_interval_bytes,
         )
         db = cls(store, config)
         db.opened_in_s = time.monotonic() - started

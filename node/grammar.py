@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from sierradb.node.identifiers import parse_uuid, partition_id, partition_key_for_stream
+from sierradb.storage import MAX_EVENT_NAME_BYTES, MAX_STREAM_ID_BYTES
 
 INVALIDARG = "INVALIDARG"
 
@@ -36,8 +37,6 @@ EXPECTED_EXISTS = -2
 EXPECTED_EMPTY = -3
 """`EXPECTED_VERSION empty`: the stream has no event."""
 
-MAX_STREAM_ID_BYTES = 64
-MAX_EVENT_NAME_BYTES = 255
 MIN_WINDOW = 1
 MAX_TIMESTAMP_MS = U64_MAX // 1_000_000
 """Timestamps are stored as u64 nanoseconds; a larger millisecond value cannot be."""

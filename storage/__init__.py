@@ -13,12 +13,22 @@ from .errors import (
     WriteFailed,
     WrongExpectedVersion,
 )
+from .limits import (
+    DEFAULT_CACHE_CAPACITY_BYTES,
+    DEFAULT_CHECKPOINT_INTERVAL_BYTES,
+    DEFAULT_SEGMENT_SIZE_BYTES,
+    DEFAULT_STREAM_CACHE_ENTRIES,
+    MAX_EVENT_NAME_BYTES,
+    MAX_SEGMENT_SIZE_BYTES,
+    MAX_STREAM_ID_BYTES,
+    MIN_CHECKPOINT_INTERVAL_BYTES,
+    MIN_SEGMENT_SIZE_BYTES,
+)
 from .partition_state import Promise
 from .record import Event
 from .store import (
     DEFAULT_BUCKETS,
     DEFAULT_PARTITIONS,
-    DEFAULT_SEGMENT_SIZE_BYTES,
     Store,
     StoreStatistics,
 )
@@ -31,8 +41,11 @@ __all__ = [
     "CacheStatistics",
     "CorruptionError",
     "DEFAULT_BUCKETS",
+    "DEFAULT_CACHE_CAPACITY_BYTES",
+    "DEFAULT_CHECKPOINT_INTERVAL_BYTES",
     "DEFAULT_PARTITIONS",
     "DEFAULT_SEGMENT_SIZE_BYTES",
+    "DEFAULT_STREAM_CACHE_ENTRIES",
     "DataDirLocked",
     "DataDirMismatch",
     "Discarded",
@@ -41,6 +54,11 @@ __all__ = [
     "EXISTS",
     "Event",
     "FileDisk",
+    "MAX_EVENT_NAME_BYTES",
+    "MAX_SEGMENT_SIZE_BYTES",
+    "MAX_STREAM_ID_BYTES",
+    "MIN_CHECKPOINT_INTERVAL_BYTES",
+    "MIN_SEGMENT_SIZE_BYTES",
     "MemoryDisk",
     "NewEvent",
     "PartitionKeyMismatch",

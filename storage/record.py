@@ -46,8 +46,6 @@ KIND_EVENT = 1
 KIND_DISCARD = 2
 FLAG_TXN_LAST = 1
 
-MAX_STREAM_ID_BYTES = 64
-MAX_EVENT_NAME_BYTES = 255
 # One record's length must fit the u32 length field (and in practice one segment).
 MAX_RECORD_BYTES = (1 << 32) - 1
 

@@ -22,6 +22,14 @@ from .bucket import Bucket, Written
 from .cache import BlockCache, CacheStatistics
 from .disk import Disk, FileDisk
 from .errors import DataDirLocked, DataDirMismatch, StorageError
+from .limits import (
+    DEFAULT_CACHE_CAPACITY_BYTES,
+    DEFAULT_CHECKPOINT_INTERVAL_BYTES,
+    DEFAULT_SEGMENT_SIZE_BYTES,
+    DEFAULT_STREAM_CACHE_ENTRIES,
+    MAX_SEGMENT_SIZE_BYTES,
+    MIN_SEGMENT_SIZE_BYTES,
+)
 from .partition_state import STREAM_TIP_BYTES, PartitionState, Promise
 from .record import Event
 from .segment import OpenIndexes
@@ -30,12 +38,6 @@ from .transaction import NewEvent, Ticket
 FORMAT_VERSION = 1
 DEFAULT_PARTITIONS = 32
 DEFAULT_BUCKETS = 4
-DEFAULT_SEGMENT_SIZE_BYTES = 256 * 1024 * 1024
-MIN_SEGMENT_SIZE_BYTES = 128 * 1024
-DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
-DEFAULT_STREAM_CACHE_ENTRIES = 200_000
-# Opening scans at most this much of each active segment beyond its checkpoint.
-DEFAULT_CHECKPOINT_INTERVAL_BYTES = 16 * 1024 * 1024
 # Sealed segments whose index files stay mapped at once (least recently used are unmapped).
 DEFAULT_OPEN_SEGMENT_INDEXES = 64
 META_FILE = "sierradb.json"
@@ -89,7 +91,7 @@ class Store:
         segment_size_bytes: int | None = None,
         sync: bool = True,
         disk: Disk | None = None,
-        cache_capacity_bytes: int = DEFAULT_CACHE_BYTES,
+        cache_capacity_bytes: int = DEFAULT_CACHE_CAPACITY_BYTES,
         stream_cache_entries: int = DEFAULT_STREAM_CACHE_ENTRIES,
         checkpoint_interval_bytes: int = DEFAULT_CHECKPOINT_INTERVAL_BYTES,
         open_segment_indexes: int = DEFAULT_OPEN_SEGMENT_INDEXES,
@@ -184,8 +186,11 @@ class Store:
                 raise StorageError("partitions must be in 1..65535")
             if not 1 <= meta["buckets"] <= meta["partitions"]:
                 raise StorageError("buckets must be in 1..partitions")
-            if meta["segment_size_bytes"] < MIN_SEGMENT_SIZE_BYTES:
-                raise StorageError(f"segment size must be at least {MIN_SEGMENT_SIZE_BYTES} bytes")
+            if not MIN_SEGMENT_SIZE_BYTES <= meta["segment_size_bytes"] <= MAX_SEGMENT_SIZE_BYTES:
+                raise StorageError(
+                    f"segment size must be in {MIN_SEGMENT_SIZE_BYTES}..{MAX_SEGMENT_SIZE_BYTES} "
+                    "bytes"
+                )
             self.disk.write_atomic(meta_path, json.dumps(meta, indent=1).encode())
         self.partition_count = meta["partitions"]
         self.bucket_count = meta["buckets"]
@@ -267,6 +272,10 @@ class Store:
 
     def pending_bytes(self, bucket_id: int) -> int:
         return self.buckets[bucket_id].pending_bytes
+
+    def has_queued(self, bucket_id: int) -> bool:
+        """Whether the bucket's next flush has anything to write or report."""
+        return self.buckets[bucket_id].has_queued()
 
     # ---------------------------------------------------------------------- replication
     def set_watermark(self, partition_id: int, watermark: int) -> None:

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from sierradb.storage import MAX_STREAM_ID_BYTES
+
 from ..identifiers import format_uuid, parse_uuid, partition_id, partition_key_for_stream
 from .events import event_text, to_json, with_events
 
@@ -36,7 +38,6 @@ MAX_PAGE_EVENTS = 10_000
 # ... nor (past its first event) more payload and metadata bytes than this.
 MAX_PAGE_BYTES = 8 * 1024 * 1024
 DEFAULT_PAGE_EVENTS = 100
-MAX_STREAM_ID_BYTES = 64
 # Position values beyond this are refused (storage positions are unsigned 64-bit).
 MAX_POSITION = (1 << 63) - 1
 

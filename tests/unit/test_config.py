@@ -75,7 +75,8 @@ def test_defaults() -> None:
     assert config.max_clients == 10_000
     assert config.max_blocked_clients == 1000
     assert config.cache_capacity_bytes == 256 * MIB
-    assert config.stream_cache_entries > 0
+    assert config.stream_cache_entries == 100_000
+    assert config.checkpoint_interval_bytes == 16 * MIB
     assert config.log_level == "info"
     assert config.config_path is None
 
@@ -295,6 +296,32 @@ def test_toml_flat_keys(toml_file: WriteToml) -> None:
     assert config.log_level == "warning"
 
 
+def test_checkpoint_interval_from_each_source(toml_file: WriteToml) -> None:
+    path = toml_file('checkpoint_interval_bytes = "1MiB"\n')
+    assert load("-c", str(path)).checkpoint_interval_bytes == 1 * MIB
+    from_env = load("-c", str(path), SIERRA_CHECKPOINT_INTERVAL_BYTES="2MiB")
+    assert from_env.checkpoint_interval_bytes == 2 * MIB
+    from_flag = load(
+        "-c", str(path), "--checkpoint-interval", "64KiB", SIERRA_CHECKPOINT_INTERVAL_BYTES="2MiB"
+    )
+    assert from_flag.checkpoint_interval_bytes == 64 * KIB
+
+
+def test_storage_defaults_are_the_engines_own() -> None:
+    # One definition of each limit: the node runs what Store.open (and its benchmark) defaults to.
+    import inspect
+
+    from sierradb.storage import Store
+
+    defaults = {
+        name: p.default for name, p in inspect.signature(Store.open).parameters.items()
+    }
+    config = Config()
+    assert defaults["stream_cache_entries"] == config.stream_cache_entries
+    assert defaults["checkpoint_interval_bytes"] == config.checkpoint_interval_bytes
+    assert defaults["cache_capacity_bytes"] == config.cache_capacity_bytes
+
+
 def test_toml_unknown_key_is_an_error_naming_it(toml_file: WriteToml) -> None:
     path = toml_file("partitions = 8\n[flush]\ninterval_ms = 5\n")
     message = load_error("--config", str(path))
@@ -507,6 +534,8 @@ def test_http_address_off() -> None:
         (["--max-count", "50"], "default_count (100) must not exceed max_count (50)"),
         (["--cache-size", "-1"], "--cache-size: invalid size"),
         (["--stream-cache-entries", "-1"], "stream_cache_entries must not be negative"),
+        (["--checkpoint-interval", "16383"], "checkpoint_interval_bytes must be in 16KiB..10GiB"),
+        (["--checkpoint-interval", "11GiB"], "checkpoint_interval_bytes must be in 16KiB..10GiB"),
         (["--log-level", "loud"], "log_level must be one of"),
         (["--peer", "10.0.0.1:7000"], "peers: peer address '10.0.0.1:7000': expected"),
         (["--peer", "/ip4/10.0.0.1/tcp/7000/p2p/x"], "peers: peer address"),
@@ -589,6 +618,7 @@ ALL_FLAGS = [
     "--request-timeout",
     "--cache-size",
     "--stream-cache-entries",
+    "--checkpoint-interval",
     "--log-level",
 ]
 

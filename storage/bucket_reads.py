@@ -1,0 +1,298 @@
+"""Lookups and reads of a bucket: stream tips, partition and stream ranges, event ids, raw bytes.
+
+Reads see only durable entries (those in an index), minus what discards removed: the active index
+applies discards directly; sealed index files predate later discards, so reads in sealed segments
+consult the partition's recorded discards (``PartitionState.sealed_limit``). Plans are taken under
+the bucket lock, record reads happen outside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from bisect import bisect_left
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from .active_index import event_time_ms, stream_key
+from .bucket_metadata import BucketMetadata
+from .hashing import bytes_hash64
+from .partition_state import PartitionState
+from .record import (
+    Event,
+    decode_event,
+)
+from .segment import (
+    DATA_FILE,
+    RecordReader,
+    SealedSegment,
+)
+
+if TYPE_CHECKING:
+    pass
+
+log = logging.getLogger("sierradb.storage")
+
+
+class BucketReads(BucketMetadata):
+    """Lookups and reads of one bucket."""
+
+    def _stream_tip(self, ps: PartitionState, sid: bytes) -> tuple[int, bytes, int] | None:
+        """(next version, partition key, newest sequence) of a stream, or None if it is new."""
+        tip = ps.streams.get(sid)
+        if tip is not None:
+            ps.streams.move_to_end(sid)
+            ps.cache_hits += 1
+            return (tip[0], tip[1], tip[2])
+        ps.cache_misses += 1
+        key = stream_key(ps.partition_id, sid)
+        found = self._stream_tip_indexed(ps, key)
+        if found is not None:
+            ps.remember_stream(sid, found[0], found[1], -1)
+        return found
+
+    def _stream_tip_indexed(self, ps: PartitionState, key: bytes) -> tuple[int, bytes, int] | None:
+        run = self.active.stream_range(key)
+        if run is not None:
+            ref, base, count, pkey = run
+            if ps.pending_discard is not None and count:
+                seqs = self.active.sequences
+                events = self.active.stream_events[ref]
+                count = bisect_left(events, ps.pending_discard, key=lambda n: seqs[n])
+            if count:
+                return (base + count, pkey, -1)
+        if not self.sealed or not self.stream_filter.may_contain(bytes_hash64(key)):
+            return None
+        for seg in reversed(self.sealed):
+            found = seg.indexes().stream_range(key)
+            if found is None:
+                continue
+            ref, base, count, pkey = found
+            limit = ps.sealed_limit(seg.segment_id)
+            if limit is not None:
+                count = self._surviving_count(seg, ref, count, limit)
+            if count:
+                return (base + count, pkey, -1)
+        return None
+
+    def _surviving_count(self, seg: SealedSegment, ref: int, count: int, limit: int) -> int:
+        """How many of a sealed stream run's entries lie below sequence `limit`."""
+        offsets = seg.indexes().stream_offsets(ref, 0, count)
+        reader = self._sealed_reader(seg)
+        while count and reader.event_at(offsets[count - 1]).partition_sequence >= limit:
+            count -= 1
+        return count
+
+    def _sealed_reader(self, seg: SealedSegment) -> RecordReader:
+        return RecordReader(
+            seg.data_path, seg.data_file(), seg.size, self.cache, (self.bucket_id, seg.segment_id)
+        )
+
+    def _active_reader(self) -> RecordReader:
+        path = os.path.join(self.seg_dir(self.active_id), DATA_FILE)
+        return RecordReader(path, self.file, self.active.end_offset)
+
+    def _term_before(self, ps: PartitionState, sequence: int) -> int:
+        """Term of the entry just below `sequence` (queued, in flight or durable)."""
+        if sequence == 0:
+            return 0
+        for u in reversed([*self.inflight, *self.pending]):
+            if u.partition_id == ps.partition_id and u.entries:
+                if u.entries[0][1] <= sequence - 1 <= u.entries[-1][1]:
+                    return u.last_term
+        ev = self._read_seq(ps, sequence - 1)
+        return ev.term if ev is not None else 0
+
+    # -- partition runs: the surviving entries in order, one run per segment
+    def partition_runs(
+        self, ps: PartitionState, start: int = 0
+    ) -> list[tuple[SealedSegment | None, int, int]]:
+        """(segment or None for the active one, first sequence, count) runs, oldest first, of
+        the durable surviving entries; runs wholly below `start` may be left out.
+
+        Surviving sequences grow with the segment order, so the walk goes from the newest
+        segment back and stops at the first run that begins at or below `start`: a read of
+        recent events never opens the index files of old segments.
+        """
+        runs: list = []
+        base, count = self.active.partition_range(ps.partition_id)
+        if count and ps.pending_discard is not None:
+            count = max(0, min(count, ps.pending_discard - base))
+        if count:
+            runs.append((None, base, count))
+            if base <= start:
+                return runs
+        for seg in reversed(self.sealed):
+            seq_min, count = seg.indexes().partition_range(ps.partition_id)
+            if not count:
+                continue
+            limit = ps.sealed_limit(seg.segment_id)
+            if limit is not None:
+                count = max(0, min(count, limit - seq_min))
+            if count:
+                runs.append((seg, seq_min, count))
+                if seq_min <= start:
+                    break
+        runs.reverse()
+        return runs
+
+    def _partition_entries(
+        self, ps: PartitionState, start: int, last: int, limit: int
+    ) -> Iterator[tuple[RecordReader, int]]:
+        """(reader, offset) of the surviving durable entries with start <= sequence <= last,
+        at most `limit`, in sequence order. The plan is taken under the lock, the reads not."""
+        if limit <= 0 or start > last:
+            return
+        p = ps.partition_id
+        with self.lock:
+            plan: list[tuple[RecordReader | SealedSegment, object]] = []
+            want = min(limit, last - start + 1)
+            for seg, base, count in self.partition_runs(ps, start):
+                if base + count <= start or want <= 0:
+                    continue
+                if base > start:
+                    break  # never for a gapless log; stop rather than skip sequences
+                lo = start - base
+                hi = min(count, lo + want)
+                if seg is None:
+                    plan.append((self._active_reader(), self.active.partition_offsets(p, lo, hi)))
+                else:
+                    plan.append((seg, (lo, hi)))
+                want -= hi - lo
+                start = base + hi
+        for source, what in plan:
+            if isinstance(source, RecordReader):
+                reader, offsets = source, what
+            else:
+                reader = self._sealed_reader(source)
+                offsets = source.indexes().partition_offsets(p, *what)  # type: ignore[misc]
+            for off in offsets:  # type: ignore[attr-defined]
+                yield reader, off
+
+    def read_partition_events(
+        self, ps: PartitionState, start: int, last: int, limit: int
+    ) -> list[Event]:
+        """Surviving durable events with start <= sequence <= last, at most `limit`."""
+        return [
+            reader.event_at(off) for reader, off in self._partition_entries(ps, start, last, limit)
+        ]
+
+    def _read_seq(self, ps: PartitionState, sequence: int) -> Event | None:
+        found = self.read_partition_events(ps, sequence, sequence, 1)
+        return found[0] if found else None
+
+    def read_stream_events(
+        self, ps: PartitionState, sid: bytes, start: int, last: int, limit: int, max_seq: int
+    ) -> list[Event]:
+        """Surviving durable events of a stream, start <= version <= last, below `max_seq`."""
+        out: list[Event] = []
+        if limit <= 0 or start > last:
+            return out
+        key = stream_key(ps.partition_id, sid)
+        # Runs of the stream's entries, oldest first: (first version, count, source).
+        runs: list[tuple[int, int, object]] = []
+        with self.lock:
+            found = self.active.stream_range(key)
+            if found is not None and found[2]:
+                ref, base, count, _ = found
+                if ps.pending_discard is not None:
+                    seqs = self.active.sequences
+                    count = bisect_left(
+                        self.active.stream_events[ref], ps.pending_discard, key=lambda n: seqs[n]
+                    )
+                lo, hi = max(0, start - base), min(count, last - base + 1)
+                if lo < hi:
+                    runs.append(
+                        (
+                            base,
+                            count,
+                            (self._active_reader(), self.active.stream_offsets(ref, lo, hi), lo),
+                        )
+                    )
+                elif count and base <= start:
+                    return out  # the range lies past the stream's end
+            sealed = list(self.sealed)
+        if (
+            (not runs or runs[0][0] > start)
+            and sealed
+            and self.stream_filter.may_contain(bytes_hash64(key))
+        ):
+            for seg in reversed(sealed):
+                found = seg.indexes().stream_range(key)
+                if found is None:
+                    continue
+                ref, base, count, _ = found
+                runs.insert(0, (base, count, (seg, ref)))
+                if base <= start:
+                    break
+        for base, count, source in runs:
+            if isinstance(source[0], RecordReader):
+                reader, offsets, lo = source  # type: ignore[misc]
+            else:
+                seg, ref = source  # type: ignore[misc]
+                limit_seq = ps.sealed_limit(seg.segment_id)
+                if limit_seq is not None:
+                    count = self._surviving_count(seg, ref, count, limit_seq)
+                lo, hi = max(0, start - base), min(count, last - base + 1)
+                if lo >= hi:
+                    continue
+                reader = self._sealed_reader(seg)
+                offsets = seg.indexes().stream_offsets(ref, lo, hi)
+            for off in offsets:
+                ev = reader.event_at(off)
+                if ev.partition_sequence >= max_seq:
+                    return out
+                if ev.stream_version < start:
+                    continue
+                out.append(ev)
+                start = ev.stream_version + 1
+                if len(out) >= limit or start > last:
+                    return out
+        return out
+
+    def find_event(self, ps: PartitionState, event_id: bytes) -> tuple[Event, bool] | None:
+        """A surviving entry with this id, queued or durable: (event, durable)."""
+        with self.lock:
+            seq = ps.pending_ids.get(event_id)
+            if seq is not None:
+                # Newest first: a queued replacement at the same sequence hides what it replaces.
+                for u in reversed([*self.inflight, *self.pending]):
+                    if u.partition_id != ps.partition_id or not u.entries:
+                        continue
+                    first = u.entries[0][1]
+                    if first <= seq <= u.entries[-1][1] and u.entries[seq - first][5] == event_id:
+                        rel = u.entries[seq - first][0]
+                        return decode_event(u.data, rel, len(u.data)), False
+            n = self.active.find_event(event_id)
+            if n is not None and self.active.partitions[n] == ps.partition_id:
+                s = self.active.sequences[n]
+                if ps.pending_discard is None or s < ps.pending_discard:
+                    return self._active_reader().event_at(self.active.offsets[n]), True
+            sealed = list(reversed(self.sealed))
+        t = event_time_ms(event_id)
+        for seg in sealed:
+            tr = seg.time_range
+            if tr is not None and not tr[0] <= t <= tr[1]:
+                continue
+            off = seg.indexes().find_event(event_id)
+            if off is None:
+                continue
+            ev = self._sealed_reader(seg).event_at(off)
+            if ev.partition_id != ps.partition_id:
+                continue
+            if ps.discarded_in_sealed(ev.partition_sequence, seg.segment_id):
+                continue
+            return ev, True
+        return None
+
+    def read_raw(self, ps: PartitionState, start: int, max_bytes: int) -> bytes:
+        """Record bytes of the durable entries from `start`, at least one, about `max_bytes`."""
+        chunks: list[bytes] = []
+        size = 0
+        for reader, off in self._partition_entries(ps, start, ps.durable_next - 1, 1 << 62):
+            raw = reader.raw_at(off)
+            chunks.append(raw)
+            size += len(raw)
+            if size >= max_bytes:
+                break
+        return b"".join(chunks)

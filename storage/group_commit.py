@@ -1,0 +1,266 @@
+"""Group commit of a bucket: write and sync what is queued, then index it; seal and checkpoint.
+
+Theory of operation.
+
+*Writing.* ``flush`` (run by one writer thread per bucket) takes everything queued, writes it
+with one ``pwrite`` per segment and makes it durable with one ``fdatasync``, then, under the lock,
+adds the entries to the active index, moves each partition's ``durable_next`` and returns the
+tickets it completed. Entries become readable only through the index, so nothing unsynced is ever
+read. A unit never spans segments: when the next unit does not fit, the active segment is sealed
+(index files written and synced) and a new one is started.
+
+*Failing.* If a write or sync fails, the segment is truncated back to where that write started,
+and every unit not yet durable (the failed ones and all queued behind them) is failed; each
+affected partition's positions go back to what is durable. Earlier acknowledged data is
+untouched. If even the rollback fails the bucket refuses further writes until it is reopened.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .active_index import ActiveIndex
+from .bucket_recovery import CHECKPOINT_MAGIC
+from .errors import (
+    WriteFailed,
+)
+from .sealed import write_index_files
+from .sectionfile import pack_sections
+from .segment import (
+    CHECKPOINT_FILE,
+    DATA_FILE,
+    SEGMENT_HEADER_SIZE,
+    SealedSegment,
+)
+from .transaction import Ticket, Unit
+from .write_queue import WriteQueue
+
+if TYPE_CHECKING:
+    pass
+
+log = logging.getLogger("sierradb.storage")
+
+# A checkpoint rewrites the whole active index, which grows with the segment: the next one is
+# due only once this many times its size was written (and at least the configured interval),
+# so checkpoints cost at most ~1/RATIO of the data written, and opening scans a tail of at most
+# RATIO checkpoint sizes (a few tens of MiB) per bucket.
+CHECKPOINT_RATIO = 2
+
+
+@dataclass
+class Written:
+    """What a flush's write phase did: batches (units, start offset) written and synced but not
+    indexed yet, and tickets already complete (dropped, failed, or indexed before a seal)."""
+
+    batches: list[tuple[list[Unit], int]]
+    completed: list[Ticket]
+
+
+class GroupCommit(WriteQueue):
+    """Flushing, failure handling, sealing and checkpoints of one bucket."""
+
+    # ------------------------------------------------------------------------- flushing
+    def flush(self) -> list[Ticket]:
+        """Write, sync and index everything queued; the tickets completed (done or failed)."""
+        return self.flush_apply(self.flush_write())
+
+    def flush_write(self) -> Written:
+        """Phase 1, blocking (the writer thread): write and fdatasync everything queued.
+
+        The entries become readable only in phase 2 (``flush_apply``), which the node runs on
+        its event loop, so the writer thread never holds the bucket lock for long. Phase 2 must
+        complete before the next phase 1 (sealing and checkpoints need a complete index).
+        """
+        with self._flush_lock:
+            assert not self._unapplied, "flush_write before the last flush was applied"
+            self._housekeeping()
+            with self.lock:
+                units = self.pending
+                self.pending = []
+                self.pending_bytes = 0
+                self.inflight = units
+                written = Written([], self.dropped)
+                self.dropped = []
+            i = 0
+            while i < len(units):
+                room = self.segment_size - self.write_offset
+                j = i
+                size = 0
+                while j < len(units) and size + len(units[j].data) <= room:
+                    size += len(units[j].data)
+                    j += 1
+                start = self.write_offset
+                try:
+                    if j == i:
+                        # Sealing writes the index: apply what was written before it first.
+                        self._apply_now(written)
+                        self._roll_over()
+                        continue
+                    batch = units[i:j]
+                    self.file.pwrite(b"".join([u.data for u in batch]), start)
+                    if self.sync:
+                        self.file.sync()
+                except OSError as e:
+                    # What was written before is durable: index it before rolling back state.
+                    self._apply_now(written)
+                    written.completed.extend(self._fail(units[i:], start, e))
+                    return written
+                self.write_offset = start + size
+                self.bytes_written += size
+                written.batches.append((batch, start))
+                i = j
+            self._unapplied = bool(written.batches)
+            return written
+
+    def flush_apply(self, written: Written) -> list[Ticket]:
+        """Phase 2 (any thread, short): index what phase 1 wrote and complete its tickets."""
+        with self.lock:
+            self._apply_now(written)
+            self.inflight = []
+            self._unapplied = False
+        if written.completed:
+            self.flushes += 1
+        return written.completed
+
+    def _apply_now(self, written: Written) -> None:
+        with self.lock:
+            for batch, start in written.batches:
+                self._apply(batch, start)
+                written.completed.extend(u.ticket for u in batch)
+            written.batches.clear()
+
+    def _housekeeping(self) -> None:
+        """Metadata and checkpoint writes left over from earlier flushes (writer thread)."""
+        try:
+            if self.meta_dirty:
+                self._write_meta()
+            due = max(self.checkpoint_interval, CHECKPOINT_RATIO * self.checkpoint_size)
+            if self.write_offset - self.checkpoint_offset >= due:
+                self.write_checkpoint()
+        except OSError as e:
+            # The data is durable; metadata and checkpoint are retried at the next flush.
+            log.error("bucket %d: could not write metadata or checkpoint: %s", self.bucket_id, e)
+
+    def _apply(self, batch: list[Unit], start: int) -> None:
+        idx = self.active
+        parts = self.parts
+        run: list[tuple[int, int, list]] = []  # consecutive units without discards
+        for u in batch:
+            ps = parts[u.partition_id]
+            if u.discard_from is not None:
+                if run:
+                    idx.add_units(run)
+                    run = []
+                idx.discard(u.partition_id, u.discard_from)
+                self._record_discard(ps, u.discard_from, self.active_id, start)
+                ps.pending_discards.remove(u.discard_from)
+                ps.durable_next = u.discard_from
+                ps.durable_last_term = u.last_term
+            entries = u.entries
+            if entries:
+                run.append((start, u.partition_id, entries))
+                pending_ids = ps.pending_ids
+                for e in entries:
+                    if pending_ids.get(e[5]) == e[1]:
+                        del pending_ids[e[5]]
+                ps.durable_next = entries[-1][1] + 1
+                ps.durable_last_term = u.last_term
+            u.ticket.done = True
+            start += len(u.data)
+        if run:
+            idx.add_units(run)
+        idx.end_offset = start
+
+    def _fail(self, units: list[Unit], start: int, err: OSError) -> list[Ticket]:
+        self.write_failures += 1
+        log.error("bucket %d: write failed at offset %d: %s", self.bucket_id, start, err)
+        try:
+            self.file.truncate(start)
+            self.file.sync()
+        except OSError as e2:
+            log.critical("bucket %d: rollback failed: %s; refusing writes", self.bucket_id, e2)
+            self.broken = e2
+        with self.lock:
+            failed = units + self.pending
+            self.pending = []
+            self.pending_bytes = 0
+            self.inflight = []
+            error = WriteFailed(f"write failed: {err}")
+            for u in failed:
+                if u.ticket.error is None:
+                    u.ticket.error = error
+                ps = self.parts[u.partition_id]
+                ps.next_sequence = ps.durable_next
+                ps.last_term = ps.durable_last_term
+                ps.streams.clear()
+                ps.pending_ids.clear()
+                ps.pending_discards.clear()
+            return [u.ticket for u in failed]
+
+    def _roll_over(self) -> None:
+        """Seal the active segment and start the next one (writer thread, inside flush)."""
+        old_id = self.active_id
+        if self.meta_dirty:
+            self._write_meta()
+        if not self.sync:
+            self.file.sync()
+        write_index_files(self.disk, self.seg_dir(old_id), self.active)
+        sealed = SealedSegment(
+            self.disk, self.bucket_id, old_id, self.seg_dir(old_id), self.write_offset, self.file
+        )
+        sealed.rebuild = self._rebuild_sealed_in_use
+        sealed.open_indexes = self.open_indexes
+        self._merge_stream_filter(sealed)
+        self._write_stream_filter([*self.sealed, sealed])
+        # The next segment's data file comes last: once it exists, opening treats this one as
+        # sealed, so everything sealing writes must be on disk before (if a step fails, the
+        # segment simply stays active and the next rollover does it all again).
+        new_id = old_id + 1
+        self._create_segment(new_id)
+        new_file = self.disk.open(os.path.join(self.seg_dir(new_id), DATA_FILE))
+        with self.lock:
+            self.sealed.append(sealed)
+            self.active = ActiveIndex(new_id, self.segment_size, SEGMENT_HEADER_SIZE)
+            self.active_id = new_id
+            self.file = new_file  # the old handle now belongs to the sealed segment
+            self.write_offset = SEGMENT_HEADER_SIZE
+            self.checkpoint_offset = SEGMENT_HEADER_SIZE
+            self.checkpoint_size = 0
+        ckpt = os.path.join(self.seg_dir(old_id), CHECKPOINT_FILE)
+        if self.disk.exists(ckpt):
+            self.disk.remove(ckpt)
+        log.info("bucket %d: sealed segment %d, started %d", self.bucket_id, old_id, new_id)
+
+    def write_checkpoint(self) -> None:
+        with self.lock:
+            if self.meta_dirty:
+                return  # discards must be recorded before a checkpoint covers their markers
+            sections = self.active.to_sections()
+            offset = self.active.end_offset
+            seg_dir = self.seg_dir(self.active_id)
+        data = pack_sections(CHECKPOINT_MAGIC, sections)
+        self.disk.write_atomic(os.path.join(seg_dir, CHECKPOINT_FILE), data)
+        self.checkpoint_offset = offset
+        self.checkpoint_size = len(data)
+
+    def close_files(self) -> None:
+        """Release file handles without writing anything (after a failed open)."""
+        if self.file is not None:
+            self.file.close()
+        for seg in self.sealed:
+            seg.close()
+
+    def close(self) -> None:
+        with self._flush_lock:
+            try:
+                self._write_meta()
+                if self.write_offset > self.checkpoint_offset:
+                    self.write_checkpoint()
+            except OSError as e:
+                log.error("bucket %d: could not write metadata at close: %s", self.bucket_id, e)
+            self.file.close()
+            for seg in self.sealed:
+                seg.close()
