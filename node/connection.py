@@ -30,15 +30,16 @@ from . import blocking
 from . import grammar as g
 from .append import AppendOutcome, AppendRequest, build_request
 from .command_stats import command_label
-from .commands import HANDLERS, forward_read
+from .commands import HANDLERS
 from .errors import NodeError, reply_for
+from .forwarding import forward_read
 from .identifiers import format_uuid, partition_id
 from .replies import append_result
 from .resp import ErrorReply, ProtocolError, RequestReader, SimpleString, encode_into
 from .subscriptions import Subscription
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .context import ServerView
 
 log = logging.getLogger("sierradb.node")
 
@@ -52,7 +53,7 @@ Deferred = Callable[[], Awaitable[bytes]]
 
 class Connection:
     def __init__(
-        self, server: Server, stream: trio.SocketStream, client_id: int, peer: str
+        self, server: ServerView, stream: trio.SocketStream, client_id: int, peer: str
     ) -> None:
         self.server = server
         self.db = server.db
