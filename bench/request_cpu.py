@@ -9,6 +9,7 @@ workload (an SVG flame graph per workload).
 
     .venv/bin/python bench/request_cpu.py [--port 9520] [--requests 50000] [--repeats 1]
         [--workloads eappend1,eappend16,escan1,escan16] [--profile DIR] [--no-redis]
+        [--baseline-python /path/to/other/venv/bin/python]
 """
 
 from __future__ import annotations
@@ -68,16 +69,18 @@ def prefill(port: int, redis: bool) -> None:
     for _ in range(100):
         subprocess.run(["redis-cli", "-p", str(port), "-x", *cmd], input=PAYLOAD.encode(),
                        capture_output=True, check=True)  # fmt: skip
-    n = subprocess.run(["redis-cli", "-p", str(port), *(
-        ["XLEN", "rs"] if redis else ["ESVER", "rs"])], capture_output=True, check=True)  # fmt: skip
+    count = ["XLEN", "rs"] if redis else ["ESVER", "rs"]  # ESVER: the last version, 99
+    n = subprocess.run(["redis-cli", "-p", str(port), *count], capture_output=True, check=True)
     assert n.stdout.strip() in (b"100", b"99"), n.stdout
 
 
-def run_node(name: str, port: int, n: int, profile: Path | None) -> dict[str, float]:
+def run_node(
+    name: str, port: int, n: int, profile: Path | None, python: str = sys.executable
+) -> dict[str, float]:
     pipeline, cmd, _, fill = WORKLOADS[name]
     d = tempfile.mkdtemp(prefix="sdb-cpu-")
     node = subprocess.Popen(
-        [sys.executable, "-m", "sierradb.node", "--dir", d,
+        [python, "-m", "sierradb.node", "--dir", d,
          "--client-address", f"127.0.0.1:{port}", "--log-level", "warning"],
     )  # fmt: skip
     spy = None
@@ -137,12 +140,18 @@ def main() -> None:
     ap.add_argument("--workloads", default="eappend1,eappend16,escan1,escan16")
     ap.add_argument("--profile", type=Path)
     ap.add_argument("--no-redis", action="store_true")
+    ap.add_argument("--baseline-python", help="also run the node of another install (A/B), "
+                    "e.g. main's venv: its row follows each of ours, tagged `base`")  # fmt: skip
     a = ap.parse_args()
     print("workload,run,load,node_rps,node_p50_ms,node_p99_ms,node_cpu_us_per_req,"
           "redis_rps,redis_cpu_us_per_req,ratio")  # fmt: skip
     for run in range(1, a.repeats + 1):
         for name in a.workloads.split(","):
             load = os.getloadavg()[0]
+            if a.baseline_python:
+                base = run_node(name, a.port, a.requests, None, a.baseline_python)
+                print(f"{name}-base,{run},{load:.2f},{base['rps']:.0f},{base['p50']:.2f},"
+                      f"{base['p99']:.2f},{base['cpu_us']:.1f},,,", flush=True)  # fmt: skip
             node = run_node(name, a.port, a.requests, a.profile)
             if a.no_redis:
                 red = {"rps": float("nan"), "cpu_us": float("nan")}

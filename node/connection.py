@@ -108,21 +108,22 @@ class Connection:
         # however slowly its bytes trickle in (slow-loris clients); reset whenever one completes.
         request_started: float | None = None
         while not self.closing:
-            started = reader.statistics()
-            if started.partial_request_bytes_bound or started.held_bytes:
+            if reader.holds_partial_request():
                 if request_started is None:
                     request_started = trio.current_time()
                 deadline = request_started + self.server.partial_request_timeout_s
             else:
                 request_started = None
                 deadline = float("inf")
-            with trio.CancelScope() as self._receive_scope:
-                with trio.move_on_at(deadline) as timer:
-                    data = await self.stream.receive_some(RECEIVE_BYTES)
+            # One scope: `stop_reading` cancels it (and sets `closing` first); its deadline is
+            # the partial request's.
+            with trio.CancelScope(deadline=deadline) as scope:
+                self._receive_scope = scope
+                data = await self.stream.receive_some(RECEIVE_BYTES)
             self._receive_scope = None
             if self.closing:
                 return
-            if timer.cancelled_caught:
+            if scope.cancelled_caught:
                 await self._protocol_error("Protocol error: request not completed in time")
                 return
             if not data:
