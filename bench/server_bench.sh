@@ -12,7 +12,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 SHARED=$(cd "$ROOT/../shared/bench" && pwd)
 OUT=${1:-/tmp/sbench}; REPEATS=${2:-3}; N=${3:-200000}
 PY=${PY:-$ROOT/.venv/bin/python}
-PORT=9390
+PORT=${PORT:-9390}
 PAYLOAD=$(tr -d '\n' < "$SHARED/payload.json")
 mkdir -p "$OUT"; : > "$OUT/sierradb.csv"
 start_node() {  # $1 = data dir

@@ -27,7 +27,7 @@ from sierradb.storage import NewEvent
 
 from . import grammar as g
 from .errors import NodeError
-from .identifiers import new_event_id, new_transaction_id, partition_hash, partition_id
+from .identifiers import new_event_id, new_transaction_id, partition_hash
 
 # Nanosecond timestamps must stay below 2^63 (the reference's limit; reads return ms).
 MAX_TIMESTAMP_MS = ((1 << 63) - 1) // 1_000_000
@@ -110,13 +110,14 @@ def build_request(
                 spec.expected_version,
             )  # fmt: skip
         )
-    given = [e.event_id for e, s in zip(events, supplied, strict=True) if s]
-    if len(set(given)) != len(given):
-        # One id for two events: a retry of this request could never be recognised.
-        raise NodeError("DUPLICATE", "event id already used by another event")
+    if len(events) > 1:
+        given = [e.event_id for e, s in zip(events, supplied, strict=True) if s]
+        if len(set(given)) != len(given):
+            # One id for two events: a retry of this request could never be recognised.
+            raise NodeError("DUPLICATE", "event id already used by another event")
     multi = isinstance(request, g.EMAppend)
     return AppendRequest(
-        partition_id(key, partition_count),
+        phash % partition_count,  # partition_id(key, partition_count), hash computed once
         key,
         new_transaction_id(len(events) == 1),
         events,

@@ -27,22 +27,18 @@ waits on, and at most `READ_AHEAD_BYTES` of read-ahead.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeGuard
 
 import trio
 
 from sierradb.storage import Event
 
 from . import grammar as g
+from .context import Client, Reader
 from .errors import NodeError, partition_unavailable
+from .forwarding import forward_read
 from .relay import LONG_POLL_MS
 from .replies import scan_result
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from .connection import Connection
 
 # Bytes of pipelined requests read ahead while a client is blocked (see above).
 READ_AHEAD_BYTES = 64 * 1024
@@ -51,33 +47,7 @@ RECEIVE_BYTES = 16 * 1024
 REMOTE_WAIT_MS = LONG_POLL_MS
 
 
-class BlockedClients:
-    """The node's blocked clients, bounded in number (`max_blocked_clients`)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.count = 0
-        self.total = 0  # clients that have blocked since the start
-        self.refused = 0
-
-    @contextmanager
-    def hold(self) -> Iterator[None]:
-        if self.count >= self.limit:
-            self.refused += 1
-            raise NodeError(
-                "ERR",
-                f"max number of blocked clients reached (max_blocked_clients {self.limit}); "
-                "retry later or use a subscription",
-            )
-        self.count += 1
-        self.total += 1
-        try:
-            yield
-        finally:
-            self.count -= 1
-
-
-def can_block(conn: Any) -> bool:
+def can_block(conn: Reader) -> TypeGuard[Client]:
     """Only a client connection blocks; a read forwarded by another node never does."""
     return getattr(conn, "stream", None) is not None
 
@@ -86,12 +56,12 @@ def can_block(conn: Any) -> bool:
 Positions = list[tuple[int, int]]  # (partition, sequence whose visibility ends the wait)
 
 
-def _moved(conn: Connection, local: Positions) -> bool:
+def _moved(conn: Client, local: Positions) -> bool:
     store = conn.db.store
     return any(store.watermark(p) > seq for p, seq in local)
 
 
-async def _wait(conn: Connection, local: Positions, remote: list[Callable[[int], Awaitable[bool]]],
+async def _wait(conn: Client, local: Positions, remote: list[Callable[[int], Awaitable[bool]]],
                 deadline: float) -> None:  # fmt: skip
     """Park until an awaited event is visible (or may be), the client leaves, or the deadline."""
     if _moved(conn, local):
@@ -120,7 +90,7 @@ async def _wait(conn: Connection, local: Positions, remote: list[Callable[[int],
         nursery.start_soon(_watch_disconnect, conn, done)
 
 
-async def _watch_disconnect(conn: Connection, done: Callable[[], None]) -> None:
+async def _watch_disconnect(conn: Client, done: Callable[[], None]) -> None:
     budget = READ_AHEAD_BYTES
     while budget > 0:
         try:
@@ -137,7 +107,7 @@ async def _watch_disconnect(conn: Connection, done: Callable[[], None]) -> None:
 
 
 async def serve(
-    conn: Connection,
+    conn: Client,
     block_ms: int,
     attempt: Callable[[], Awaitable[tuple[bytes | None, Positions, list[Any]]]],
     empty: bytes,
@@ -164,7 +134,7 @@ async def serve(
 
 # -------------------------------------------------------------------------- ESCAN/EPSCAN
 async def block_escan(
-    conn: Connection, p: int, req: g.EScan, read: Callable[[], Awaitable[bytes | None]]
+    conn: Client, p: int, req: g.EScan, read: Callable[[], Awaitable[bytes | None]]
 ) -> bytes:
     """`read()` returns the reply, or None when the range holds no visible event yet."""
     store = conn.db.store
@@ -178,7 +148,7 @@ async def block_escan(
 
 
 async def block_epscan(
-    conn: Connection, p: int, req: g.EPScan, read: Callable[[], Awaitable[bytes | None]]
+    conn: Client, p: int, req: g.EPScan, read: Callable[[], Awaitable[bytes | None]]
 ) -> bytes:
     async def attempt() -> tuple[bytes | None, Positions, list[Any]]:
         return await read(), [(p, req.start_sequence)], []
@@ -196,12 +166,10 @@ def without_block(args: list[bytes]) -> list[bytes]:
     return out
 
 
-async def block_remote_scan(conn: Connection, p: int, req: g.EScan | g.EPScan,
+async def block_remote_scan(conn: Client, p: int, req: g.EScan | g.EPScan,
                             args: list[bytes]) -> bytes:  # fmt: skip
     """ESCAN/EPSCAN BLOCK of a partition held elsewhere: forwarded plain reads, and a replica's
     long poll for the wait."""
-    from .commands import forward_read
-
     resp3 = conn.protocol == 3
     empty = scan_result([], False, resp3)
     plain = without_block(args)
@@ -224,7 +192,7 @@ async def block_remote_scan(conn: Connection, p: int, req: g.EScan | g.EPScan,
     return await serve(conn, req.block_ms, attempt, empty)
 
 
-async def _remote_poll(conn: Connection, p: int, start: int, wait_ms: int,
+async def _remote_poll(conn: Client, p: int, start: int, wait_ms: int,
                        stream_id: bytes = b"", key: bytes = b"") -> bool:  # fmt: skip
     """Wait at a replica of `p` until the event at `start` is visible there (True) or
     `wait_ms` passes (False)."""
@@ -243,7 +211,7 @@ async def _remote_poll(conn: Connection, p: int, start: int, wait_ms: int,
 
 
 # ---------------------------------------------------------------------------------- EPREAD
-def _resolve(conn: Connection, req: g.EPRead) -> list[tuple[int, int]]:
+def _resolve(conn: Client, req: g.EPRead) -> list[tuple[int, int]]:
     count = conn.db.partition_count
     out: list[tuple[int, int]] = []
     seen: set[int] = set()
@@ -258,12 +226,12 @@ def _resolve(conn: Connection, req: g.EPRead) -> list[tuple[int, int]]:
     return out
 
 
-def _held_here(conn: Connection, p: int) -> bool:
+def _held_here(conn: Client, p: int) -> bool:
     service = conn.server.replication
     return service is None or p in service.replicas
 
 
-async def _read_remote(conn: Connection, p: int, start: int,
+async def _read_remote(conn: Client, p: int, start: int,
                        count: int) -> tuple[list[Event], bool]:  # fmt: skip
     service = conn.server.replication
     assert service is not None
@@ -276,7 +244,7 @@ async def _read_remote(conn: Connection, p: int, start: int,
 
 
 async def _read_partitions(
-    conn: Connection, positions: list[tuple[int, int]], count: int
+    conn: Client, positions: list[tuple[int, int]], count: int
 ) -> list[tuple[int, list[Event], bool]]:
     """(partition, events, has_more) of every listed partition with visible events, in order.
 
@@ -310,11 +278,9 @@ def _epread_reply(results: list[tuple[int, list[Event], bool]], resp3: bool) -> 
     )
 
 
-async def epread(conn: Connection, req: g.EPRead) -> bytes:
-    from .commands import _count
-
+async def epread(conn: Client, req: g.EPRead) -> bytes:
     positions = _resolve(conn, req)
-    count = _count(conn, req.count)
+    count = conn.config.read_count(req.count)
     resp3 = conn.protocol == 3
     service = conn.server.replication
     if service is not None:

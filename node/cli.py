@@ -44,7 +44,7 @@ def cluster_runtime(
     from sierradb.p2p.addresses import parse_listen_address, parse_peer_address
     from sierradb.p2p.runtime import ClusterRuntime, ClusterSettings
 
-    from .commands import SERVER_VERSION
+    from .version import SERVER_VERSION
 
     settings = ClusterSettings(
         cluster_name=config.cluster_name,

@@ -9,40 +9,28 @@ from __future__ import annotations
 import hmac
 import uuid
 from collections.abc import Awaitable, Callable
-from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
 from . import blocking
 from . import grammar as g
+from .context import Client, Reader
 from .errors import NodeError, partition_unavailable, reply_for
+from .forwarding import RemoteReader
 from .identifiers import format_uuid, partition_id
 from .info import cache_info, info_text
 from .relay import Relay
 from .replies import event_map, push_subscribe, scan_result
-from .resp import encode_into
 from .subscriptions import PartitionTarget, RemoteTarget, StreamTarget, Subscription
+from .version import SERVER_VERSION
 
-if TYPE_CHECKING:
-    from .connection import Connection
-
-try:
-    SERVER_VERSION = version("sierradb")
-except PackageNotFoundError:  # running from a source tree without an install
-    SERVER_VERSION = "0.0.0"
+__all__ = ["HANDLERS", "SERVER_VERSION", "execute_forwarded_read"]
 
 OK = b"+OK\r\n"
 
 
-def _count(conn: Connection, count: int | None) -> int:
-    """COUNT defaults to the configured value and is clamped (not refused) at the maximum."""
-    if count is None:
-        return conn.config.default_count
-    return min(count, conn.config.max_count)
-
-
-def _partition(conn: Connection, selector: int | bytes) -> int:
+def _partition(conn: Reader, selector: int | bytes) -> int:
     p = g.resolve_partition(selector, conn.db.partition_count)
     if p >= conn.db.partition_count:
         raise partition_unavailable()
@@ -50,28 +38,28 @@ def _partition(conn: Connection, selector: int | bytes) -> int:
 
 
 # ------------------------------------------------------------------------ Redis courtesy
-async def ping(conn: Connection, req: g.Ping) -> bytes:
+async def ping(conn: Client, req: g.Ping) -> bytes:
     if req.message is None:
         return b"+PONG\r\n"
     return conn._encode(req.message)
 
 
-async def echo(conn: Connection, req: g.Echo) -> bytes:
+async def echo(conn: Client, req: g.Echo) -> bytes:
     return conn._encode(req.message)
 
 
-async def quit_(conn: Connection, req: g.Quit) -> bytes:
+async def quit_(conn: Client, req: g.Quit) -> bytes:
     conn.closing = True
     return OK
 
 
-async def select(conn: Connection, req: g.Select) -> bytes:
+async def select(conn: Client, req: g.Select) -> bytes:
     if req.db != 0:
         raise NodeError("ERR", "DB index is out of range")
     return OK
 
 
-def _check_password(conn: Connection, username: bytes | None, password: bytes) -> None:
+def _check_password(conn: Client, username: bytes | None, password: bytes) -> None:
     required = conn.config.requirepass
     if not required:
         if username is not None:
@@ -92,12 +80,12 @@ def _check_password(conn: Connection, username: bytes | None, password: bytes) -
     conn.authenticated = True
 
 
-async def auth(conn: Connection, req: g.Auth) -> bytes:
+async def auth(conn: Client, req: g.Auth) -> bytes:
     _check_password(conn, req.username, req.password)
     return OK
 
 
-async def hello(conn: Connection, req: g.Hello) -> bytes:
+async def hello(conn: Client, req: g.Hello) -> bytes:
     if req.password is not None:
         _check_password(conn, req.username, req.password)
     elif not conn.authenticated:
@@ -122,36 +110,36 @@ async def hello(conn: Connection, req: g.Hello) -> bytes:
     )
 
 
-async def info(conn: Connection, req: g.Info) -> bytes:
+async def info(conn: Client, req: g.Info) -> bytes:
     if req.sections == (b"cache",):
         return conn._encode(cache_info(conn.db.store))
     return conn._encode(info_text(conn.server, req.sections))
 
 
-async def client_setinfo(conn: Connection, req: g.ClientSetInfo) -> bytes:
+async def client_setinfo(conn: Client, req: g.ClientSetInfo) -> bytes:
     if req.attribute == b"LIB-NAME":
         conn.lib_name = req.value
     return OK
 
 
-async def client_setname(conn: Connection, req: g.ClientSetName) -> bytes:
+async def client_setname(conn: Client, req: g.ClientSetName) -> bytes:
     conn.name = req.name
     return OK
 
 
-async def client_getname(conn: Connection, req: g.ClientGetName) -> bytes:
+async def client_getname(conn: Client, req: g.ClientGetName) -> bytes:
     return conn._encode(conn.name or None)
 
 
-async def client_id(conn: Connection, req: g.ClientId) -> bytes:
+async def client_id(conn: Client, req: g.ClientId) -> bytes:
     return conn._encode(conn.client_id)
 
 
-async def config_get(conn: Connection, req: g.ConfigGet) -> bytes:
+async def config_get(conn: Client, req: g.ConfigGet) -> bytes:
     return conn._encode({})
 
 
-async def cluster_admit(conn: Connection, req: g.ClusterAdmit) -> bytes:
+async def cluster_admit(conn: Client, req: g.ClusterAdmit) -> bytes:
     from sierradb.p2p.membership import AdmitError
 
     cluster = conn.server.cluster
@@ -164,14 +152,14 @@ async def cluster_admit(conn: Connection, req: g.ClusterAdmit) -> bytes:
     return OK
 
 
-async def command(conn: Connection, req: g.Command) -> bytes:
+async def command(conn: Client, req: g.Command) -> bytes:
     if req.subcommand == b"COUNT":
         return conn._encode(0)
     return conn._encode([])
 
 
 # ------------------------------------------------------------------------------ reads
-async def eget(conn: Connection, req: g.EGet) -> bytes:
+async def eget(conn: Reader, req: g.EGet) -> bytes:
     db = conn.db
     p = partition_id(req.event_id, db.partition_count)
     ev = await db.read(db.store.get_event, p, req.event_id)
@@ -180,7 +168,7 @@ async def eget(conn: Connection, req: g.EGet) -> bytes:
     return event_map(ev, conn.protocol == 3)
 
 
-async def escan(conn: Connection, req: g.EScan) -> bytes:
+async def escan(conn: Reader, req: g.EScan) -> bytes:
     db = conn.db
     p = partition_id(req.partition_key, db.partition_count)
     resp3 = conn.protocol == 3
@@ -188,7 +176,7 @@ async def escan(conn: Connection, req: g.EScan) -> bytes:
     async def read() -> bytes | None:
         events, more = await db.read(
             db.store.read_stream, p, req.stream_id, req.start_version, req.end_version,
-            _count(conn, req.count),
+            conn.config.read_count(req.count),
         )  # fmt: skip
         if events and events[0].partition_key != req.partition_key:
             events, more = [], False  # the stream id is bound to another key in this partition
@@ -208,7 +196,7 @@ async def escan(conn: Connection, req: g.EScan) -> bytes:
     return first[0]
 
 
-async def esver(conn: Connection, req: g.ESVer) -> bytes:
+async def esver(conn: Reader, req: g.ESVer) -> bytes:
     db = conn.db
     p = partition_id(req.partition_key, db.partition_count)
     key = await db.read(db.store.stream_partition_key, p, req.stream_id)
@@ -222,7 +210,7 @@ def _range_open(start: int, end: int | None) -> bool:
     return end is None or start <= end
 
 
-async def epscan(conn: Connection, req: g.EPScan) -> bytes:
+async def epscan(conn: Reader, req: g.EPScan) -> bytes:
     db = conn.db
     p = _partition(conn, req.partition)
     resp3 = conn.protocol == 3
@@ -230,7 +218,7 @@ async def epscan(conn: Connection, req: g.EPScan) -> bytes:
     async def read() -> bytes | None:
         events, more = await db.read(
             db.store.read_partition, p, req.start_sequence, req.end_sequence,
-            _count(conn, req.count),
+            conn.config.read_count(req.count),
         )  # fmt: skip
         first[:] = [scan_result(events, more, resp3)]
         return first[0] if events else None
@@ -248,20 +236,20 @@ async def epscan(conn: Connection, req: g.EPScan) -> bytes:
     return first[0]
 
 
-async def epseq(conn: Connection, req: g.EPSeq) -> bytes:
+async def epseq(conn: Reader, req: g.EPSeq) -> bytes:
     p = _partition(conn, req.partition)
     return conn._encode(conn.db.store.last_partition_sequence(p))
 
 
 # ----------------------------------------------------------------------- subscriptions
-def _remote(conn: Connection, p: int) -> bool:
+def _remote(conn: Client, p: int) -> bool:
     """Whether this cluster node holds no replica of a partition (a relay then feeds it)."""
     service = conn.server.replication
     return service is not None and p not in service.replicas
 
 
 async def _remote_target(
-    conn: Connection, p: int, start: int | None, window: int | None,
+    conn: Client, p: int, start: int | None, window: int | None,
     stream_id: bytes = b"", partition_key: bytes = b"",
 ) -> RemoteTarget:  # fmt: skip
     """A relay-fed target; a LATEST start is the remote position now, before the reply."""
@@ -279,7 +267,7 @@ async def _remote_target(
     return RemoteTarget(p, relay)
 
 
-def _start(conn: Connection, targets: list, window: int | None) -> bytes:
+def _start(conn: Client, targets: list, window: int | None) -> bytes:
     db = conn.db
     sub_id = uuid.uuid4().bytes
     sub = Subscription(
@@ -307,7 +295,7 @@ def _start(conn: Connection, targets: list, window: int | None) -> bytes:
     return reply + push_subscribe(sub_id, len(conn.subscriptions), conn.protocol == 3)
 
 
-async def esub(conn: Connection, req: g.ESub) -> bytes:
+async def esub(conn: Client, req: g.ESub) -> bytes:
     db = conn.db
     targets: list[StreamTarget | PartitionTarget | RemoteTarget] = []
     for s in req.streams:
@@ -327,7 +315,7 @@ async def esub(conn: Connection, req: g.ESub) -> bytes:
     return _start(conn, targets, req.window)
 
 
-async def epsub(conn: Connection, req: g.EPSub) -> bytes:
+async def epsub(conn: Client, req: g.EPSub) -> bytes:
     db = conn.db
     targets: list[StreamTarget | PartitionTarget | RemoteTarget] = []
     for p in req.selector.resolve(db.partition_count):
@@ -343,7 +331,7 @@ async def epsub(conn: Connection, req: g.EPSub) -> bytes:
     return _start(conn, targets, req.window)
 
 
-async def eack(conn: Connection, req: g.EAck) -> bytes:
+async def eack(conn: Client, req: g.EAck) -> bytes:
     sub = conn.subscriptions.get(req.subscription_id)
     if sub is None:
         raise NodeError("NOTFOUND", "subscription not found")
@@ -351,7 +339,7 @@ async def eack(conn: Connection, req: g.EAck) -> bytes:
     return OK
 
 
-async def eunsub(conn: Connection, req: g.EUnsub) -> bytes:
+async def eunsub(conn: Client, req: g.EUnsub) -> bytes:
     sub = conn.subscriptions.pop(req.subscription_id, None)
     if sub is None:
         raise NodeError("NOTFOUND", "subscription not found")
@@ -360,37 +348,6 @@ async def eunsub(conn: Connection, req: g.EUnsub) -> bytes:
 
 
 # ------------------------------------------------------------------ forwarded reads
-async def forward_read(conn: Connection, partition: int, args: list[bytes]) -> bytes:
-    """A read of a partition this cluster node holds no replica of: ask one that does (its
-    leader, or the first live replica) and relay its reply, encoded for this connection."""
-    from .replication.codec import ForwardRead, ReadReply
-
-    service = conn.server.replication
-    assert service is not None
-    target = service.leader_of(partition)
-    if target is None:
-        raise NodeError("TRYAGAIN", f"partition {partition} has no reachable replica; retry")
-    message = ForwardRead(service.next_request_id(), partition, tuple(args), conn.protocol)
-    reply = await service.forward(target, message)
-    assert isinstance(reply, ReadReply)
-    return reply.reply
-
-
-class RemoteReader:
-    """What a read handler needs of a connection, for a read another node forwarded."""
-
-    def __init__(self, server: Any, protocol: int) -> None:
-        self.server = server
-        self.db = server.db
-        self.config = server.config
-        self.protocol = protocol
-
-    def _encode(self, value: object) -> bytes:
-        out = bytearray()
-        encode_into(out, value, self.protocol)
-        return bytes(out)
-
-
 async def execute_forwarded_read(server: Any, args: tuple[bytes, ...], protocol: int) -> bytes:
     """Run a forwarded read here, as the origin's connection would have (its reply encoded)."""
     reader = RemoteReader(server, protocol)
@@ -406,7 +363,7 @@ async def execute_forwarded_read(server: Any, args: tuple[bytes, ...], protocol:
         return reader._encode(err)
 
 
-HANDLERS: dict[type, Callable[[Connection, Any], Awaitable[bytes]]] = {
+HANDLERS: dict[type, Callable[[Client, Any], Awaitable[bytes]]] = {
     g.Ping: ping,
     g.Echo: echo,
     g.Quit: quit_,

@@ -333,6 +333,12 @@ class Config:
         """Protected mode as in Redis: without a password, accept only loopback clients."""
         return self.protected_mode and self.requirepass is None
 
+    def read_count(self, count: int | None) -> int:
+        """A read's COUNT: the default when absent, clamped (not refused) at the maximum."""
+        if count is None:
+            return self.default_count
+        return min(count, self.max_count)
+
     def describe(self) -> list[str]:
         """`key=value` lines for the startup log, the password and secret masked."""
         lines = []

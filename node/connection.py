@@ -21,24 +21,24 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from . import blocking
 from . import grammar as g
-from .append import AppendOutcome, AppendRequest, build_request
+from .append import AppendOutcome, AppendRequest, Waiter, build_request
 from .command_stats import command_label
-from .commands import HANDLERS, forward_read
+from .commands import HANDLERS
 from .errors import NodeError, reply_for
+from .forwarding import forward_read
 from .identifiers import format_uuid, partition_id
 from .replies import append_result
 from .resp import ErrorReply, ProtocolError, RequestReader, SimpleString, encode_into
 from .subscriptions import Subscription
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .context import ServerView
 
 log = logging.getLogger("sierradb.node")
 
@@ -47,12 +47,12 @@ SUBSCRIPTION_COMMANDS = (g.ESub, g.EPSub, g.EAck, g.EUnsub, g.Ping, g.Quit)
 OPEN_WITHOUT_AUTH = (g.Auth, g.Hello, g.Ping, g.Quit)
 READS = (g.EGet, g.EScan, g.ESVer, g.EPScan, g.EPSeq)
 
-Deferred = Callable[[], Awaitable[bytes]]
+Deferred = tuple[str | None, float, AppendRequest | None, Waiter | bytes]
 
 
 class Connection:
     def __init__(
-        self, server: Server, stream: trio.SocketStream, client_id: int, peer: str
+        self, server: ServerView, stream: trio.SocketStream, client_id: int, peer: str
     ) -> None:
         self.server = server
         self.db = server.db
@@ -108,21 +108,22 @@ class Connection:
         # however slowly its bytes trickle in (slow-loris clients); reset whenever one completes.
         request_started: float | None = None
         while not self.closing:
-            started = reader.statistics()
-            if started.partial_request_bytes_bound or started.held_bytes:
+            if reader.holds_partial_request():
                 if request_started is None:
                     request_started = trio.current_time()
                 deadline = request_started + self.server.partial_request_timeout_s
             else:
                 request_started = None
                 deadline = float("inf")
-            with trio.CancelScope() as self._receive_scope:
-                with trio.move_on_at(deadline) as timer:
-                    data = await self.stream.receive_some(RECEIVE_BYTES)
+            # One scope: `stop_reading` cancels it (and sets `closing` first); its deadline is
+            # the partial request's.
+            with trio.CancelScope(deadline=deadline) as scope:
+                self._receive_scope = scope
+                data = await self.stream.receive_some(RECEIVE_BYTES)
             self._receive_scope = None
             if self.closing:
                 return
-            if timer.cancelled_caught:
+            if scope.cancelled_caught:
                 await self._protocol_error("Protocol error: request not completed in time")
                 return
             if not data:
@@ -195,11 +196,16 @@ class Connection:
 
     # ---------------------------------------------------------------------- execution
     async def _execute_batch(self, requests: list[list[bytes]], out: bytearray) -> None:
-        # Deferred replies carry their command label and start time (None: already recorded).
-        deferred: list[tuple[str | None, float, Deferred]] = []
+        # Replies held back behind a run of appends, in order: (label, start time, the append
+        # and its waiter) for an append, (label, start, None, encoded reply) for anything
+        # answered meanwhile (label None: already recorded).
+        deferred: list[Deferred] = []
         record = self.server.command_stats.record
+        stats = self.server.stats
+        # The server clock of the appends in a run (taken again after any wait).
+        now_ms: int | None = None
         for args in requests:
-            self.server.stats.commands += 1
+            stats.commands += 1
             label = command_label(args)
             started = time.perf_counter()
             try:
@@ -212,6 +218,16 @@ class Connection:
                     and not isinstance(request, SUBSCRIPTION_COMMANDS)
                 ):
                     raise NodeError("ERR", "only subscription commands are allowed in this context")
+                if isinstance(request, (g.EAppend, g.EMAppend)):
+                    if now_ms is None:
+                        now_ms = int(time.time() * 1000)
+                    append = build_request(
+                        request, self.db.partition_count, now_ms, self.config.strict_versioning
+                    )
+                    wait = self.db.appender(append.partition_id).submit(append)
+                    deferred.append((label, started, append, wait))
+                    continue
+                now_ms = None
                 replication = self.server.replication
                 if replication is not None and isinstance(request, READS):
                     p = self._read_partition(request)
@@ -227,9 +243,6 @@ class Connection:
                             record(label, "forwarded", time.perf_counter() - started)
                             continue
                         await replication.ready_to_read(p)
-                if isinstance(request, (g.EAppend, g.EMAppend)):
-                    deferred.append((label, started, self._submit(request)))
-                    continue
                 if deferred:
                     await self._finish(deferred, out)
                 reply = await self._execute(request)
@@ -239,27 +252,30 @@ class Connection:
                     raise
                 record(label, err.code, time.perf_counter() - started)
                 if deferred:
-                    deferred.append((None, 0.0, _ready(self._encode(err))))
+                    deferred.append((None, 0.0, None, self._encode(err)))
                 else:
                     encode_into(out, err, self.protocol)
                 continue
             record(label, "ok", time.perf_counter() - started)
-            if deferred:
-                deferred.append((None, 0.0, _ready(reply)))
-            else:
-                out += reply
+            out += reply
             if self.closing:
                 break
         if deferred:
             await self._finish(deferred, out)
 
-    async def _finish(
-        self, deferred: list[tuple[str | None, float, Deferred]], out: bytearray
-    ) -> None:
+    async def _finish(self, deferred: list[Deferred], out: bytearray) -> None:
+        """Wait for a run of appends (in order) and add their replies and the replies held
+        behind them to `out`. Appends confirmed by the same flush return without parking."""
         record = self.server.command_stats.record
-        for label, started, d in deferred:
+        resp3 = self.protocol == 3
+        for label, started, append, wait in deferred:
+            if append is None:
+                assert isinstance(wait, bytes)
+                out += wait
+                continue
+            assert not isinstance(wait, bytes)
             try:
-                out += await d()
+                outcome = await wait()
             except BaseException as exc:  # noqa: BLE001
                 err = reply_for(exc)
                 if err is None:
@@ -268,6 +284,13 @@ class Connection:
                 if label is not None:
                     record(label, err.code, time.perf_counter() - started)
                 continue
+            if append.multi:
+                out += self._emappend_reply(append, outcome, resp3)
+            else:
+                out += append_result(
+                    append.events[0].event_id, append.partition_key, append.partition_id,
+                    outcome.first_sequence, outcome.versions[0], outcome.timestamps_ms[0], resp3,
+                )  # fmt: skip
             if label is not None:
                 record(label, "ok", time.perf_counter() - started)
         deferred.clear()
@@ -295,30 +318,6 @@ class Connection:
         return p
 
     # ------------------------------------------------------------------------- appends
-    def _submit(self, request: g.EAppend | g.EMAppend) -> Deferred:
-        """Hand an append to its partition's role now (see ``append``); the returned coroutine
-        waits for it and formats the reply."""
-        append = build_request(
-            request,
-            self.db.partition_count,
-            int(time.time() * 1000),
-            self.config.strict_versioning,
-        )
-        wait = self.db.appender(append.partition_id).submit(append)
-        resp3 = self.protocol == 3
-
-        async def done() -> bytes:
-            outcome = await wait()
-            if append.multi:
-                return self._emappend_reply(append, outcome, resp3)
-            event = append.events[0]
-            return append_result(
-                event.event_id, append.partition_key, append.partition_id,
-                outcome.first_sequence, outcome.versions[0], outcome.timestamps_ms[0], resp3,
-            )  # fmt: skip
-
-        return done
-
     def _emappend_reply(self, append: AppendRequest, outcome: AppendOutcome, resp3: bool) -> bytes:
         items = [
             {
@@ -341,10 +340,3 @@ class Connection:
                 SimpleString("events"): items,
             }
         )
-
-
-def _ready(data: bytes) -> Deferred:
-    async def ready() -> bytes:
-        return data
-
-    return ready

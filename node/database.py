@@ -25,6 +25,7 @@ from .config import Config
 from .confirmation import LocalConfirmer
 from .errors import NodeError
 from .leader import LocalLeader
+from .read_pool import ReadPool
 from .visibility import WatermarkBoard
 
 log = logging.getLogger("sierradb.node")
@@ -47,7 +48,7 @@ class Database:
             for b in range(store.bucket_count)
         ]
         self.roles: list[Appender] = []
-        self.read_limiter = trio.CapacityLimiter(READ_THREADS)
+        self.reads = ReadPool(READ_THREADS)
         self._nursery: trio.Nursery | None = None
         self._crashed = trio.Event()
         self._crash: BaseException | None = None
@@ -134,12 +135,13 @@ class Database:
 
     def close(self) -> None:
         """Sync and close the storage (blocking; after the writers have stopped)."""
+        self.reads.close()
         self.store.flush_all()
         self.store.persist_watermarks()
         self.store.close()
 
     async def read(self, fn: Callable[..., T], *args: object) -> T:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self.read_limiter)
+        return await self.reads.run(fn, *args)
 
     @property
     def partition_count(self) -> int:

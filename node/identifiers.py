@@ -95,12 +95,17 @@ def event_id_time_ms(eid16: bytes) -> int:
     return int.from_bytes(eid16[:6], "big")
 
 
+# A transaction id as a 128-bit big-endian integer: byte 6's high nibble (bits 79..76) is the
+# version 4, byte 8's top two bits (63..62) are 10 for a single-event write, 00 otherwise.
+_TXN_KEEP = ~((0xF << 76) | (0b11 << 62)) & ((1 << 128) - 1)
+_TXN_SINGLE = (0x4 << 76) | (0b10 << 62)
+_TXN_MULTI = 0x4 << 76
+
+
 def new_transaction_id(single: bool) -> bytes:
     """UUIDv4 with byte 8's top bit set for a single-event write, cleared otherwise (§2.5)."""
-    raw = bytearray(_random.randbytes(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80 if single else raw[8] & 0x3F
-    return bytes(raw)
+    bits = (_random.getrandbits(128) & _TXN_KEEP) | (_TXN_SINGLE if single else _TXN_MULTI)
+    return bits.to_bytes(16, "big")
 
 
 def parse_uuid(text: bytes) -> bytes:

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from sierradb.storage import Store
 
 from .placement import counts
+from .version import SERVER_VERSION
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .context import ServerView
 
 SECTIONS = ("server", "clients", "stats", "storage", "cache", "cluster")
 
@@ -44,12 +45,10 @@ def cache_info(store: Store) -> dict[str, Any]:
     }
 
 
-def _section(server: Server, name: str) -> list[tuple[str, object]]:
+def _section(server: ServerView, name: str) -> list[tuple[str, object]]:
     db = server.db
     store = db.store
     if name == "server":
-        from .commands import SERVER_VERSION
-
         return [
             ("sierradb_version", SERVER_VERSION),
             ("peer_id", server.peer_id),
@@ -110,7 +109,7 @@ def _info_value(text: object) -> str:
     return str(text).replace("\r", " ").replace("\n", " ").replace(",", ";").replace("=", ":")
 
 
-def _cluster_section(server: Server) -> list[tuple[str, object]]:
+def _cluster_section(server: ServerView) -> list[tuple[str, object]]:
     config = server.config
     layout = counts(
         config.node_count, config.replication_factor, server.db.store.partition_count,
@@ -196,7 +195,7 @@ def _ms(seconds: float | None) -> object:
     return "none" if seconds is None else round(seconds * 1000, 1)
 
 
-def info_text(server: Server, sections: tuple[bytes, ...]) -> str:
+def info_text(server: ServerView, sections: tuple[bytes, ...]) -> str:
     names = [s.decode("ascii", "replace") for s in sections]
     if not names or any(n in ("all", "everything", "default") for n in names):
         names = list(SECTIONS)

@@ -94,7 +94,12 @@ class LocalLeader:
             self.term,
         )  # fmt: skip
         self.writer.kick()
-        timestamps = tuple(e.timestamp_ms for e in request.events)
+        events = request.events
+        timestamps = (
+            (events[0].timestamp_ms,)
+            if len(events) == 1
+            else tuple([e.timestamp_ms for e in events])
+        )
 
         async def confirmed() -> AppendOutcome:
             await self._wait_confirmed(ticket)

@@ -27,7 +27,7 @@ from sierradb.storage import Event
 from .errors import NodeError
 
 if TYPE_CHECKING:
-    from .replication.service import ReplicationService
+    from .context import Replication
     from .visibility import WatermarkBoard
 
 log = logging.getLogger("sierradb.node")
@@ -41,7 +41,7 @@ RETRY_S = 0.2
 class Relay:
     def __init__(
         self,
-        service: ReplicationService,
+        service: Replication,
         board: WatermarkBoard,
         partition: int,
         start: int,

@@ -235,6 +235,11 @@ class RequestReader:
                 raise
         return requests
 
+    def holds_partial_request(self) -> bool:
+        """Whether bytes of a request not yet complete are held (``statistics`` without the
+        counting, for the connection's read loop)."""
+        return bool(self._partial_bound + self._fed_since_check or self._held)
+
     def statistics(self) -> RequestReaderStatistics:
         return RequestReaderStatistics(
             partial_request_bytes_bound=self._partial_bound + self._fed_since_check,

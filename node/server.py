@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .blocking import BlockedClients
 from .command_stats import CommandStats
 from .config import Config, is_loopback, parse_host_port
 from .connection import Connection
+from .context import BlockedClients, LagMonitor, ServerStats
 from .database import Database
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sierradb.node")
 
-LAG_TICK_S = 0.1
 # A connection that the server closes while the client may still be sending (protocol error,
 # QUIT, request timeout, shutdown) is half-closed and its input drained until the client has
 # acknowledged every reply (or sent EOF), for up to this long: closing with unread input makes
@@ -48,16 +47,6 @@ LINGER_MAX_BYTES = 16 * 1024 * 1024
 LINGER_RECEIVE_BYTES = 64 * 1024
 # How often a lingering close checks whether the client has acknowledged everything.
 LINGER_POLL_S = 0.01
-
-
-@dataclass
-class ServerStats:
-    connections: int = 0
-    rejected_connections: int = 0
-    commands: int = 0
-    protocol_errors: int = 0
-    auth_failures: int = 0
-    subscriptions_started: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,21 +68,6 @@ class ServerStatistics:
     subscription_unacknowledged_events: int
     event_loop_lag_s: float
     event_loop_lag_max_s: float
-
-
-class LagMonitor:
-    """Measures how late the event loop wakes a 100 ms ticker (heartbeats will need this)."""
-
-    def __init__(self) -> None:
-        self.last_s = 0.0
-        self.max_s = 0.0
-
-    async def run(self) -> None:
-        while True:
-            start = trio.current_time()
-            await trio.sleep(LAG_TICK_S)
-            self.last_s = max(0.0, trio.current_time() - start - LAG_TICK_S)
-            self.max_s = max(self.max_s, self.last_s)
 
 
 def _unacknowledged_bytes(sock: trio.socket.SocketType) -> int | None:
