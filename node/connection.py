@@ -79,7 +79,7 @@ class Connection:
     # --------------------------------------------------------------------------- I/O
     async def send(self, data: bytes | bytearray) -> None:
         async with self.send_lock:
-            await self.stream.send_all(data)
+            await self.stream.send_all(memoryview(data))
 
     async def send_push(self, data: bytes) -> None:
         async with self.send_lock:

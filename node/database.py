@@ -13,7 +13,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
@@ -27,6 +27,9 @@ from .errors import NodeError
 from .leader import LocalLeader
 from .read_pool import ReadPool
 from .visibility import WatermarkBoard
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus  # trio's own type, as the stubs mypy reads name it
 
 log = logging.getLogger("sierradb.node")
 T = TypeVar("T")
@@ -104,7 +107,7 @@ class Database:
     def appender(self, partition_id: int) -> Appender:
         return self.roles[partition_id]
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the bucket writers until cancelled; then flush what is queued and stop them."""
         try:
             async with trio.open_nursery() as nursery:

@@ -31,6 +31,8 @@ from .context import BlockedClients, LagMonitor, ServerStats
 from .database import Database
 
 if TYPE_CHECKING:
+    from trio_typing import TaskStatus  # trio's own type, as the stubs mypy reads name it
+
     from sierradb.p2p.runtime import ClusterRuntime
 
     from .replication.service import ReplicationService
@@ -131,13 +133,11 @@ class Server:
         """Open the client listeners (before serving, so a cluster node can announce the real
         port); the bound address as host:port."""
         host, port = parse_host_port(self.config.client_address)
-        self._listeners = await trio.open_tcp_listeners(port, host=host or None)
+        self._listeners = list(await trio.open_tcp_listeners(port, host=host or None))
         self.port = self._listeners[0].socket.getsockname()[1]
         return f"{host}:{self.port}" if ":" not in host else f"[{host}]:{self.port}"
 
-    async def serve(
-        self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def serve(self, *, task_status: TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
         if not self._listeners:
             await self.bind()
         listeners = self._listeners

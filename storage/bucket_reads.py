@@ -12,7 +12,7 @@ import logging
 import os
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .active_index import event_time_ms, stream_key
 from .bucket_metadata import BucketMetadata
@@ -190,7 +190,7 @@ class BucketReads(BucketMetadata):
             return out
         key = stream_key(ps.partition_id, sid)
         # Runs of the stream's entries, oldest first: (first version, count, source).
-        runs: list[tuple[int, int, object]] = []
+        runs: list[tuple[int, int, Any]] = []
         with self.lock:
             found = self.active.stream_range(key)
             if found is not None and found[2]:

@@ -70,7 +70,7 @@ class BucketState:
         self.sealed: list[SealedSegment] = []
         self.active: ActiveIndex
         self.active_id = 0
-        self.file: DiskFile | None = None  # type: ignore[assignment]
+        self.file: DiskFile = None  # type: ignore[assignment]  # opened by recovery, before use
         self.write_offset = SEGMENT_HEADER_SIZE
         self.checkpoint_offset = SEGMENT_HEADER_SIZE
         self.checkpoint_size = 0
