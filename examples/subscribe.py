@@ -29,7 +29,7 @@ def follow(stream: str, stop_after: int) -> None:
                 continue
             _, sub_id, cursor, event = frame
             print(f"  cursor {cursor}: v{event[b'stream_version']} {event[b'event_name'].decode()}"
-                  f" {event[b'payload'].decode()}")
+                  f" {event[b'payload'].decode()}")  # fmt: skip
             seen += 1
             conn.send_command("EACK", sub_id, cursor)
     finally:
@@ -41,13 +41,13 @@ def main() -> None:
     stream = f"account-{int(time.time())}"
     r = redis.Redis(port=PORT, protocol=3)
     r.execute_command("EAPPEND", stream, "AccountOpened", "PAYLOAD", '{"owner": "Alice"}',
-                      "EXPECTED_VERSION", "empty")
+                      "EXPECTED_VERSION", "empty")  # fmt: skip
     follower = threading.Thread(target=follow, args=(stream, 4))
     follower.start()
     for i, amount in enumerate((100, -30, 55)):
         # Optimistic concurrency: each append states the version it expects to follow.
         r.execute_command("EAPPEND", stream, "MoneyMoved", "PAYLOAD", f'{{"amount": {amount}}}',
-                          "EXPECTED_VERSION", str(i))
+                          "EXPECTED_VERSION", str(i))  # fmt: skip
         time.sleep(0.2)
     follower.join()
     print("stream version:", r.execute_command("ESVER", stream))

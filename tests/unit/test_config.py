@@ -313,9 +313,7 @@ def test_storage_defaults_are_the_engines_own() -> None:
 
     from sierradb.storage import Store
 
-    defaults = {
-        name: p.default for name, p in inspect.signature(Store.open).parameters.items()
-    }
+    defaults = {name: p.default for name, p in inspect.signature(Store.open).parameters.items()}
     config = Config()
     assert defaults["stream_cache_entries"] == config.stream_cache_entries
     assert defaults["checkpoint_interval_bytes"] == config.checkpoint_interval_bytes
