@@ -124,6 +124,9 @@ async def overview(ins: Inspector, request: Request) -> Response:
     store = db.store
     srv = ins.server.statistics()
     st = store.statistics()
+    # On a cluster node: where every partition lives and its watermark (see reads).
+    cluster: dict[str, Any] = ins.cluster_info()
+    cluster["partitions"] = await reads.placement(ins) if ins.replication is not None else []
     history = list(ins.http.history)
     rates = [
         {"time": round(t1), "events_per_second": round((n1 - n0) / (t1 - t0), 1)}
@@ -162,11 +165,7 @@ async def overview(ins: Inspector, request: Request) -> Response:
                 "live_feeds": ins.feeds_open,
             },
             "appends": rates,
-            # On a cluster node: where every partition lives and its watermark (see reads).
-            "cluster": {
-                **ins.cluster_info(),
-                "partitions": (await reads.placement(ins) if ins.replication is not None else []),
-            },
+            "cluster": cluster,
         }
     )
 
@@ -255,9 +254,9 @@ async def stream_events(ins: Inspector, request: Request) -> Response:
     text, stream_id, key, p = _stream(ins, request)
     start, backward, limit = _page_params(ins, request)
     version = await reads.stream_version(ins, p, stream_id, key)
-    if version is None:
-        events, more, first = [], False, 0
-    else:
+    events: list = []
+    more, first = False, 0
+    if version is not None:
         last = version
 
         async def read(first: int, end: int | None, count: int) -> tuple[list, bool]:

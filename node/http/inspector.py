@@ -96,7 +96,7 @@ class Inspector:
     @property
     def replication(self) -> ReplicationService | None:
         """The replication service on a cluster member; None on a single node."""
-        return self.server.replication  # type: ignore[return-value]
+        return self.server.replication
 
     def holds(self, p: int) -> bool:
         """Whether partition `p` is read here (else from a node that holds a replica)."""

@@ -19,6 +19,7 @@ its leader's by a moment. When no replica answers, the read fails with 503
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
@@ -79,9 +80,36 @@ async def watermark(ins: Inspector, p: int) -> int:
     """The partition's watermark: its next sequence, so the count of its visible events."""
     if ins.holds(p):
         return ins.db.store.watermark(p)
+    return (await _fetch(ins, p, 0, None, 0))[1]
+
+
+async def _fetch(ins: Inspector, p: int, first: int, last: int | None, limit: int,
+                 stream_id: bytes = b"", key: bytes = b"") -> tuple[list[Event], int]:  # fmt: skip
+    """From a holder of `p`: its visible events from position `first` (a sequence, or with a
+    stream id a version) up to `last`, at most `limit` (in requests of at most
+    REMOTE_BATCH_EVENTS), and the position the holder reported last (its watermark, or the
+    stream's next version)."""
     service = ins.replication
     assert service is not None
-    return (await ask(ins, p, lambda n: service.fetch_events(n, p, 0, 0, 0)))[1]
+    events: list[Event] = []
+    while True:  # at least once: with `limit` 0 only the position is asked for
+        want = min(limit - len(events), REMOTE_BATCH_EVENTS)
+        call = partial(_fetch_at, service, p, first + len(events), want, stream_id, key)
+        got, position = await ask(ins, p, call)
+        kept = [e for e in got if last is None or _position(e, stream_id) <= last]
+        events.extend(kept)
+        if len(kept) < want or len(events) >= limit:
+            return events, position
+
+
+async def _fetch_at(service: ReplicationService, p: int, start: int, count: int,
+                    stream_id: bytes, key: bytes, node: int
+                    ) -> tuple[tuple[Event, ...], int]:  # fmt: skip
+    return await service.fetch_events(node, p, start, count, 0, stream_id, key)
+
+
+def _position(e: Event, stream_id: bytes) -> int:
+    return e.stream_version if stream_id else e.partition_sequence
 
 
 async def partition_range(ins: Inspector, p: int, first: int, last: int | None, limit: int
@@ -90,25 +118,12 @@ async def partition_range(ins: Inspector, p: int, first: int, last: int | None, 
     (events, whether more visible ones follow in the range, the watermark)."""
     if ins.holds(p):
         store = ins.db.store
-        events, more = await _local(ins, p, store.read_partition, p, first, last, limit)
-        return events, more, store.watermark(p)
-    service = ins.replication
-    assert service is not None
-    events: list[Event] = []
-    position = 0
-    while len(events) < limit:
-        start = first + len(events)
-        want = min(limit - len(events), REMOTE_BATCH_EVENTS)
-        got, position = await ask(
-            ins, p, lambda n, s=start, c=want: service.fetch_events(n, p, s, c, 0)
-        )
-        got = [e for e in got if last is None or e.partition_sequence <= last]
-        events.extend(got)
-        if len(got) < want:
-            break
-    end = position - 1 if last is None else min(last, position - 1)
+        found, more = await _local(ins, p, store.read_partition, p, first, last, limit)
+        return found, more, store.watermark(p)
+    events, watermark = await _fetch(ins, p, first, last, limit)
+    end = watermark - 1 if last is None else min(last, watermark - 1)
     more = (events[-1].partition_sequence if events else first - 1) < end
-    return events, more, position
+    return events, more, watermark
 
 
 # -------------------------------------------------------------------------------- streams
@@ -121,13 +136,9 @@ async def stream_version(ins: Inspector, p: int, stream_id: bytes, key: bytes) -
         if bound is None or bound != key:
             return None
         return await ins.db.read(store.last_stream_version, p, stream_id)
-    service = ins.replication
-    assert service is not None
     # The holder's next visible version, and its version 0 (filtered by the key): a stream
     # whose first event has another key is another key's stream.
-    first, position = await ask(
-        ins, p, lambda n: service.fetch_events(n, p, 0, 1, 0, stream_id, key)
-    )
+    first, position = await _fetch(ins, p, 0, None, 1, stream_id, key)
     return position - 1 if first and position > 0 else None
 
 
@@ -138,19 +149,7 @@ async def stream_range(ins: Inspector, p: int, stream_id: bytes, key: bytes, fir
     if ins.holds(p):
         store = ins.db.store
         return await _local(ins, p, store.read_stream, p, stream_id, first, last, limit)
-    service = ins.replication
-    assert service is not None
-    events: list[Event] = []
-    while len(events) < limit:
-        start = first + len(events)
-        want = min(limit - len(events), REMOTE_BATCH_EVENTS)
-        got, _ = await ask(
-            ins, p, lambda n, s=start, c=want: service.fetch_events(n, p, s, c, 0, stream_id, key)
-        )
-        got = [e for e in got if e.stream_version <= last]
-        events.extend(got)
-        if len(got) < want:
-            break
+    events, _ = await _fetch(ins, p, first, last, limit, stream_id, key)
     more = (events[-1].stream_version if events else first - 1) < last
     return events, more
 
@@ -162,7 +161,12 @@ async def event_by_id(ins: Inspector, p: int, event_id: bytes) -> Event | None:
         return await _local(ins, p, ins.db.store.get_event, p, event_id)
     service = ins.replication
     assert service is not None
-    return (await ask(ins, p, lambda n: service.lookup_event(n, p, event_id)))[0]
+    return (await ask(ins, p, partial(_lookup_at, service, p, event_id)))[0]
+
+
+async def _lookup_at(service: ReplicationService, p: int, event_id: bytes, node: int
+                     ) -> tuple[Event | None, int]:  # fmt: skip
+    return await service.lookup_event(node, p, event_id)
 
 
 # ---------------------------------------------------------------------- where they live
