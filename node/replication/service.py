@@ -442,7 +442,8 @@ class ReplicationService:
                             ) -> tuple[tuple[int, int, int], ...]:  # fmt: skip
         """(partition, watermark, leader or -1) of those of `partitions` that `source` holds."""
         reply = await self.forward(source, Watermarks(self.next_request_id(), tuple(partitions)))
-        assert isinstance(reply, WatermarksReply)
+        if not isinstance(reply, WatermarksReply):
+            raise NodeError("TRYAGAIN", f"node {source} answered {type(reply).__name__}")
         return reply.partitions
 
     def _serve_watermarks(self, origin: int, m: Watermarks) -> None:
