@@ -1,12 +1,12 @@
 """The JSON API under ``/api/``: overview, partitions, streams, events (the live feed is in
 ``feed.py``).
 
-Every read goes through the same path as the RESP commands: ``Database.read`` (the bounded read
-threads) on the storage engine's ``read_partition`` / ``read_stream`` / ``get_event``, which stop
-at each partition's watermark, so the API never shows an event a command could not. On a cluster
-member that holds a replica of a partition this is already right (reads are local up to the
-watermark, like EPSCAN); partitions a node does not hold will need the same forwarding the
-commands get.
+Every read goes through ``reads.py``, the same paths as the RESP commands: on a node that holds
+a replica of the partition, ``Database.read`` (the bounded read threads) on the storage engine's
+``read_partition`` / ``read_stream`` / ``get_event``, which stop at the partition's watermark;
+on a cluster node that holds none, a request to a node that does, answered from its storage
+below its watermark. So the API never shows an event a command could not, and works on any node
+for any partition (503 ``partition_unreachable`` when no replica answers).
 
 Paging: ``from`` is a position (sequence or version, inclusive), ``direction`` is ``forward``
 (default) or ``backward``, ``limit`` is 1..``max_page_events``. A page lists its events in the
@@ -28,10 +28,12 @@ from starlette.responses import Response
 from sierradb.storage import MAX_STREAM_ID_BYTES
 
 from ..identifiers import format_uuid, parse_uuid, partition_id, partition_key_for_stream
-from .events import event_text, to_json, with_events
+from . import reads
+from .events import event_text, with_events
+from .responses import ApiError, bad, check_params, json_response
 
 if TYPE_CHECKING:
-    from .app import Inspector
+    from .inspector import Inspector
 
 # A page never holds more events than this (nor more than the node's max_count) ...
 MAX_PAGE_EVENTS = 10_000
@@ -40,34 +42,6 @@ MAX_PAGE_BYTES = 8 * 1024 * 1024
 DEFAULT_PAGE_EVENTS = 100
 # Position values beyond this are refused (storage positions are unsigned 64-bit).
 MAX_POSITION = (1 << 63) - 1
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def json_response(
-    value: object, status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    return Response(to_json(value), status, headers, media_type="application/json")
-
-
-def error_response(error: ApiError) -> Response:
-    return json_response({"error": {"code": error.code, "message": error.message}}, error.status)
-
-
-def bad(message: str) -> ApiError:
-    return ApiError(400, "bad_parameter", message)
-
-
-def check_params(request: Request, *names: str) -> None:
-    unknown = sorted(set(request.query_params) - set(names))
-    if unknown:
-        raise bad(f"unknown parameter {unknown[0]!r} (accepted: {', '.join(names) or 'none'})")
 
 
 def _int(text: str | None, name: str, low: int, high: int) -> int | None:
@@ -98,7 +72,6 @@ def _partition(ins: Inspector, text: str) -> int:
         raise ApiError(
             404, "not_found", f"no partition {p} (this node has {ins.db.partition_count})"
         )
-    ins.require_held(p)
     return p
 
 
@@ -127,19 +100,20 @@ def _page(meta: dict[str, Any], events: list, more: bool, backward: bool, positi
     return Response(with_events({**meta, "next": nxt}, events), media_type="application/json")
 
 
-async def _read_range(ins: Inspector, fn: Any, args: tuple, start: int | None, backward: bool,
-                      limit: int, end_if_backward: int) -> tuple[list, bool, int]:  # fmt: skip
-    """Read `limit` events forward from `start`, or backward ending at `start` (default: the
-    end). Returns the events in the direction asked, whether more lie beyond, and the start."""
+async def _read_range(read: Any, start: int | None, backward: bool, limit: int,
+                      end_if_backward: int) -> tuple[list, bool, int]:  # fmt: skip
+    """`read(first, last, limit)` forward from `start`, or backward ending at `start` (default:
+    the end). Returns the events in the direction asked, whether more lie beyond, and the
+    start."""
     if not backward:
         first = start or 0
-        events, more = await ins.db.read(fn, *args, first, None, limit)
+        events, more = await read(first, None, limit)
         return events, more, first
     last = end_if_backward if start is None else min(start, end_if_backward)
     if last < 0:
         return [], False, 0
     first = max(0, last - limit + 1)
-    events, _ = await ins.db.read(fn, *args, first, last, limit)
+    events, _ = await read(first, last, limit)
     events.reverse()
     return events, first > 0, last
 
@@ -151,6 +125,9 @@ async def overview(ins: Inspector, request: Request) -> Response:
     store = db.store
     srv = ins.server.statistics()
     st = store.statistics()
+    # On a cluster node: where every partition lives and its watermark (see reads).
+    cluster: dict[str, Any] = ins.cluster_info()
+    cluster["partitions"] = await reads.placement(ins) if ins.replication is not None else []
     history = list(ins.http.history)
     rates = [
         {"time": round(t1), "events_per_second": round((n1 - n0) / (t1 - t0), 1)}
@@ -189,37 +166,48 @@ async def overview(ins: Inspector, request: Request) -> Response:
                 "live_feeds": ins.feeds_open,
             },
             "appends": rates,
-            "cluster": ins.cluster_info(),
+            "cluster": cluster,
         }
     )
 
 
+def _partition_row(p: int, w: int | None) -> dict[str, Any]:
+    return {"partition_id": p, "last_sequence": w - 1 if w else None, "watermark": w}
+
+
 async def partitions(ins: Inspector, request: Request) -> Response:
+    """Every partition, its watermark, and on a cluster node where it lives (its replicas, the
+    leader this node knows, whether this node holds one); the watermark of a partition held
+    elsewhere is its holders' (null if none answered)."""
     check_params(request)
-    store = ins.db.store
-    items = []
-    for p in range(store.partition_count):
-        w = store.watermark(p)
-        items.append({"partition_id": p, "last_sequence": w - 1 if w else None, "watermark": w})
+    items = [{**_partition_row(row["partition_id"], row["watermark"]), **row}
+             for row in await reads.placement(ins)]  # fmt: skip
     return json_response({"partitions": items})
 
 
 async def partition(ins: Inspector, request: Request) -> Response:
+    """One partition as the list shows it (a 503 if it is held elsewhere and none answers)."""
     check_params(request)
     p = _partition(ins, request.path_params["partition"])
-    w = ins.db.store.watermark(p)
-    return json_response({"partition_id": p, "last_sequence": w - 1 if w else None, "watermark": w})
+    (row,) = await reads.placement(ins, (p,))
+    if row["watermark"] is None:
+        row["watermark"] = await reads.watermark(ins, p)
+    return json_response({**_partition_row(p, row["watermark"]), **row})
 
 
 async def partition_events(ins: Inspector, request: Request) -> Response:
     check_params(request, "from", "direction", "limit")
     p = _partition(ins, request.path_params["partition"])
     start, backward, limit = _page_params(ins, request)
-    store = ins.db.store
-    events, more, first = await _read_range(
-        ins, store.read_partition, (p,), start, backward, limit, store.watermark(p) - 1
-    )
-    w = store.watermark(p)
+    w = await reads.watermark(ins, p) if backward else 0
+    found = {"watermark": w}
+
+    async def read(first: int, last: int | None, count: int) -> tuple[list, bool]:
+        events, more, found["watermark"] = await reads.partition_range(ins, p, first, last, count)
+        return events, more
+
+    events, more, first = await _read_range(read, start, backward, limit, w - 1)
+    w = max(w, found["watermark"])
     meta = {
         "partition_id": p,
         "direction": "backward" if backward else "forward",
@@ -246,18 +234,7 @@ def _stream(ins: Inspector, request: Request) -> tuple[str, bytes, bytes, int]:
             raise bad(f"partition_key must be a UUID, got {key_text[:40]!r}") from e
     else:
         key = partition_key_for_stream(stream_id)
-    p = partition_id(key, ins.db.partition_count)
-    ins.require_held(p)
-    return text, stream_id, key, p
-
-
-async def _stream_version(ins: Inspector, p: int, stream_id: bytes, key: bytes) -> int | None:
-    """The stream's last visible version, as ESVER answers it (None: no such stream)."""
-    store = ins.db.store
-    bound = await ins.db.read(store.stream_partition_key, p, stream_id)
-    if bound is None or bound != key:
-        return None
-    return await ins.db.read(store.last_stream_version, p, stream_id)
+    return text, stream_id, key, partition_id(key, ins.db.partition_count)
 
 
 async def stream(ins: Inspector, request: Request) -> Response:
@@ -268,7 +245,7 @@ async def stream(ins: Inspector, request: Request) -> Response:
             "stream_id": text,
             "partition_key": format_uuid(key),
             "partition_id": p,
-            "version": await _stream_version(ins, p, stream_id, key),
+            "version": await reads.stream_version(ins, p, stream_id, key),
         }
     )
 
@@ -277,14 +254,17 @@ async def stream_events(ins: Inspector, request: Request) -> Response:
     check_params(request, "stream_id", "partition_key", "from", "direction", "limit")
     text, stream_id, key, p = _stream(ins, request)
     start, backward, limit = _page_params(ins, request)
-    version = await _stream_version(ins, p, stream_id, key)
-    if version is None:
-        events, more, first = [], False, 0
-    else:
-        store = ins.db.store
-        events, more, first = await _read_range(
-            ins, store.read_stream, (p, stream_id), start, backward, limit, version
-        )
+    version = await reads.stream_version(ins, p, stream_id, key)
+    events: list = []
+    more, first = False, 0
+    if version is not None:
+        last = version
+
+        async def read(first: int, end: int | None, count: int) -> tuple[list, bool]:
+            return await reads.stream_range(ins, p, stream_id, key, first,
+                                            last if end is None else end, count)  # fmt: skip
+
+        events, more, first = await _read_range(read, start, backward, limit, version)
     meta = {
         "stream_id": text,
         "partition_id": p,
@@ -303,10 +283,8 @@ async def event(ins: Inspector, request: Request) -> Response:
         event_id = parse_uuid(text.encode())
     except ValueError as e:
         raise bad(f"event id must be a UUID, got {text[:40]!r}") from e
-    db = ins.db
-    p = partition_id(event_id, db.partition_count)
-    ins.require_held(p)
-    ev = await db.read(db.store.get_event, p, event_id)
+    p = partition_id(event_id, ins.db.partition_count)
+    ev = await reads.event_by_id(ins, p, event_id)
     if ev is None:
         raise ApiError(404, "not_found", f"no event {text}")
     return Response(event_text(ev).encode(), media_type="application/json")

@@ -18,13 +18,8 @@ no CORS headers at all, so other origins can never read a response).
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import html
-import os
-import time
-from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, quote
 
 import trio
@@ -34,22 +29,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..commands import SERVER_VERSION
-from ..config import Config, parse_host_port
-from ..database import Database
-from ..info import info_text
-from ..server import Server
 from . import api, auth
-from .feed import MAX_FEEDS, elsewhere_message, parse_selection, run_feed, start_cursor
+from .feed import MAX_FEEDS, parse_selection, run_feed, start_cursor
+from .inspector import Inspector
 from .metrics import CONTENT_TYPE, build_registry, exposition
-
-if TYPE_CHECKING:
-    from .server import HttpServer
+from .responses import ApiError, check_params, error_response
 
 # The login form's body (a password and a path) is read up to this size.
 MAX_FORM_BYTES = 4096
-# Disk use is measured by walking the data dir at most this often.
-DISK_USAGE_CACHE_S = 5.0
 UI_VIEWS = frozenset({"", "partitions", "streams", "events", "live", "projections"})
 
 CSP = (
@@ -68,118 +55,6 @@ SECURITY_HEADERS = [
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
-CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-}
-
-
-class Inspector:
-    """What the HTTP handlers share: the node's components and the HTTP side's own counters."""
-
-    def __init__(self, config: Config, db: Database, server: Server, http: HttpServer) -> None:
-        self.config = config
-        self.db = db
-        self.server = server
-        self.http = http
-        self.version = SERVER_VERSION
-        self.sessions = auth.Sessions()
-        self.responses: dict[int, int] = {}
-        self.feeds_open = 0
-        self.feed_events = 0
-        self.http_auth_failures = 0
-        self._disk_checked = -DISK_USAGE_CACHE_S
-        self._disk_bytes = 0
-        self.registry = build_registry(self)
-        self.assets = load_assets()
-
-    def ready(self) -> tuple[bool, str]:
-        """Recovery is done before the event loop starts; ready once clients are served and,
-        in a cluster, the node knows the topology: it belongs to a formed cluster (it has the
-        cluster id), is not refused for a conflict, and is not a learner awaiting admission."""
-        if self.server.stopping:
-            return False, "shutting down"
-        if not self.server.port:
-            return False, "starting"
-        cluster = self.server.cluster
-        if cluster is not None:
-            m = cluster.statistics().membership
-            if m.conflict is not None:
-                return False, f"refused by the cluster: {m.conflict}"
-            if m.cluster_id is None:
-                return False, "waiting for the cluster to form"
-            if m.learner:
-                return False, "a learner, waiting to be admitted"
-        return True, "ready"
-
-    def held(self) -> frozenset[int] | None:
-        """The partitions this node holds a replica of; None on a single node (all of them)."""
-        replication = self.server.replication
-        return None if replication is None else frozenset(replication.replicas)
-
-    def require_held(self, p: int) -> None:
-        """Reads are served locally up to the watermark, as the commands serve them; a
-        partition this cluster node holds no replica of is refused (the commands forward such
-        reads; the API does not yet)."""
-        held = self.held()
-        if held is not None and p not in held:
-            raise api.ApiError(503, "partition_elsewhere", elsewhere_message(p))
-
-    def client_address(self) -> str:
-        """The RESP address as bound (the configured one may say port 0)."""
-        host = parse_host_port(self.config.client_address)[0]
-        return f"[{host}]:{self.server.port}" if ":" in host else f"{host}:{self.server.port}"
-
-    def visible_events(self) -> int:
-        store = self.db.store
-        return sum(store.watermark(p) for p in range(store.partition_count))
-
-    def disk_bytes(self) -> int:
-        now = time.monotonic()
-        if now - self._disk_checked >= DISK_USAGE_CACHE_S:
-            self._disk_checked = now
-            self._disk_bytes = _tree_bytes(str(self.config.dir))
-        return self._disk_bytes
-
-    def cluster_info(self) -> dict[str, Any]:
-        """INFO cluster's fields, and its member table (the other nodes as this one sees them)."""
-        text = info_text(self.server, (b"cluster",))
-        rows = [line.split(":", 1) for line in text.splitlines() if ":" in line]
-        info = {k: v for k, v in rows if not (k.startswith("peer") and k[4:].isdigit())}
-        cluster = self.server.cluster
-        members = []
-        if cluster is not None:
-            members = [dataclasses.asdict(p) for p in cluster.statistics().membership.peers]
-        return {"info": info, "node_count": self.config.node_count, "members": members}
-
-
-def _tree_bytes(path: str) -> int:
-    total = 0
-    try:
-        with os.scandir(path) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    total += _tree_bytes(entry.path)
-                elif entry.is_file(follow_symlinks=False):
-                    total += entry.stat(follow_symlinks=False).st_size
-    except OSError:
-        pass  # a segment sealed or removed meanwhile: the next walk counts it
-    return total
-
-
-def load_assets() -> dict[str, tuple[bytes, str, str]]:
-    """Every file of ``static/``: name -> (bytes, content type, ETag)."""
-    assets = {}
-    for item in resources.files(__package__).joinpath("static").iterdir():
-        ext = os.path.splitext(item.name)[1]
-        if item.is_file() and ext in CONTENT_TYPES:
-            data = item.read_bytes()
-            etag = f'"{hashlib.sha256(data).hexdigest()[:20]}"'
-            assets[item.name] = (data, CONTENT_TYPES[ext], etag)
-    return assets
 
 
 # ----------------------------------------------------------------------------- the guard
@@ -256,7 +131,7 @@ def _cookie(headers: dict[str, str], name: str) -> str | None:
 
 
 def _error(status: int, code: str, message: str) -> Response:
-    return api.error_response(api.ApiError(status, code, message))
+    return error_response(ApiError(status, code, message))
 
 
 # ---------------------------------------------------------------------------- endpoints
@@ -264,8 +139,8 @@ def _api(ins: Inspector, handler: Any) -> Any:
     async def endpoint(request: Request) -> Response:
         try:
             return await handler(ins, request)
-        except api.ApiError as e:
-            return api.error_response(e)
+        except ApiError as e:
+            return error_response(e)
 
     return endpoint
 
@@ -281,15 +156,15 @@ class FeedEndpoint:
         ins = self.ins
         request = Request(scope, receive)
         try:
-            api.check_params(request, "partitions", "from")
+            check_params(request, "partitions", "from")
             selected = parse_selection(request.query_params.get("partitions", "all"),
-                                       ins.db.partition_count, ins.held())  # fmt: skip
-            cursor = start_cursor(ins, selected, request.query_params.get("from", "latest"),
-                                  request.headers.get("last-event-id"))  # fmt: skip
+                                       ins.db.partition_count)  # fmt: skip
+            cursor = await start_cursor(ins, selected, request.query_params.get("from", "latest"),
+                                        request.headers.get("last-event-id"))  # fmt: skip
             if ins.feeds_open >= MAX_FEEDS:
-                raise api.ApiError(503, "too_many_feeds", f"{MAX_FEEDS} live feeds are open")
-        except api.ApiError as e:
-            await api.error_response(e)(scope, receive, send)
+                raise ApiError(503, "too_many_feeds", f"{MAX_FEEDS} live feeds are open")
+        except ApiError as e:
+            await error_response(e)(scope, receive, send)
             return
         await send({
             "type": "http.response.start",
@@ -318,6 +193,8 @@ class FeedEndpoint:
 
 
 def build_app(ins: Inspector) -> Any:
+    registry = build_registry(ins)
+
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
@@ -326,7 +203,7 @@ def build_app(ins: Inspector) -> Any:
         return PlainTextResponse(reason + "\n", 200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
-        return Response(exposition(ins.registry), media_type=CONTENT_TYPE)
+        return Response(exposition(registry), media_type=CONTENT_TYPE)
 
     async def static(request: Request) -> Response:
         asset = ins.assets.get(request.path_params["name"])

@@ -2,10 +2,13 @@
 
 Theory of operation. A feed is a cursor: for every selected partition, the next sequence to
 send. Each round reads what is visible at the cursor (through the same storage read path as
-EPSCAN, in one read-thread call for all partitions), sends it as one SSE message, and advances
-the cursor past exactly what was sent; with nothing to send it parks on the watermark board until
-any watermark moves (no polling), as a subscription does. History and live are one mechanism, so
-the feed neither skips nor repeats an event.
+EPSCAN, in one read-thread call for all partitions this node holds), sends it as one SSE
+message, and advances the cursor past exactly what was sent; with nothing to send it parks on the
+watermark board until any watermark moves (no polling), as a subscription does. A partition this
+cluster node holds no replica of is followed by a ``Relay``, exactly as EPSUB follows it: the
+relay pulls the partition's visible events from a replica that holds it, from the cursor's
+position, into a small bounded buffer, and wakes the board; the round takes from that buffer.
+History and live are one mechanism, so the feed neither skips nor repeats an event.
 
 Each message carries the cursor *after* it as its SSE ``id``: ``p:s,p:s,...`` naming every
 selected partition whose next sequence is above 0 (an omitted partition is at 0; a cursor at 0
@@ -34,11 +37,13 @@ import trio
 from sierradb.storage import CorruptionError, Store
 
 from ..grammar import CommandError, parse_partition_selector
-from .api import ApiError, bad
+from ..relay import Relay
+from . import reads
 from .events import events_text, to_json
+from .responses import ApiError, bad
 
 if TYPE_CHECKING:
-    from .app import Inspector
+    from .inspector import Inspector
 
 log = logging.getLogger("sierradb.http")
 
@@ -53,23 +58,16 @@ FEED_COALESCE_S = 0.05
 FEED_KEEPALIVE_S = 15.0
 # Live feeds open at once on this node.
 MAX_FEEDS = 64
+# Events a relay (a partition held elsewhere) holds for its feed, at most.
+RELAY_BUFFER_EVENTS = 256
 # Tell EventSource to reconnect after this long (milliseconds).
 RETRY_MS = 1000
 
 
-def elsewhere_message(p: int) -> str:
-    return f"this node holds no replica of partition {p}: open the inspector of a node that does"
-
-
-def parse_selection(text: str, partition_count: int, held: frozenset[int] | None = None
-                    ) -> tuple[int, ...]:  # fmt: skip
-    """`all`, or EPSUB's selector syntax: `3`, `1,2`, `0-7`, a partition key. On a cluster node
-    (`held` given) `all` means the partitions it holds, and naming another is refused."""
+def parse_selection(text: str, partition_count: int) -> tuple[int, ...]:
+    """`all`, or EPSUB's selector syntax: `3`, `1,2`, `0-7`, a partition key."""
     if text in ("all", "*"):
-        selected = tuple(p for p in range(partition_count) if held is None or p in held)
-        if not selected:
-            raise ApiError(503, "partition_elsewhere", "this node holds no partition")
-        return selected
+        return tuple(range(partition_count))
     try:
         selected = parse_partition_selector(text.encode()).resolve(partition_count)
     except CommandError as e:
@@ -79,9 +77,6 @@ def parse_selection(text: str, partition_count: int, held: frozenset[int] | None
     if selected[-1] >= partition_count:
         raise ApiError(404, "not_found", f"no partition {selected[-1]} (this node has "
                        f"{partition_count})")  # fmt: skip
-    for p in selected:
-        if held is not None and p not in held:
-            raise ApiError(503, "partition_elsewhere", elsewhere_message(p))
     return selected
 
 
@@ -110,17 +105,34 @@ def format_cursor(cursor: dict[int, int]) -> str:
     return text or f"{next(iter(cursor))}:0"
 
 
-def start_cursor(ins: Inspector, selected: tuple[int, ...], start: str, last_event_id: str | None
-                 ) -> dict[int, int]:  # fmt: skip
-    """Where a feed starts: Last-Event-ID if sent, else `from` (latest, earliest or a cursor)."""
+async def start_cursor(ins: Inspector, selected: tuple[int, ...], start: str,
+                       last_event_id: str | None) -> dict[int, int]:  # fmt: skip
+    """Where a feed starts: Last-Event-ID if sent, else `from` (latest, earliest or a cursor).
+    `latest` is each partition's watermark now: this node's for those it holds (read without
+    an await, so none moves meanwhile), the holders' for the others (503 if none answers)."""
     if last_event_id is not None:
         return parse_cursor(last_event_id, selected)
-    if start == "latest":
-        store = ins.db.store
-        return {p: store.watermark(p) for p in selected}
     if start == "earliest":
         return dict.fromkeys(selected, 0)
-    return parse_cursor(start, selected)
+    if start != "latest":
+        return parse_cursor(start, selected)
+    store = ins.db.store
+    cursor = {p: store.watermark(p) for p in selected}
+    failed: list[ApiError] = []
+
+    async def remote(p: int) -> None:
+        try:
+            cursor[p] = await reads.watermark(ins, p)
+        except ApiError as e:
+            failed.append(e)
+
+    async with trio.open_nursery() as nursery:
+        for p in selected:
+            if not ins.holds(p):
+                nursery.start_soon(remote, p)
+    if failed:
+        raise failed[0]
+    return cursor
 
 
 def _read_round(store: Store, cursor: dict[int, int]) -> list[Any]:
@@ -152,26 +164,50 @@ def _message(event: str, data: bytes, cursor: dict[int, int]) -> bytes:
 async def run_feed(ins: Inspector, cursor: dict[int, int],
                    send: Callable[[bytes], Awaitable[None]]) -> None:  # fmt: skip
     """Send the feed until cancelled (the client went away or the node stops)."""
+    async with trio.open_nursery() as nursery:
+        relays: dict[int, Relay] = {}
+        service = ins.replication
+        for p, nxt in cursor.items():
+            if not ins.holds(p):
+                assert service is not None
+                relays[p] = Relay(service, ins.db.board, p, nxt, RELAY_BUFFER_EVENTS)
+                nursery.start_soon(relays[p].run)
+        await _feed(ins, cursor, relays, send)
+        nursery.cancel_scope.cancel()
+
+
+async def _feed(ins: Inspector, cursor: dict[int, int], relays: dict[int, Relay],
+                send: Callable[[bytes], Awaitable[None]]) -> None:  # fmt: skip
     db = ins.db
     store = db.store
     board = db.board
+    local = {p: nxt for p, nxt in cursor.items() if p not in relays}
     await send(
         b"retry: %d\n" % RETRY_MS
         + _message("ready", to_json({"cursor": format_cursor(cursor)}), cursor)
     )
     while True:
         seen = board.version
-        if all(nxt >= store.watermark(p) for p, nxt in cursor.items()):
+        for p in local:
+            local[p] = cursor[p]
+        local_ready = any(nxt < store.watermark(p) for p, nxt in local.items())
+        if not local_ready and not any(r.buffer for r in relays.values()):
             with trio.move_on_after(FEED_KEEPALIVE_S) as idle:
                 await board.wait_for_change(seen)
             if idle.cancelled_caught:
                 await send(b": keep-alive\n\n")
             continue
-        try:
-            events = await db.read(_read_round, store, cursor)
-        except CorruptionError as e:
-            log.error("live feed ended: %s", e)
-            return
+        events: list[Any] = []
+        if local_ready:
+            try:
+                events = await db.read(_read_round, store, local)
+            except CorruptionError as e:
+                log.error("live feed ended: %s", e)
+                return
+        for relay in relays.values():
+            if len(events) >= FEED_BATCH_EVENTS:
+                break
+            events.extend(relay.take(FEED_BATCH_EVENTS - len(events)))
         for ev in events:
             cursor[ev.partition_id] = ev.partition_sequence + 1
         await send(_message("events", events_text(events).encode(), cursor))

@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 from ..histogram import HistogramSnapshot
 
 if TYPE_CHECKING:
-    from .app import Inspector
+    from .inspector import Inspector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

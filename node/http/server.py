@@ -28,7 +28,6 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import trio
 from hypercorn.app_wrappers import ASGIWrapper
@@ -40,7 +39,8 @@ from hypercorn.typing import ConnectionState
 from ..config import Config, parse_host_port
 from ..database import Database
 from ..server import Server
-from .app import Inspector, build_app
+from .app import build_app
+from .inspector import HttpStatistics, Inspector
 
 log = logging.getLogger("sierradb.http")
 
@@ -115,17 +115,6 @@ class _StallGuard:
 
     async def aclose(self) -> None:
         await self._stream.aclose()
-
-
-@dataclass(frozen=True, slots=True)
-class HttpStatistics:
-    connections: int  # open now
-    connections_total: int
-    rejected_connections: int  # over MAX_HTTP_CONNECTIONS
-    stalled_connections: int  # dropped because they stopped reading
-    responses: dict[int, int]  # status code -> responses
-    feeds: int  # live feeds open now
-    feed_events: int  # events sent on live feeds
 
 
 class HttpServer:

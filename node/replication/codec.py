@@ -32,6 +32,7 @@ from .messages import (
 # Message kinds on the wire.
 _PROMISE, _PROMISE_REPLY, _APPEND, _APPEND_REPLY, _FETCH, _FETCH_REPLY, _HANDOVER = range(7)
 _FORWARD, _FORWARD_REPLY, _READ, _READ_REPLY, _EVENTS, _EVENTS_REPLY = range(10, 16)
+_LOOKUP, _WATERMARKS, _WATERMARKS_REPLY = range(16, 19)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,43 @@ class EventsReply:
     position: int  # the watermark, or the stream's next visible version
 
 
-RequestMessage = ForwardAppend | ForwardReply | ForwardRead | ReadReply | FetchEvents | EventsReply
+@dataclass(frozen=True, slots=True)
+class LookupEvent:
+    """The inspector of a node without a replica asks one that has it for an event by id; the
+    answer is an ``EventsReply`` with the event if it is visible there (below that replica's
+    watermark), else none, and that watermark as the position."""
+
+    request_id: int
+    partition: int
+    event_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Watermarks:
+    """The inspector asks a node for the watermark and known leader of some partitions."""
+
+    request_id: int
+    partitions: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarksReply:
+    request_id: int
+    # (partition, watermark, leader or -1) of each asked partition the node holds a replica of
+    partitions: tuple[tuple[int, int, int], ...]
+
+
+RequestMessage = (
+    ForwardAppend
+    | ForwardReply
+    | ForwardRead
+    | ReadReply
+    | FetchEvents
+    | EventsReply
+    | LookupEvent
+    | Watermarks
+    | WatermarksReply
+)
 
 
 def _entries(events: tuple[Event, ...]) -> bytes:
@@ -150,6 +187,12 @@ def encode(message: ReplicationMessage | RequestMessage) -> bytes:
                 m.partition_key]  # fmt: skip
     elif isinstance(m, EventsReply):
         body = [_EVENTS_REPLY, m.request_id, m.ok, _entries(m.events), m.position]
+    elif isinstance(m, LookupEvent):
+        body = [_LOOKUP, m.request_id, m.partition, m.event_id]
+    elif isinstance(m, Watermarks):
+        body = [_WATERMARKS, m.request_id, list(m.partitions)]
+    elif isinstance(m, WatermarksReply):
+        body = [_WATERMARKS_REPLY, m.request_id, [list(t) for t in m.partitions]]
     else:
         raise TypeError(f"not a wire message: {m!r}")
     return cbor2.dumps(body)
@@ -180,6 +223,12 @@ def _bytes(value: Any) -> bytes:
     if not isinstance(value, bytes):
         raise FrameError(f"expected bytes, got {type(value).__name__}")
     return value
+
+
+def _watermark_item(value: Any) -> tuple[int, int, int]:
+    if not isinstance(value, list) or len(value) != 3:
+        raise FrameError(f"expected [partition, watermark, leader], got {value!r}")
+    return _int(value[0]), _int(value[1]), _int(value[2], -1)
 
 
 def _bool(value: Any) -> bool:
@@ -246,4 +295,10 @@ def _decode(b: Any) -> ReplicationMessage | RequestMessage:
                            _bytes(f[5]), _bytes(f[6]))  # fmt: skip
     if kind == _EVENTS_REPLY:
         return EventsReply(_int(f[0]), _bool(f[1]), _decode_entries(_bytes(f[2])), _int(f[3]))
+    if kind == _LOOKUP:
+        return LookupEvent(_int(f[0]), _int(f[1]), _bytes(f[2]))
+    if kind == _WATERMARKS:
+        return Watermarks(_int(f[0]), tuple(_int(p) for p in f[1]))
+    if kind == _WATERMARKS_REPLY:
+        return WatermarksReply(_int(f[0]), tuple(_watermark_item(t) for t in f[1]))
     raise FrameError(f"unknown message kind {kind!r}")

@@ -44,7 +44,10 @@ from .codec import (
     ForwardAppend,
     ForwardRead,
     ForwardReply,
+    LookupEvent,
     ReadReply,
+    Watermarks,
+    WatermarksReply,
     decode,
     encode,
 )
@@ -71,7 +74,7 @@ MAX_PENDING_FORWARDS = 10_000
 # A relay asks for at most this many events per request.
 MAX_FETCH_EVENTS = 1000
 
-Reply = ForwardReply | ReadReply | EventsReply
+Reply = ForwardReply | ReadReply | EventsReply | WatermarksReply
 
 
 class PromiseWriteFailed(RuntimeError):
@@ -280,13 +283,17 @@ class ReplicationService:
 
     # ------------------------------------------------------------------ forwarding
     async def forward(
-        self, leader: int, message: ForwardAppend | ForwardRead | FetchEvents
-    ) -> ForwardReply | ReadReply | EventsReply:
+        self,
+        leader: int,
+        message: ForwardAppend | ForwardRead | FetchEvents | LookupEvent | Watermarks,
+    ) -> Reply:
         """Send a request to another node and wait for its answer (TIMEOUT at the deadline)."""
         return await self.await_reply(self.send_request(leader, message))
 
     def send_request(
-        self, leader: int, message: ForwardAppend | ForwardRead | FetchEvents
+        self,
+        leader: int,
+        message: ForwardAppend | ForwardRead | FetchEvents | LookupEvent | Watermarks,
     ) -> _Pending:
         """Queue a request for another node now; ``await_reply`` waits for its answer."""
         peer = self.cluster.peer_at(leader)
@@ -326,7 +333,7 @@ class ReplicationService:
 
     def _on_request_frame(self, node: int, body: bytes) -> None:
         message = decode(body)
-        if isinstance(message, (ForwardReply, ReadReply, EventsReply)):
+        if isinstance(message, (ForwardReply, ReadReply, EventsReply, WatermarksReply)):
             pending = self._pending.pop(message.request_id, None)
             if pending is not None:
                 pending.reply = message
@@ -339,6 +346,10 @@ class ReplicationService:
             self._nursery.start_soon(self._serve_read, node, message)
         elif isinstance(message, FetchEvents):
             self._nursery.start_soon(self._serve_fetch, node, message)
+        elif isinstance(message, LookupEvent):
+            self._nursery.start_soon(self._serve_lookup, node, message)
+        elif isinstance(message, Watermarks):
+            self._serve_watermarks(node, message)
         else:
             raise FrameError(f"unexpected message on the requests channel: {message!r}")
 
@@ -409,6 +420,41 @@ class ReplicationService:
                     store.read_partition, p, m.start, None, m.count
                 )
         self._reply(origin, EventsReply(m.request_id, True, tuple(events), position()))
+
+    async def lookup_event(self, source: int, partition: int, event_id: bytes
+                           ) -> tuple[Event | None, int]:  # fmt: skip
+        """The inspector's event by id at `source`: the event if visible there, and its
+        watermark."""
+        reply = await self.forward(source, LookupEvent(self.next_request_id(), partition, event_id))
+        if not isinstance(reply, EventsReply) or not reply.ok:
+            raise NodeError("TRYAGAIN", f"node {source} does not serve partition {partition}")
+        return (reply.events[0] if reply.events else None), reply.position
+
+    async def _serve_lookup(self, origin: int, m: LookupEvent) -> None:
+        p, store = m.partition, self.store
+        if p not in self.replicas:
+            self._reply(origin, EventsReply(m.request_id, False, (), 0))
+            return
+        await self.ready_to_read(p)
+        event = await trio.to_thread.run_sync(store.get_event, p, m.event_id)  # visible only
+        found = () if event is None else (event,)
+        self._reply(origin, EventsReply(m.request_id, True, found, store.watermark(p)))
+
+    async def watermarks_at(self, source: int, partitions: Sequence[int]
+                            ) -> tuple[tuple[int, int, int], ...]:  # fmt: skip
+        """(partition, watermark, leader or -1) of those of `partitions` that `source` holds."""
+        reply = await self.forward(source, Watermarks(self.next_request_id(), tuple(partitions)))
+        if not isinstance(reply, WatermarksReply):
+            raise NodeError("TRYAGAIN", f"node {source} answered {type(reply).__name__}")
+        return reply.partitions
+
+    def _serve_watermarks(self, origin: int, m: Watermarks) -> None:
+        found = []
+        for p in m.partitions:
+            if p in self.replicas:
+                leader = self.leader_of(p)
+                found.append((p, self.store.watermark(p), -1 if leader is None else leader))
+        self._reply(origin, WatermarksReply(m.request_id, tuple(found)))
 
     def _reply(self, node: int, message: Reply) -> None:
         peer = self.cluster.peer_at(node)

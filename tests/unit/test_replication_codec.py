@@ -9,10 +9,15 @@ import pytest
 
 from sierradb.node.append import AppendOutcome, AppendRequest
 from sierradb.node.replication.codec import (
+    EventsReply,
+    FetchEvents,
     ForwardAppend,
     ForwardRead,
     ForwardReply,
+    LookupEvent,
     ReadReply,
+    Watermarks,
+    WatermarksReply,
     decode,
     encode,
 )
@@ -58,6 +63,12 @@ MESSAGES = [
     ForwardReply(9, None, "WRONGVER", "current stream version is 3", 2),
     ForwardRead(10, 5, (b"EGET", b"x"), 3),
     ReadReply(10, b"$-1\r\n"),
+    FetchEvents(11, 5, 18, 100, 1000, b"stream", b"K" * 16),
+    EventsReply(11, True, (event(18), event(19)), 20),
+    LookupEvent(12, 5, b"E" * 16),
+    EventsReply(12, True, (), 0),
+    Watermarks(13, (0, 3, 7)),
+    WatermarksReply(13, ((0, 12, 1), (3, 0, -1))),
 ]
 
 
@@ -85,6 +96,10 @@ def test_a_damaged_entry_is_refused() -> None:
         cbor2.dumps([0, 5, 7, 1, 3, [6, 20]]),
         cbor2.dumps([2, 5, 7, 1, 3, [6, 20], b"\x00\x01garbage", 19]),
         cbor2.dumps([10, 1, 5, b"K" * 16, b"T" * 16, [], [], True]),
+        cbor2.dumps([16, 12, 5]),
+        cbor2.dumps([17, 13, [0, -1]]),
+        cbor2.dumps([18, 13, [[0, 12]]]),
+        cbor2.dumps([18, 13, [[0, 12, -2]]]),
     ],
 )
 def test_malformed_messages_are_frame_errors(raw: bytes) -> None:

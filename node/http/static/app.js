@@ -167,7 +167,7 @@ async function overviewView(root) {
           ["password", o.node.password ? "required" : "none (loopback only)"],
         ])),
         h("section", { class: "card" }, h("h2", {}, "Storage"),
-          h("div", { class: "big", id: "event-count" }, num(o.storage.events)), h("div", { class: "muted" }, "events"),
+          h("div", { class: "big", id: "event-count" }, num(o.storage.events)), h("div", { class: "muted" }, o.cluster.node_count > 1 ? "events in the partitions held here" : "events"),
           kv([["partitions", num(o.storage.partitions)], ["buckets", num(o.storage.buckets)],
             ["disk use", fmtBytes(o.storage.disk_bytes)], ["sealed segments", num(o.storage.sealed_segments)],
             ["segment size", fmtBytes(o.storage.segment_size_bytes)]])),
@@ -180,6 +180,7 @@ async function overviewView(root) {
         h("section", { class: "card wide" }, h("h2", {}, "Appends per second"), chart(o.appends)),
         h("section", { class: "card wide" }, h("h2", {}, "Cluster"),
           o.cluster.node_count > 1 ? memberTable(o.cluster.members) : h("p", { class: "muted" }, "A single node (a cluster of one)."),
+          o.cluster.node_count > 1 ? h("details", {}, h("summary", {}, "Where the partitions live"), placementTable(o.cluster.partitions, "placement")) : "",
           h("details", { open: o.cluster.node_count === 1 }, h("summary", {}, "INFO cluster"), kvTable(o.cluster.info))),
       ));
   };
@@ -202,6 +203,18 @@ function memberTable(members) {
       h("td", { class: "mono" }, m.peer_id), h("td", { class: "mono" }, m.client_address ?? "–"),
       h("td", { class: "num" }, ms(m.rtt_s)), h("td", { class: "num" }, m.heartbeat_age_s === null ? "–" : `${m.heartbeat_age_s.toFixed(1)} s ago`),
       h("td", { class: "num" }, m.incarnation ?? "–"), h("td", {}, m.reason ?? ""))));
+}
+
+// Where each partition lives (a cluster): its replicas (the preferred leader first), the leader
+// known, whether this node holds a replica, and its watermark (this node's or its holders').
+function placementTable(partitions, id) {
+  return h("table", { id },
+    h("tr", {}, ["partition", "replicas", "leader", "here", "events"].map((t) => h("th", {}, t))),
+    partitions.map((p) => h("tr", {},
+      h("td", { class: "num" }, link(`/partitions/${p.partition_id}`, p.partition_id)),
+      h("td", { class: "mono" }, p.replicas.join(", ")), h("td", { class: "num" }, p.leader ?? "–"),
+      h("td", {}, p.held ? "replica" : "elsewhere"),
+      h("td", { class: "num" }, p.watermark === null ? h("span", { class: "badge bad" }, "unreachable") : num(p.watermark)))));
 }
 
 function kvTable(obj) {
@@ -299,14 +312,19 @@ function pageQuery(params) {
 async function partitionsView(root, rest, params) {
   if (rest.length) return partitionView(root, rest[0], params);
   const { partitions } = await api("/api/partitions");
-  const total = partitions.reduce((n, p) => n + p.watermark, 0);
+  const total = partitions.reduce((n, p) => n + (p.watermark ?? 0), 0);
+  const cluster = partitions.some((p) => p.replicas.length > 1 || !p.held);
+  const head = ["partition", "events", "last sequence", ...(cluster ? ["replicas", "leader", "here"] : []), ""];
   root.append(h("h1", {}, `Partitions (${partitions.length}, ${num(total)} events)`),
     h("form", { class: "toolbar", onsubmit: (e) => { e.preventDefault(); navigate(`/partitions/${e.target.elements.p.value}`); } },
       h("input", { type: "number", name: "p", min: 0, max: partitions.length - 1, placeholder: "partition", required: true }),
       h("button", { type: "submit" }, "Open")),
-    h("table", { id: "partitions" }, h("tr", {}, h("th", { class: "num" }, "partition"), h("th", { class: "num" }, "events"), h("th", { class: "num" }, "last sequence"), h("th", {}, "")),
+    h("table", { id: "partitions" }, h("tr", {}, head.map((t) => h("th", { class: t === "" || t === "here" ? "" : "num" }, t))),
       partitions.map((p) => h("tr", {}, h("td", { class: "num" }, link(`/partitions/${p.partition_id}`, p.partition_id)),
-        h("td", { class: "num" }, num(p.watermark)), h("td", { class: "num" }, num(p.last_sequence)),
+        h("td", { class: "num" }, p.watermark === null ? h("span", { class: "badge bad" }, "unreachable") : num(p.watermark)),
+        h("td", { class: "num" }, num(p.last_sequence)),
+        ...(cluster ? [h("td", { class: "num mono" }, p.replicas.join(", ")), h("td", { class: "num" }, p.leader ?? "–"),
+          h("td", {}, p.held ? "replica" : "elsewhere")] : []),
         h("td", {}, p.watermark ? link(`/partitions/${p.partition_id}?direction=backward`, "latest") : "")))));
 }
 
