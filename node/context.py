@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         ForwardRead,
         ForwardReply,
         ReadReply,
+        WatermarksReply,
     )
     from .replication.replica import ReplicaStatistics
     from .resp import RequestReader
@@ -113,7 +114,7 @@ class Replication(Protocol):
     async def ready_to_read(self, partition: int) -> None: ...
     async def forward(
         self, leader: int, message: ForwardAppend | ForwardRead | FetchEvents
-    ) -> ForwardReply | ReadReply | EventsReply: ...
+    ) -> ForwardReply | ReadReply | EventsReply | WatermarksReply: ...
     async def fetch_events(
         self, source: int, partition: int, start: int, count: int, wait_ms: int,
         stream_id: bytes = b"", partition_key: bytes = b"",

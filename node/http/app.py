@@ -19,6 +19,7 @@ no CORS headers at all, so other origins can never read a response).
 from __future__ import annotations
 
 import html
+from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -71,7 +72,7 @@ class Guard:
         path = scope["path"]
         csp = WORKER_CSP if path == f"/static/{WORKER_FILE}" else CSP
 
-        async def send_with_headers(message: dict) -> None:
+        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 ins.responses[status] = ins.responses.get(status, 0) + 1

@@ -31,7 +31,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _buckets(h: HistogramSnapshot) -> list[tuple[str, float]]:
-    out, running = [], 0
+    out: list[tuple[str, float]] = []
+    running = 0
     for bound, count in zip((*h.bounds, float("inf")), h.counts, strict=True):
         running += count
         out.append(("+Inf" if bound == float("inf") else repr(bound), running))

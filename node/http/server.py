@@ -28,6 +28,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import trio
 from hypercorn.app_wrappers import ASGIWrapper
@@ -41,6 +42,9 @@ from ..database import Database
 from ..server import Server
 from .app import build_app
 from .inspector import HttpStatistics, Inspector
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus  # trio's own type, as the stubs mypy reads name it
 
 log = logging.getLogger("sierradb.http")
 
@@ -149,7 +153,7 @@ class HttpServer:
     def appended_events(self) -> int:
         return sum(w.events for w in self.db.writers)
 
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         hyper = HypercornConfig()
         hyper.accesslog = None
         hyper.errorlog = log
