@@ -217,34 +217,35 @@ def mdns_formed(lab, nodes: list[NodeProcess]) -> bool:  # type: ignore[no-untyp
 
 
 def mdns_formation(repeat: int) -> None:
-    from netlab import CLUSTER_PORT, Lab, teardown_namespaces
+    from netlab import CLUSTER_PORT, Lab, exclusive, teardown_namespaces
 
     times = []
     for _ in range(repeat):
-        teardown_namespaces()
-        lab = Lab(3)
-        nodes: list[NodeProcess] = []
-        with tempfile.TemporaryDirectory() as d:
-            try:
-                for i in range(3):
-                    node = NodeProcess(
-                        Path(d) / f"h{i}", "-n", "3", "-i", str(i),
-                        "--cluster-address", f"/ip4/0.0.0.0/tcp/{CLUSTER_PORT}",
-                        prefix=("ip", "netns", "exec", lab.hosts[i]),
-                    )  # fmt: skip
-                    nodes.append(node)
-                spawned = time.monotonic()
-                for node in nodes:
-                    node.start(wait=False)
-                for node in nodes:
-                    node.wait_ready()
-                ready = time.monotonic()
+        with exclusive():
+            teardown_namespaces()
+            lab = Lab(3)
+            nodes: list[NodeProcess] = []
+            with tempfile.TemporaryDirectory() as d:
+                try:
+                    for i in range(3):
+                        node = NodeProcess(
+                            Path(d) / f"h{i}", "-n", "3", "-i", str(i),
+                            "--cluster-address", f"/ip4/0.0.0.0/tcp/{CLUSTER_PORT}",
+                            prefix=("ip", "netns", "exec", lab.hosts[i]),
+                        )  # fmt: skip
+                        nodes.append(node)
+                    spawned = time.monotonic()
+                    for node in nodes:
+                        node.start(wait=False)
+                    for node in nodes:
+                        node.wait_ready()
+                    ready = time.monotonic()
 
-                done = wait(lambda lab=lab, nodes=nodes: mdns_formed(lab, nodes))
-                times.append((done - spawned, done - ready))
-            finally:
-                stop(nodes)
-                teardown_namespaces()
+                    done = wait(lambda lab=lab, nodes=nodes: mdns_formed(lab, nodes))
+                    times.append((done - spawned, done - ready))
+                finally:
+                    stop(nodes)
+                    teardown_namespaces()
     print(
         f"formation by mDNS, 3 hosts: median {statistics.median(t for t, _ in times):.2f} s "
         f"from spawn, {statistics.median(r for _, r in times):.2f} s after the last node was "

@@ -2,15 +2,20 @@
 `sdbt-h<i>` with address 10.213.0.1<i>/24, multicast routed (mDNS works between them).
 
 Names carry a prefix, and `teardown_namespaces` removes every namespace with it (and the
-processes in them), so a crashed run leaves nothing behind for the next.
+processes in them), so a crashed run leaves nothing behind for the next. The names and addresses
+are fixed, so two runs on one machine (two checkouts' suites at once) would tear down and share
+each other's hosts: hold `exclusive()` for a lab's whole life, and a second run waits its turn.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from clusterproc import parse_info
@@ -20,6 +25,22 @@ BRIDGE = f"{PREFIX}-br"
 SUBNET = "10.213.0"
 CLUSTER_PORT = 7000
 CLIENT_IP = "10.213.0.100"
+
+
+LOCK_PATH = "/run/lock/sierradb-netlab.lock"
+
+
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """One virtual LAN per machine at a time (see the module docstring); released on exit,
+    and by the kernel if the process dies."""
+    os.makedirs(os.path.dirname(LOCK_PATH), exist_ok=True)
+    with open(LOCK_PATH, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from clusterproc import DOWN_TIMEOUT_S, HEARTBEAT_S, peers, wait_for
-from netlab import CLUSTER_PORT, PREFIX, Lab, sh, teardown_namespaces
+from netlab import CLUSTER_PORT, PREFIX, Lab, exclusive, sh, teardown_namespaces
 from nodeproc import NodeProcess
 
 from sierradb.p2p.runtime import DNS_REFRESH_S
@@ -33,18 +33,19 @@ FORM_S = 40.0
 
 @pytest.fixture
 def lab() -> Iterator:
-    teardown_namespaces()
-    labs: list[Lab] = []
-
-    def make(hosts: int) -> Lab:
-        labs.append(Lab(hosts))
-        return labs[-1]
-
-    try:
-        yield make
-    finally:
+    with exclusive():
         teardown_namespaces()
-    assert not [n for n in sh("ip", "netns", "list").stdout.split() if n.startswith(PREFIX)]
+        labs: list[Lab] = []
+
+        def make(hosts: int) -> Lab:
+            labs.append(Lab(hosts))
+            return labs[-1]
+
+        try:
+            yield make
+        finally:
+            teardown_namespaces()
+        assert not [n for n in sh("ip", "netns", "list").stdout.split() if n.startswith(PREFIX)]
 
 
 @pytest.fixture
@@ -152,6 +153,8 @@ def test_a_dns_name_is_resolved_again_as_hosts_come_and_go(lab, ns_nodes):
     nodes = [(i, ns_nodes(net, i, 3, i, "--mdns", "false", "--peer", peer)) for i in range(3)]
     wait_formed(net, nodes[:2], 2)
     time.sleep(2 * DNS_REFRESH_S)
+    # An INFO that did not answer (redis-cli found no reply) says nothing either way: read again.
+    wait_for(lambda: "nodes_alive" in info(net, 2, nodes[2][1].port), 30, "INFO from node 2")
     assert alive(net, 2, nodes[2][1]) == 1, "node 2 found a peer its DNS name does not list"
     net.hosts_file(2, f"127.0.0.1 localhost\n{both}")  # the name now lists nodes 0 and 1
     wait_formed(net, nodes, 3)

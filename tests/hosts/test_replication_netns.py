@@ -14,7 +14,7 @@ import pytest
 import redis
 from clusterload import Writers, check_history, partition_log
 from clusterproc import DOWN_TIMEOUT_S, HEARTBEAT_S, wait_for
-from netlab import CLUSTER_PORT, Lab, teardown_namespaces
+from netlab import CLUSTER_PORT, Lab, exclusive, teardown_namespaces
 from nodeproc import NodeProcess
 
 from sierradb.node.identifiers import (
@@ -38,6 +38,11 @@ CLIENT_PORT = 9090
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[tuple[Lab, list[NodeProcess]]]:
+    with exclusive():
+        yield from _net(tmp_path)
+
+
+def _net(tmp_path: Path) -> Iterator[tuple[Lab, list[NodeProcess]]]:
     teardown_namespaces()
     nodes: list[NodeProcess] = []
     try:
