@@ -59,6 +59,15 @@ class User(Aggregate):
 
 
 # ------------------------------------------------------------------------------ systems
+def process_cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+NODE_PIDS: list[int] = []  # the running node, so that its CPU per event can be reported
+
+
 @contextmanager
 def sierradb_node(*flags: str) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="es-bench-") as tmp:
@@ -76,8 +85,10 @@ def sierradb_node(*flags: str) -> Iterator[str]:
             else:
                 raise RuntimeError("the node did not start")
             threading.Thread(target=proc.stdout.read, daemon=True).start()  # drain the log
+            NODE_PIDS.append(proc.pid)
             yield f"127.0.0.1:{int(m[1])}"
         finally:
+            NODE_PIDS.remove(proc.pid)
             proc.terminate()
             proc.wait(30)
 
@@ -178,9 +189,12 @@ def run_application(system: str, writers: int, seconds: float) -> dict[str, Any]
                 except BaseException as e:  # noqa: BLE001 - reported in the result
                     errors.append(e)
 
-            started = time.perf_counter()
+            node_cpu = process_cpu_s(NODE_PIDS[-1]) if NODE_PIDS else 0.0
+            cpu, started = time.process_time(), time.perf_counter()
             _run_threads(write, writers)
             save_s = time.perf_counter() - started
+            cpu = time.process_time() - cpu
+            node_cpu = (process_cpu_s(NODE_PIDS[-1]) if NODE_PIDS else 0.0) - node_cpu
 
             def read(i: int) -> None:
                 for user_id in saved[i]:
@@ -203,6 +217,10 @@ def run_application(system: str, writers: int, seconds: float) -> dict[str, Any]
         "events_per_s": round(total / save_s, 1),
         "save_p50_ms": round(percentile(lat, 0.5) * 1e3, 2),
         "save_p99_ms": round(percentile(lat, 0.99) * 1e3, 2),
+        # CPU per saved event: this process (the application, the library, the client or
+        # SQLite itself) and, for SierraDB, the node
+        "app_cpu_us_per_event": round(cpu / max(total, 1) * 1e6, 1),
+        "node_cpu_us_per_event": round(node_cpu / max(total, 1) * 1e6, 1),
         "loads_per_s": round(total / load_s, 1),
         "errors": [repr(e) for e in errors[:3]],
         **settings,
