@@ -5,7 +5,8 @@
 For each mode (no consumer, EPREAD BLOCK, EPSUB * push) a fresh node is started (default
 settings: fdatasync on every group commit), one consumer connection follows all partitions
 from their current end, and redis-benchmark appends `--events` events at -c 50 -P 16 with the
-shared payload. Printed per mode: append throughput (and the loss against no consumer), events
+shared payload. Printed per mode: append throughput (and the loss against no consumer), the
+node's CPU per appended event (delivery included), events
 per second delivered to the consumer, and the delay from append (the event's server timestamp,
 ms) to delivery (the consumer's clock when the reply or push is parsed): p50 and p99, and the
 consumer thread's own CPU time (redis-py + hiredis in this process, on the same 2 cores as the
@@ -44,6 +45,12 @@ def start_node(port: int) -> tuple[subprocess.Popen[bytes], str]:
         except redis.ConnectionError:
             time.sleep(0.1)
     raise SystemExit("node did not start")
+
+
+def process_cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stop_node(proc: subprocess.Popen[bytes], data: str) -> None:
@@ -150,6 +157,7 @@ def run_mode(port: int, events: int, mode: str) -> dict[str, float]:
             consumer = Consumer(port, mode)
             consumer.thread.start()
             consumer.ready.wait(10)
+        cpu = process_cpu_s(proc.pid)
         rps = benchmark(port, events)
         result = {"append_rps": rps}
         if consumer is not None:
@@ -157,6 +165,10 @@ def run_mode(port: int, events: int, mode: str) -> dict[str, float]:
             deadline = time.monotonic() + 120
             while len(consumer.delays_ms) < appended and time.monotonic() < deadline:
                 time.sleep(0.05)
+        # The node's CPU per appended event, delivery to the consumer included (it may finish
+        # after the appends): robust where throughput is not, on a shared machine.
+        result["node_cpu_us"] = (process_cpu_s(proc.pid) - cpu) / events * 1e6
+        if consumer is not None:
             consumer.stop.set()
             consumer.thread.join(5)
             span = max(consumer.last - consumer.first, 1e-9)
@@ -185,6 +197,7 @@ def main() -> None:
         base = results["none"]["append_rps"]
         for mode, r in results.items():
             line = f"run {run} {mode:6s} append {r['append_rps']:9.0f}/s"
+            line += f"  node CPU {r['node_cpu_us']:4.0f} us/event"
             if mode != "none":
                 lost = 100 * (1 - r["append_rps"] / base)
                 line += (

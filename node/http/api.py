@@ -55,12 +55,16 @@ def _int(text: str | None, name: str, low: int, high: int) -> int | None:
     return value
 
 
+def _max_page_events(ins: Inspector) -> int:
+    return min(MAX_PAGE_EVENTS, ins.config.max_count)
+
+
 def _page_params(ins: Inspector, request: Request) -> tuple[int | None, bool, int]:
     q = request.query_params
     direction = q.get("direction", "forward")
     if direction not in ("forward", "backward"):
         raise bad(f"direction must be forward or backward, got {direction[:40]!r}")
-    max_limit = min(MAX_PAGE_EVENTS, ins.config.max_count)
+    max_limit = _max_page_events(ins)
     limit = _int(q.get("limit"), "limit", 1, max_limit) or min(DEFAULT_PAGE_EVENTS, max_limit)
     return _int(q.get("from"), "from", 0, MAX_POSITION), direction == "backward", limit
 
@@ -182,7 +186,7 @@ async def partitions(ins: Inspector, request: Request) -> Response:
     check_params(request)
     items = [{**_partition_row(row["partition_id"], row["watermark"]), **row}
              for row in await reads.placement(ins)]  # fmt: skip
-    return json_response({"partitions": items})
+    return json_response({"partitions": items, "max_page_events": _max_page_events(ins)})
 
 
 async def partition(ins: Inspector, request: Request) -> Response:

@@ -65,7 +65,9 @@ def test_overview(node, seven):
 
 def test_partitions_list_and_one_partition(node, seven):
     p, _ = seven
-    listing = get_json(node.http_port, "/api/partitions")["partitions"]
+    whole = get_json(node.http_port, "/api/partitions")
+    assert whole["max_page_events"] == 10_000  # the API's cap; the node's --max-count is 10000
+    listing = whole["partitions"]
     assert [x["partition_id"] for x in listing] == list(range(8))
     mine = get_json(node.http_port, f"/api/partitions/{p}")
     assert listing[p] == mine

@@ -1,7 +1,7 @@
 // The projection engine: runs the user's project(state, event) in this Web Worker, never on the
 // node. It reads the events itself through the JSON API (the page stays responsive; terminating
 // the worker stops everything at once), one partition after another, each in sequence order,
-// with the next page fetched while the current one is projected. An exception, or a function
+// with the next pages fetched while the current one is projected. An exception, or a function
 // that returns undefined, stops the run and reports the event; nothing is skipped. Afterwards it
 // can follow the live feed from exactly where the catch-up ended.
 //
@@ -68,32 +68,60 @@ async function getJSON(url) {
   return body;
 }
 
-// Pages of a range, forward from 0, the next one fetched while the caller works on the current.
-async function* pages(urlFor) {
-  let pending = getJSON(urlFor(0));
-  while (pending) {
+// Pages of several ranges (partitions by sequence, or a stream by version), each read forward
+// from 0 to its end, in order. Up to PAGES_IN_FLIGHT requests run ahead of the page being
+// projected, so the node prepares the next pages while this worker parses and projects (one
+// request ahead left the node idle while the browser parsed each page). They follow a plan
+// made from each range's end when the run started (`end`: positions are gapless, so a full page
+// from `from` is followed by one from `from + pageEvents`). Each page's `next` is checked
+// against the plan: where they differ (a page cut at 8 MiB, or events appended since the plan)
+// the requests planned for that range are dropped and its reading goes on from `next`, so every
+// position is read once, in order, up to the range's end at the time it is read.
+const PAGES_IN_FLIGHT = 3;
+
+async function* plannedPages(ranges, pageEvents) {
+  const inFlight = []; // {r, from, page: Promise}, in reading order
+  let planR = 0, planFrom = 0; // the plan's next request
+  const request = (r, from) => {
+    const page = getJSON(ranges[r].url(from, pageEvents));
+    page.catch(() => {}); // a dropped request's failure is nobody's concern
+    return { r, from, page };
+  };
+  const advancePlan = () => {
+    planFrom += pageEvents;
+    if (planFrom >= ranges[planR].end) { planR++; planFrom = 0; }
+  };
+  const fill = () => {
+    while (inFlight.length < PAGES_IN_FLIGHT && planR < ranges.length) {
+      inFlight.push(request(planR, planFrom));
+      advancePlan();
+    }
+  };
+  fill();
+  while (inFlight.length) {
+    const { r, page: pending } = inFlight.shift();
     const page = await pending;
-    pending = page.next !== null ? getJSON(urlFor(page.next)) : null;
-    yield page;
+    const planned = inFlight.length && inFlight[0].r === r ? inFlight[0].from : null;
+    if (page.next !== planned) {
+      while (inFlight.length && inFlight[0].r === r) inFlight.shift();
+      if (page.next !== null) inFlight.unshift(request(r, page.next));
+      if (planR === r) { // plan the rest of this range again, after `next`
+        if (page.next === null) { planR++; planFrom = 0; } else { planFrom = page.next; advancePlan(); }
+      }
+    }
+    fill();
+    yield [r, page];
   }
 }
 
-// Every page of several partitions, in order, with one request always in flight ahead (also
-// across partition boundaries, so the node never waits for the browser).
-async function* partitionPages(partitions) {
-  const fetchPage = (i, from) => getJSON(`/api/partitions/${partitions[i]}/events?from=${from}&limit=${PAGE_EVENTS}`).then((page) => ({ i, page }));
-  let pending = partitions.length ? fetchPage(0, 0) : null;
-  while (pending) {
-    const { i, page } = await pending;
-    if (page.next !== null) pending = fetchPage(i, page.next);
-    else pending = i + 1 < partitions.length ? fetchPage(i + 1, 0) : null;
-    yield [partitions[i], page];
-  }
-}
-
-async function catchUpPartitions(partitions) {
+async function catchUpPartitions(partitions, ends, pageEvents) {
   for (const p of partitions) positions[p] = 0;
-  for await (const [p, page] of partitionPages(partitions)) {
+  const ranges = partitions.map((p) => ({
+    end: ends[p] || 0,
+    url: (from, limit) => `/api/partitions/${p}/events?from=${from}&limit=${limit}`,
+  }));
+  for await (const [r, page] of plannedPages(ranges, pageEvents)) {
+    const p = partitions[r];
     for (const event of page.events) {
       apply(event);
       positions[p] = event.partition_sequence + 1;
@@ -102,11 +130,13 @@ async function catchUpPartitions(partitions) {
   }
 }
 
-// A stream's events below partition sequence `below` (later ones come from the live feed).
-async function catchUpStream(streamId, key, below) {
-  const q = new URLSearchParams({ stream_id: streamId, partition_key: key, limit: PAGE_EVENTS });
+// A stream's events below partition sequence `below` (later ones come from the live feed);
+// `version` is its last version when the run started.
+async function catchUpStream(streamId, key, version, below, pageEvents) {
+  const q = new URLSearchParams({ stream_id: streamId, partition_key: key });
   positions.version = 0;
-  for await (const page of pages((from) => `/api/stream/events?${q}&from=${from}`)) {
+  const range = { end: version + 1, url: (from, limit) => `/api/stream/events?${q}&from=${from}&limit=${limit}` };
+  for await (const [, page] of plannedPages([range], pageEvents)) {
     for (const event of page.events) {
       if (event.partition_sequence >= below) return;
       apply(event);
@@ -172,12 +202,17 @@ async function run(msg) {
   }
   try {
     let partitions, accept = () => true, cursor;
+    // Every partition's end now (the plan of the catch-up), and the node's largest page.
+    const list = await getJSON("/api/partitions");
+    const pageEvents = Math.min(PAGE_EVENTS, list.max_page_events);
+    const ends = {};
+    for (const row of list.partitions) ends[row.partition_id] = row.watermark;
     if (msg.scope === "stream") {
       // The partition's end first: the stream is read up to it, the live feed starts at it.
       const info = await getJSON(`/api/stream?${new URLSearchParams({ stream_id: msg.stream_id })}`);
       const end = (await getJSON(`/api/partitions/${info.partition_id}`)).watermark;
       partitions = [info.partition_id];
-      if (info.version !== null) await catchUpStream(msg.stream_id, info.partition_key, end);
+      if (info.version !== null) await catchUpStream(msg.stream_id, info.partition_key, info.version, end, pageEvents);
       accept = (ev) => ev.stream_id === msg.stream_id && ev.partition_key === info.partition_key;
       cursor = `${info.partition_id}:${end}`;
     } else {
@@ -186,9 +221,9 @@ async function run(msg) {
         partitions = [Number(msg.partition)];
         await getJSON(`/api/partitions/${partitions[0]}`); // a 404 for a partition that does not exist
       } else {
-        partitions = (await getJSON("/api/partitions")).partitions.map((p) => p.partition_id);
+        partitions = list.partitions.map((p) => p.partition_id);
       }
-      await catchUpPartitions(partitions);
+      await catchUpPartitions(partitions, ends, pageEvents);
       cursor = partitions.map((p) => `${p}:${positions[p]}`).join(",");
     }
     progress(true);
