@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -32,6 +33,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 import redis  # noqa: E402
 from clusterproc import info_cluster  # noqa: E402
 from nodeproc import NodeProcess  # noqa: E402
+
+from sierradb.node.identifiers import partition_id  # noqa: E402
 
 PAYLOAD = (HERE.parent.parent / "shared" / "bench" / "payload.json").read_text().replace("\n", "")
 
@@ -62,7 +65,32 @@ def start_cluster(root: Path, count: int) -> list[NodeProcess]:
         node.wait_ready()
     if count > 1:
         wait(lambda: all(all_led(n) for n in nodes), 120)
+        wait_writable(nodes[0].port, 120)
     return nodes
+
+
+def wait_writable(port: int, timeout_s: float) -> None:
+    """Append once to every partition (retrying TRYAGAIN): a leader that is known may still be
+    taking office, and redis-benchmark stops at the first error it gets."""
+    deadline = time.monotonic() + timeout_s
+    with redis.Redis(port=port) as r:
+        count = sum(k.startswith("partition") and k[9:].isdigit() for k in info_cluster(port))
+        for p in range(count):
+            key = next(k for k in (uuid.uuid4() for _ in range(100_000))
+                       if partition_id(k.bytes, count) == p)  # fmt: skip
+            while True:
+                try:
+                    r.execute_command(
+                        "EAPPEND", f"warm-up-{p}", "WarmUp", "PARTITION_KEY", str(key)
+                    )
+                    break
+                except redis.ResponseError as e:
+                    if (
+                        not str(e).startswith(("TRYAGAIN", "TIMEOUT"))
+                        or time.monotonic() > deadline
+                    ):
+                        raise
+                    time.sleep(0.05)
 
 
 def all_led(node: NodeProcess) -> bool:
