@@ -95,7 +95,7 @@ async def serve(
             cluster = cluster_runtime(config, db, seed, state, client_address)
             await root.start(cluster.run)
             replication = ReplicationService(
-                db.store, db.writers, db.board, cluster,
+                db.store, db.read, db.writers, db.board, cluster,
                 node_index=config.node_index, node_count=config.node_count,
                 replication_factor=config.replication_factor, incarnation=state.incarnation,
                 heartbeat_interval_s=config.heartbeat_interval_s,

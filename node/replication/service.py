@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -96,6 +96,7 @@ class ReplicationService:
     def __init__(
         self,
         store: Store,
+        read: Callable[..., Awaitable[Any]],
         writers: list[BucketWriter],
         board: WatermarkBoard,
         cluster: ClusterRuntime,
@@ -109,6 +110,7 @@ class ReplicationService:
         write_timeout_s: float,
     ) -> None:
         self.store = store
+        self.read = read  # storage reads for peers, on the node's read threads
         self.writers = writers
         self.board = board
         self.cluster = cluster
@@ -394,12 +396,19 @@ class ReplicationService:
             raise NodeError("TRYAGAIN", f"node {source} does not serve partition {partition}")
         return reply.events, reply.position
 
+    async def _ready_to_serve(self, origin: int, m: FetchEvents | LookupEvent) -> bool:
+        """A read from a peer is served once this node's replica of the partition may answer
+        reads; without a replica here the answer is a refusal at once."""
+        if m.partition not in self.replicas:
+            self._reply(origin, EventsReply(m.request_id, False, (), 0))
+            return False
+        await self.ready_to_read(m.partition)
+        return True
+
     async def _serve_fetch(self, origin: int, m: FetchEvents) -> None:
         p, store = m.partition, self.store
-        if p not in self.replicas:
-            self._reply(origin, EventsReply(m.request_id, False, (), 0))
+        if not await self._ready_to_serve(origin, m):
             return
-        await self.ready_to_read(p)
 
         def position() -> int:
             if not m.stream_id:
@@ -414,14 +423,12 @@ class ReplicationService:
         events: list[Event] = []
         if m.count and position() > m.start:
             if m.stream_id:
-                events, _ = await trio.to_thread.run_sync(
+                events, _ = await self.read(
                     store.read_stream, p, m.stream_id, m.start, None, m.count
                 )
                 events = [e for e in events if e.partition_key == m.partition_key]
             else:
-                events, _ = await trio.to_thread.run_sync(
-                    store.read_partition, p, m.start, None, m.count
-                )
+                events, _ = await self.read(store.read_partition, p, m.start, None, m.count)
         self._reply(origin, EventsReply(m.request_id, True, tuple(events), position()))
 
     async def lookup_event(self, source: int, partition: int, event_id: bytes
@@ -435,11 +442,9 @@ class ReplicationService:
 
     async def _serve_lookup(self, origin: int, m: LookupEvent) -> None:
         p, store = m.partition, self.store
-        if p not in self.replicas:
-            self._reply(origin, EventsReply(m.request_id, False, (), 0))
+        if not await self._ready_to_serve(origin, m):
             return
-        await self.ready_to_read(p)
-        event = await trio.to_thread.run_sync(store.get_event, p, m.event_id)  # visible only
+        event = await self.read(store.get_event, p, m.event_id)  # visible only
         found = () if event is None else (event,)
         self._reply(origin, EventsReply(m.request_id, True, found, store.watermark(p)))
 
