@@ -38,7 +38,7 @@ from .context import Client, Reader
 from .errors import NodeError, partition_unavailable
 from .forwarding import forward_read
 from .relay import LONG_POLL_MS
-from .replies import scan_result
+from .replies import scan_result, scan_result_raw
 
 # Bytes of pipelined requests read ahead while a client is blocked (see above).
 READ_AHEAD_BYTES = 64 * 1024
@@ -245,37 +245,40 @@ async def _read_remote(conn: Client, p: int, start: int,
 
 async def _read_partitions(
     conn: Client, positions: list[tuple[int, int]], count: int
-) -> list[tuple[int, list[Event], bool]]:
-    """(partition, events, has_more) of every listed partition with visible events, in order.
+) -> list[tuple[int, bytes]]:
+    """(partition, encoded scan result) of every listed partition with visible events, in order.
 
     Local partitions whose watermark shows nothing at their position are skipped without a
-    read, and the others are read in one hop to the read threads: a consumer of every partition
-    that is woken by one append reads one partition, not all of them."""
+    read, and the others are read in one hop to the read threads, as stored records that are
+    encoded without being decoded: a consumer of every partition that is woken by one append
+    reads one partition, not all of them."""
     store = conn.db.store
+    resp3 = conn.protocol == 3
     local = [(p, s) for p, s in positions if _held_here(conn, p) and store.watermark(p) > s]
 
-    def read_local() -> dict[int, tuple[list[Event], bool]]:
-        return {p: store.read_partition(p, s, None, count) for p, s in local}
+    def read_local() -> dict[int, bytes]:
+        found = {}
+        for p, s in local:
+            records, more = store.read_partition_raw(p, s, None, count)
+            if records:
+                found[p] = scan_result_raw(records, more, resp3)
+        return found
 
     found = await conn.db.read(read_local) if local else {}
     out = []
     for p, s in positions:
         if p in found:
-            events, more = found[p]
-        elif _held_here(conn, p):
-            continue
-        else:
+            out.append((p, found[p]))
+        elif not _held_here(conn, p):
             events, more = await _read_remote(conn, p, s, count)
-        if events:
-            out.append((p, events, more))
+            if events:
+                out.append((p, scan_result(events, more, resp3)))
     return out
 
 
-def _epread_reply(results: list[tuple[int, list[Event], bool]], resp3: bool) -> bytes:
+def _epread_reply(results: list[tuple[int, bytes]], resp3: bool) -> bytes:
     head = b"%%%d\r\n" % len(results) if resp3 else b"*%d\r\n" % (2 * len(results))
-    return head + b"".join(
-        b":%d\r\n" % p + scan_result(events, more, resp3) for p, events, more in results
-    )
+    return head + b"".join(b":%d\r\n" % p + scan for p, scan in results)
 
 
 async def epread(conn: Client, req: g.EPRead) -> bytes:

@@ -21,7 +21,7 @@ from .forwarding import RemoteReader
 from .identifiers import format_uuid, partition_id
 from .info import cache_info, info_text
 from .relay import Relay
-from .replies import event_map, push_subscribe, scan_result
+from .replies import event_map, push_subscribe, scan_result, scan_result_raw
 from .subscriptions import PartitionTarget, RemoteTarget, StreamTarget, Subscription
 from .version import SERVER_VERSION
 
@@ -216,12 +216,12 @@ async def epscan(conn: Reader, req: g.EPScan) -> bytes:
     resp3 = conn.protocol == 3
 
     async def read() -> bytes | None:
-        events, more = await db.read(
-            db.store.read_partition, p, req.start_sequence, req.end_sequence,
+        records, more = await db.read(
+            db.store.read_partition_raw, p, req.start_sequence, req.end_sequence,
             conn.config.read_count(req.count),
         )  # fmt: skip
-        first[:] = [scan_result(events, more, resp3)]
-        return first[0] if events else None
+        first[:] = [scan_result_raw(records, more, resp3)]
+        return first[0] if records else None
 
     first: list[bytes] = []
     reply = await read()

@@ -7,9 +7,11 @@ reference's (event map: 11 keys; EAPPEND: 6 keys). In RESP2 a map is a flat arra
 
 from __future__ import annotations
 
+from binascii import hexlify
 from collections import OrderedDict
 
 from sierradb.storage import Event
+from sierradb.storage.record import HEADER_SIZE, RAW_IDS, RawEvent
 
 from .identifiers import format_uuid
 
@@ -105,6 +107,31 @@ def _encode_event_map(ev: Event, resp3: bool) -> bytes:
     )
 
 
+# The same maps from a stored record (``storage.RawEvent``), without building an Event: the three
+# ids are formatted from one hex string of the 48 bytes they fill in the header.
+_U = b"%s-%s-%s-%s-%s"
+_RAW3 = _EVENT3.replace(b"+%s\r\n", b"+" + _U + b"\r\n", 3)
+_RAW2 = _EVENT2.replace(b"$36\r\n%s\r\n", b"$36\r\n" + _U + b"\r\n", 3)
+
+
+def event_map_raw(raw: RawEvent, resp3: bool) -> bytes:
+    (_, _, _, _, length, sid_len, name_len, partition, _, _, _, seq, version, ts, _, _, _,
+     meta_len, payload_len), record = raw  # fmt: skip
+    h = hexlify(record[RAW_IDS])
+    p = HEADER_SIZE + sid_len
+    q = p + name_len
+    r = q + meta_len
+    return (_RAW3 if resp3 else _RAW2) % (
+        h[:8], h[8:12], h[12:16], h[16:20], h[20:32],
+        h[32:40], h[40:44], h[44:48], h[48:52], h[52:64],
+        partition,
+        h[64:72], h[72:76], h[76:80], h[80:84], h[84:96],
+        seq, version, ts,
+        sid_len, record[HEADER_SIZE:p], name_len, record[p:q],
+        meta_len, record[q:r], payload_len, record[r:length],
+    )  # fmt: skip
+
+
 def append_result(
     event_id: bytes,
     partition_key: bytes,
@@ -126,17 +153,28 @@ def append_result(
 
 def scan_result(events: list[Event], has_more: bool, resp3: bool) -> bytes:
     """{has_more: bool, events: [event map...]}"""
+    return _scan_head(len(events), has_more, resp3) + b"".join(
+        [event_map(ev, resp3) for ev in events]
+    )
+
+
+def _scan_head(count: int, has_more: bool, resp3: bool) -> bytes:
     if resp3:
-        head = b"%%2\r\n+has_more\r\n%s\r\n+events\r\n*%d\r\n" % (
+        return b"%%2\r\n+has_more\r\n%s\r\n+events\r\n*%d\r\n" % (
             b"#t" if has_more else b"#f",
-            len(events),
+            count,
         )
-    else:
-        head = b"*4\r\n$8\r\nhas_more\r\n:%d\r\n$6\r\nevents\r\n*%d\r\n" % (
-            int(has_more),
-            len(events),
-        )
-    return head + b"".join([event_map(ev, resp3) for ev in events])
+    return b"*4\r\n$8\r\nhas_more\r\n:%d\r\n$6\r\nevents\r\n*%d\r\n" % (
+        int(has_more),
+        count,
+    )
+
+
+def scan_result_raw(records: list[RawEvent], has_more: bool, resp3: bool) -> bytes:
+    """scan_result of stored records (a partition read that only re-encodes its events)."""
+    return _scan_head(len(records), has_more, resp3) + b"".join(
+        [event_map_raw(raw, resp3) for raw in records]
+    )
 
 
 def push_message(subscription_id: bytes, cursor: int, ev: Event, resp3: bool) -> bytes:

@@ -20,6 +20,7 @@ from .hashing import bytes_hash64
 from .partition_state import PartitionState
 from .record import (
     Event,
+    RawEvent,
     decode_event,
 )
 from .segment import (
@@ -175,6 +176,15 @@ class BucketReads(BucketMetadata):
         """Surviving durable events with start <= sequence <= last, at most `limit`."""
         return [
             reader.event_at(off) for reader, off in self._partition_entries(ps, start, last, limit)
+        ]
+
+    def read_partition_raw(
+        self, ps: PartitionState, start: int, last: int, limit: int
+    ) -> list[RawEvent]:
+        """As read_partition_events, the records undecoded (see ``record.RawEvent``)."""
+        return [
+            reader.raw_event_at(off)
+            for reader, off in self._partition_entries(ps, start, last, limit)
         ]
 
     def _read_seq(self, ps: PartitionState, sequence: int) -> Event | None:

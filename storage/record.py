@@ -31,7 +31,7 @@ boundaries inside a unit are kept by the TXN_LAST flag, for replication frames a
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import google_crc32c
 
@@ -195,9 +195,15 @@ def decode_header(buf: bytes | bytearray | memoryview, offset: int, end: int) ->
     return h
 
 
-def decode_event(buf: bytes | bytearray | memoryview, offset: int, end: int) -> Event:
-    """The event record at `offset`, fully checked (the same checks as decode_header, in one
-    step without a Header: this runs for every event a read returns)."""
+# A verified event record as it is stored: (its header fields, in HEADER's order; its bytes).
+# Readers that only re-encode an event (into a reply) take this and skip building an Event.
+RawEvent = tuple[tuple[Any, ...], bytes]
+RAW_SEQUENCE = 11  # index of the partition sequence in the header fields
+RAW_IDS = slice(56, 104)  # event id, partition key and transaction id: 48 bytes in a row
+
+
+def verify_event(buf: bytes | bytearray | memoryview, offset: int, end: int) -> RawEvent:
+    """The event record at `offset`, fully checked: its header fields and its bytes."""
     if offset + HEADER_SIZE > end:
         raise BadRecord("truncated header")
     fields = HEADER.unpack_from(buf, offset)
@@ -212,6 +218,14 @@ def decode_event(buf: bytes | bytearray | memoryview, offset: int, end: int) -> 
     record = bytes(buf[offset : offset + length])
     if _crc32c(record[4:]) != crc:
         raise BadRecord("CRC32C mismatch")
+    return fields, record
+
+
+def decode_event(buf: bytes | bytearray | memoryview, offset: int, end: int) -> Event:
+    """The event record at `offset`, fully checked (the same checks as decode_header, in one
+    step without a Header: this runs for every event a read returns)."""
+    (_, _, _, flags, length, sid_len, name_len, partition, _, _, term, seq, version, ts, eid, pk,
+     txn, meta_len, _), record = verify_event(buf, offset, end)  # fmt: skip
     p = HEADER_SIZE + sid_len
     q = p + name_len
     r = q + meta_len

@@ -14,19 +14,20 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import google_crc32c
 
 from .cache import BLOCK_SIZE_BYTES, BlockCache
 from .errors import CorruptionError
-from .record import HEADER_SIZE, BadRecord, Event, decode_event, peek_length
+from .record import HEADER_SIZE, BadRecord, Event, RawEvent, decode_event, peek_length, verify_event
 from .sealed import SealedIndexes
 from .sectionfile import BadSectionFile
 
 if TYPE_CHECKING:
     from .disk import Disk, DiskFile
 
+T = TypeVar("T")
 log = logging.getLogger("sierradb.storage")
 
 SEGMENT_MAGIC = b"SDBEVTS1"
@@ -225,6 +226,13 @@ class RecordReader:
         self._buf_start = offset
 
     def event_at(self, offset: int) -> Event:
+        return self._checked_at(offset, decode_event)
+
+    def raw_event_at(self, offset: int) -> RawEvent:
+        """The verified record at `offset` undecoded (see ``record.RawEvent``)."""
+        return self._checked_at(offset, verify_event)
+
+    def _checked_at(self, offset: int, decode: Callable[[Any, int, int], T]) -> T:
         if offset + HEADER_SIZE > self._limit:
             raise CorruptionError(self.path, offset, "indexed record lies past the data end")
         rel = offset - self._buf_start
@@ -239,7 +247,7 @@ class RecordReader:
             self._load(offset, length)
             rel, buf = offset - self._buf_start, self._buf
         try:
-            return decode_event(buf, rel, rel + length)
+            return decode(buf, rel, rel + length)
         except BadRecord as e:
             raise CorruptionError(self.path, offset, str(e)) from None
 

@@ -16,7 +16,9 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .bucket import Bucket, Written
 from .cache import BlockCache, CacheStatistics
@@ -31,10 +33,11 @@ from .limits import (
     MIN_SEGMENT_SIZE_BYTES,
 )
 from .partition_state import STREAM_TIP_BYTES, PartitionState, Promise
-from .record import Event
+from .record import Event, RawEvent
 from .segment import OpenIndexes
 from .transaction import NewEvent, Ticket
 
+T = TypeVar("T")
 FORMAT_VERSION = 1
 DEFAULT_PARTITIONS = 32
 DEFAULT_BUCKETS = 4
@@ -350,16 +353,30 @@ class Store:
 
         The flag says whether more visible events exist in the range after the last returned.
         """
+        return self._partition_range(Bucket.read_partition_events, partition_id, start, end, limit)
+
+    def read_partition_raw(
+        self, partition_id: int, start: int, end: int | None, limit: int
+    ) -> tuple[list[RawEvent], bool]:
+        """As read_partition, the records undecoded, for readers that only re-encode them."""
+        return self._partition_range(Bucket.read_partition_raw, partition_id, start, end, limit)
+
+    def _partition_range(
+        self,
+        read: Callable[[Bucket, PartitionState, int, int, int], list[T]],
+        partition_id: int,
+        start: int,
+        end: int | None,
+        limit: int,
+    ) -> tuple[list[T], bool]:
         ps = self.partitions[partition_id]
         last = ps.watermark - 1 if end is None else min(end, ps.watermark - 1)
         if start > last:
             return [], False
-        events = self.buckets[partition_id % self.bucket_count].read_partition_events(
-            ps, start, last, limit + 1
-        )
-        if len(events) > limit:
-            return events[:limit], True
-        return events, False
+        found = read(self.buckets[partition_id % self.bucket_count], ps, start, last, limit + 1)
+        if len(found) > limit:
+            return found[:limit], True
+        return found, False
 
     def read_stream(
         self, partition_id: int, stream_id: bytes, start: int, end: int | None, limit: int
