@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from nodeproc import NodeProcess
 
 
@@ -42,3 +43,11 @@ def restart(node_factory) -> Callable[[NodeProcess], NodeProcess]:  # type: igno
         )
 
     return again
+
+
+@pytest.fixture(scope="module")
+def r(node):  # type: ignore[no-untyped-def]
+    """A RESP3 client of the module's own module-scoped `node` fixture (for modules that share
+    one node between their tests)."""
+    with redis.Redis(port=node.port, protocol=3) as client:
+        yield client

@@ -29,12 +29,6 @@ def node(tmp_path_factory) -> NodeProcess:
 
 
 @pytest.fixture(scope="module")
-def r(node):
-    with redis.Redis(port=node.port, protocol=3) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def history(r) -> Counter:
     """Events over every partition: the counts by name a projection must reproduce."""
     rng = random.Random(11)

@@ -37,12 +37,6 @@ def node(tmp_path_factory) -> NodeProcess:
     n.kill()
 
 
-@pytest.fixture(scope="module")
-def r(node):
-    with redis.Redis(port=node.port, protocol=3) as client:
-        yield client
-
-
 def partition_ends(r) -> dict[str, int]:
     return {str(p): (r.execute_command("EPSEQ", p) or -1) + 1 for p in range(PARTITIONS)}
 

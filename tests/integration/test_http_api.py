@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import redis
 from http_client import get_json, request
 
 pytestmark = pytest.mark.timeout(120)
@@ -22,12 +21,6 @@ def node(tmp_path_factory):
     assert n.http_port, n.output()
     yield n
     n.kill()
-
-
-@pytest.fixture(scope="module")
-def r(node):
-    with redis.Redis(port=node.port, protocol=3) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
