@@ -158,6 +158,20 @@ def parse_multi_append(value: Any) -> MultiAppendResult:
     )
 
 
+def parse_multi_append_positions(value: Any) -> tuple[int, list[int]]:
+    """Only where a multi-append's events went: the first partition sequence and each event's
+    stream version, in request order (for callers that need no more than that, at a fraction
+    of the cost of `parse_multi_append`'s UUIDs, datetimes and dataclasses)."""
+    if isinstance(value, dict) and b"events" in value:  # RESP3, as hiredis gives it
+        return int(value[b"first_partition_sequence"]), [
+            int(e[b"stream_version"]) for e in value[b"events"]
+        ]
+    m = as_map(value)
+    return int(m["first_partition_sequence"]), [
+        int(as_map(e)["stream_version"]) for e in m["events"]
+    ]
+
+
 def parse_scan(value: Any) -> ScanPage:
     m = as_map(value)
     return ScanPage(
@@ -203,6 +217,10 @@ def append(
 def multi_append(
     partition_key: uuid.UUID, events: Sequence[NewEvent]
 ) -> Request[MultiAppendResult]:
+    return Request(multi_append_args(partition_key, events), parse_multi_append)
+
+
+def multi_append_args(partition_key: uuid.UUID, events: Sequence[NewEvent]) -> tuple[Arg, ...]:
     if not events:
         raise ValueError("a multi-append needs at least one event")
     args: list[Arg] = ["EMAPPEND", str(partition_key)]
@@ -215,7 +233,7 @@ def multi_append(
             ev.payload,
             ev.metadata,
         )
-    return Request(tuple(args), parse_multi_append)
+    return tuple(args)
 
 
 def get(event_id: uuid.UUID) -> Request[Event | None]:
