@@ -29,7 +29,10 @@ the shared round trips (subscriptions, which wait without end, have connections 
 
 from __future__ import annotations
 
+import errno
 import socket
+import struct
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -72,6 +75,7 @@ class _Link:
         if sock is None:
             raise redis.exceptions.ConnectionError("the connection has no socket")
         self.sock: socket.socket = sock
+        _kernel_timeouts(sock)
         self.parser = hiredis.Reader(
             notEnoughData=_NOT_ENOUGH,
             replyError=BaseParser.parse_error,
@@ -209,12 +213,33 @@ class SharedConnection:
             self._fail(self._link)
 
 
+def _kernel_timeouts(sock: socket.socket) -> None:
+    """Move the socket's timeout into the kernel (SO_RCVTIMEO, SO_SNDTIMEO) and make it
+    blocking: Python's own timeouts poll() before every send and recv, each a separate GIL
+    release, which 8 threads sharing this connection pay for as GIL hand-offs. A timed-out
+    call then fails with EAGAIN (see _connection_error). Where the options cannot be set the
+    socket keeps Python's timeout."""
+    timeout = sock.gettimeout()
+    if timeout is None or sys.platform == "win32":
+        return
+    seconds = int(timeout)
+    timeval = struct.pack("ll", seconds, int((timeout - seconds) * 1e6) or (0 if seconds else 1))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    except OSError:
+        return
+    sock.settimeout(None)
+
+
 def _connection_error(exc: BaseException, doing: str) -> BaseException:
     """What a failed socket operation fails the waiting calls with (redis-py's types, so the
     client's translation is the same as for redis-py's own reads)."""
     if isinstance(exc, redis.exceptions.RedisError):
         return exc
-    if isinstance(exc, socket.timeout):
+    if isinstance(exc, socket.timeout) or (
+        isinstance(exc, OSError) and exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
+    ):
         return redis.exceptions.TimeoutError(f"Timeout {doing} socket")
     if isinstance(exc, OSError):
         return redis.exceptions.ConnectionError(f"Error while {doing} socket: {exc.args}")
