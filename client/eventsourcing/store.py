@@ -194,6 +194,8 @@ class ApplicationPartition:
 
     # ------------------------------------------------------------------------- naming
     def stream_id(self, originator_id: uuid.UUID | str, purpose: str) -> str:
+        if type(originator_id) is uuid.UUID and purpose == "events":
+            return str(originator_id)  # 36 ASCII bytes, never starting with "$"
         text = str(originator_id)
         if purpose != "events":
             text = f"{RESERVED_PREFIX}{purpose}/{text}"
@@ -229,11 +231,14 @@ class ApplicationPartition:
         if not stored_events and tracking is None:
             return []
         streams = [self.stream_id(e.originator_id, purpose) for e in stored_events]
-        last_versions: dict[str, int] = {}
-        for stream, event in zip(streams, stored_events, strict=True):
-            if stream in last_versions and event.originator_version <= last_versions[stream]:
-                raise IntegrityError(f"originator versions must increase within a write: {event}")
-            last_versions[stream] = event.originator_version
+        if len(streams) > 1:
+            last_versions: dict[str, int] = {}
+            for stream, event in zip(streams, stored_events, strict=True):
+                if stream in last_versions and event.originator_version <= last_versions[stream]:
+                    raise IntegrityError(
+                        f"originator versions must increase within a write: {event}"
+                    )
+                last_versions[stream] = event.originator_version
         track = None if tracking is None else tracking_stream(tracking.application_name)
         with translated_errors():
             for _ in range(MAX_CONFLICT_ROUNDS):
