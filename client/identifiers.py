@@ -50,6 +50,16 @@ def partition_id(key: uuid.UUID, partition_count: int) -> int:
 
 def new_event_id(partition_key: uuid.UUID) -> uuid.UUID:
     """A fresh event id that embeds the partition hash of `partition_key`."""
+    return uuid.UUID(int=_new_event_id_int(partition_key))
+
+
+def new_event_id_text(partition_key: uuid.UUID) -> str:
+    """`str(new_event_id(partition_key))` without the UUID object (every append makes one)."""
+    h = f"{_new_event_id_int(partition_key):032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _new_event_id_int(partition_key: uuid.UUID) -> int:
     now_ms = time.time_ns() // 1_000_000
     random58 = _random.getrandbits(58)
     value = (
@@ -59,4 +69,4 @@ def new_event_id(partition_key: uuid.UUID) -> uuid.UUID:
         | (partition_hash(partition_key) << 46)
         | (random58 & _MASK_46)
     )
-    return uuid.UUID(int=value)
+    return value

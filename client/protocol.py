@@ -10,13 +10,14 @@ RESP3 booleans or RESP2 integers, simple or bulk strings (both arrive as bytes).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from .identifiers import new_event_id, partition_key_for_stream
+from .identifiers import new_event_id_text, partition_key_for_stream
 from .types import (
     AppendedEvent,
     AppendResult,
@@ -83,27 +84,38 @@ def expected_arg(expected: Expected) -> str:
     return str(expected)
 
 
+@functools.lru_cache(maxsize=1024)
+def _key_text(partition_key: uuid.UUID) -> str:
+    """A partition key as text (cached: an application writes under one key, every time)."""
+    return str(partition_key)
+
+
 def partition_arg(partition: Partition) -> str:
     return str(partition) if isinstance(partition, uuid.UUID) else str(int(partition))
 
 
-def _event_options(
-    event_id: uuid.UUID,
+def _add_event_options(
+    args: list[Arg],
+    event_id: str,
     expected: Expected,
     timestamp: datetime | None,
     payload: bytes,
     metadata: bytes,
-) -> list[Arg]:
-    args: list[Arg] = ["EVENT_ID", str(event_id)]
+) -> None:
+    """Append one event's options to `args` (every append and multi-append goes through here:
+    kept to plain list appends)."""
+    args += ("EVENT_ID", event_id)
     if expected is not ExpectedVersion.ANY:
-        args += ["EXPECTED_VERSION", expected_arg(expected)]
+        if type(expected) is int and expected >= 0:
+            args += ("EXPECTED_VERSION", str(expected))
+        else:
+            args += ("EXPECTED_VERSION", expected_arg(expected))
     if timestamp is not None:
-        args += ["TIMESTAMP", to_ms(timestamp)]
+        args += ("TIMESTAMP", to_ms(timestamp))
     if payload:
-        args += ["PAYLOAD", payload]
+        args += ("PAYLOAD", payload)
     if metadata:
-        args += ["METADATA", metadata]
-    return args
+        args += ("METADATA", metadata)
 
 
 # --------------------------------------------------------------------------- replies
@@ -158,6 +170,20 @@ def parse_multi_append(value: Any) -> MultiAppendResult:
     )
 
 
+def parse_multi_append_positions(value: Any) -> tuple[int, list[int]]:
+    """Only where a multi-append's events went: the first partition sequence and each event's
+    stream version, in request order (for callers that need no more than that, at a fraction
+    of the cost of `parse_multi_append`'s UUIDs, datetimes and dataclasses)."""
+    if isinstance(value, dict) and b"events" in value:  # RESP3, as hiredis gives it
+        return int(value[b"first_partition_sequence"]), [
+            int(e[b"stream_version"]) for e in value[b"events"]
+        ]
+    m = as_map(value)
+    return int(m["first_partition_sequence"]), [
+        int(as_map(e)["stream_version"]) for e in m["events"]
+    ]
+
+
 def parse_scan(value: Any) -> ScanPage:
     m = as_map(value)
     return ScanPage(
@@ -194,8 +220,13 @@ def append(
     args: list[Arg] = ["EAPPEND", stream_id, event_name]
     if partition_key is not None:
         args += ["PARTITION_KEY", str(partition_key)]
-    args += _event_options(
-        event_id or new_event_id(key), expected_version, timestamp, payload, metadata
+    _add_event_options(
+        args,
+        str(event_id) if event_id is not None else new_event_id_text(key),
+        expected_version,
+        timestamp,
+        payload,
+        metadata,
     )
     return Request(tuple(args), parse_append)
 
@@ -203,19 +234,24 @@ def append(
 def multi_append(
     partition_key: uuid.UUID, events: Sequence[NewEvent]
 ) -> Request[MultiAppendResult]:
+    return Request(multi_append_args(partition_key, events), parse_multi_append)
+
+
+def multi_append_args(partition_key: uuid.UUID, events: Sequence[NewEvent]) -> tuple[Arg, ...]:
     if not events:
         raise ValueError("a multi-append needs at least one event")
-    args: list[Arg] = ["EMAPPEND", str(partition_key)]
+    args: list[Arg] = ["EMAPPEND", _key_text(partition_key)]
     for ev in events:
-        args += [ev.stream_id, ev.event_name]
-        args += _event_options(
-            ev.event_id or new_event_id(partition_key),
+        args += (ev.stream_id, ev.event_name)
+        _add_event_options(
+            args,
+            str(ev.event_id) if ev.event_id is not None else new_event_id_text(partition_key),
             ev.expected_version,
             ev.timestamp,
             ev.payload,
             ev.metadata,
         )
-    return Request(tuple(args), parse_multi_append)
+    return tuple(args)
 
 
 def get(event_id: uuid.UUID) -> Request[Event | None]:

@@ -89,8 +89,22 @@ class Client:
 
     # ------------------------------------------------------------------------ plumbing
     def execute(self, request: Request[T]) -> T:
-        """Send one request, with retries and failover."""
-        return self.execute_many([request])[0]
+        """Send one request, with retries and failover (execute_many for one request, without
+        its lists: this is every command's path)."""
+        attempts = self.retry.start()
+        commands = (request.args,)
+        while True:
+            index = self._current
+            try:
+                reply = self._nodes[index].call(commands)[0]
+                if isinstance(reply, Exception):
+                    raise reply
+                return request.parse(reply)
+            except Exception as exc:  # noqa: BLE001 - translated, or re-raised
+                error = translate(exc)
+                if error is None:
+                    raise
+            self._back_off(index, error, attempts)
 
     def execute_many(self, requests: Sequence[Request[Any]]) -> list[Any]:
         """Send requests in one pipeline (not a transaction: each succeeds or fails alone, and

@@ -43,8 +43,7 @@ import json
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import (
@@ -71,7 +70,9 @@ from sierradb.client import (
     SierraDBError,
     WrongExpectedVersion,
     partition_key_for_stream,
+    protocol,
 )
+from sierradb.client.protocol import Request
 
 RESERVED_PREFIX = "$"
 TRACKING_EVENT_NAME = "Tracking"
@@ -84,25 +85,45 @@ PAGE_SIZE = 500
 _METADATA_KEY = "originator_version"
 
 
-@contextmanager
-def translated_errors() -> Iterator[None]:
-    """The client's errors as the library's (PEP 249 style) persistence errors."""
-    try:
-        yield
-    except (WrongExpectedVersion, Duplicate) as e:
-        raise IntegrityError(str(e)) from e
-    except DatabaseOperationFailed as e:
+def library_error(e: SierraDBError) -> DatabaseError:
+    """The client's error as the library's (PEP 249 style) persistence error."""
+    if isinstance(e, (WrongExpectedVersion, Duplicate)):
+        return IntegrityError(str(e))
+    if isinstance(e, DatabaseOperationFailed):
         if "partition key must be the same" in e.message:
-            raise IntegrityError(f"stream bound to another application: {e}") from e
-        raise DatabaseError(str(e)) from e
-    except InvalidArgument as e:
-        raise DataError(str(e)) from e
-    except ConnectionFailed as e:
-        raise OperationalError(str(e)) from e
-    except ServerError as e:
-        raise (OperationalError if e.retryable else DatabaseError)(str(e)) from e
-    except SierraDBError as e:
-        raise DatabaseError(str(e)) from e
+            return IntegrityError(f"stream bound to another application: {e}")
+        return DatabaseError(str(e))
+    if isinstance(e, InvalidArgument):
+        return DataError(str(e))
+    if isinstance(e, ConnectionFailed):
+        return OperationalError(str(e))
+    if isinstance(e, ServerError):
+        return (OperationalError if e.retryable else DatabaseError)(str(e))
+    return DatabaseError(str(e))
+
+
+class _TranslatedErrors:
+    """`with translated_errors():` raises the client's errors as the library's (a plain
+    context manager rather than a generator one: it wraps every save)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
+    ) -> bool:
+        if isinstance(error, SierraDBError):
+            raise library_error(error) from error
+        return False
+
+
+_TRANSLATED_ERRORS = _TranslatedErrors()
+
+
+def translated_errors() -> _TranslatedErrors:
+    return _TRANSLATED_ERRORS
 
 
 def encode_metadata(originator_version: int) -> bytes:
@@ -173,6 +194,8 @@ class ApplicationPartition:
 
     # ------------------------------------------------------------------------- naming
     def stream_id(self, originator_id: uuid.UUID | str, purpose: str) -> str:
+        if type(originator_id) is uuid.UUID and purpose == "events":
+            return str(originator_id)  # 36 ASCII bytes, never starting with "$"
         text = str(originator_id)
         if purpose != "events":
             text = f"{RESERVED_PREFIX}{purpose}/{text}"
@@ -208,27 +231,29 @@ class ApplicationPartition:
         if not stored_events and tracking is None:
             return []
         streams = [self.stream_id(e.originator_id, purpose) for e in stored_events]
-        last_versions: dict[str, int] = {}
-        for stream, event in zip(streams, stored_events, strict=True):
-            if stream in last_versions and event.originator_version <= last_versions[stream]:
-                raise IntegrityError(f"originator versions must increase within a write: {event}")
-            last_versions[stream] = event.originator_version
+        if len(streams) > 1:
+            last_versions: dict[str, int] = {}
+            for stream, event in zip(streams, stored_events, strict=True):
+                if stream in last_versions and event.originator_version <= last_versions[stream]:
+                    raise IntegrityError(
+                        f"originator versions must increase within a write: {event}"
+                    )
+                last_versions[stream] = event.originator_version
         track = None if tracking is None else tracking_stream(tracking.application_name)
         with translated_errors():
             for _ in range(MAX_CONFLICT_ROUNDS):
-                events = self._new_events(streams, stored_events, tracking, track)
+                events, positions = self._new_events(streams, stored_events, tracking, track)
+                request = Request(
+                    protocol.multi_append_args(self.partition_key, events),
+                    protocol.parse_multi_append_positions,
+                )
                 try:
-                    result = self.client.multi_append(self.partition_key, events)
+                    first, versions = self.client.execute(request)
                 except WrongExpectedVersion as e:
                     self._refresh_tail(e)
                     continue
-                for new, appended in zip(events, result.events, strict=True):
-                    self.tails.put(
-                        new.stream_id,
-                        appended.stream_version,
-                        position(new.stream_id, new.payload, new.metadata),
-                    )
-                first = result.first_partition_sequence
+                for new, version, at in zip(events, versions, positions, strict=True):
+                    self.tails.put(new.stream_id, version, at)
                 return [first + i + 1 for i in range(len(stored_events))]
         raise OperationalError(f"append refused {MAX_CONFLICT_ROUNDS} times for stale versions")
 
@@ -238,7 +263,8 @@ class ApplicationPartition:
         stored_events: Sequence[StoredEvent],
         tracking: Tracking | None,
         track: str | None,
-    ) -> list[NewEvent]:
+    ) -> tuple[list[NewEvent], list[int]]:
+        """The events to append, and the position (store.position) of each."""
         running: dict[str, int | None] = {}  # stream -> version the next event expects
 
         def expect(stream: str, at: int, what: str) -> int | ExpectedVersion:
@@ -261,11 +287,13 @@ class ApplicationPartition:
             )
             for stream, e in zip(streams, stored_events, strict=True)
         ]
+        positions = [e.originator_version for e in stored_events]
         if tracking is not None and track is not None:
             expected = expect(track, tracking.notification_id, "notification id")
             payload = str(tracking.notification_id).encode()
             events.append(NewEvent(track, TRACKING_EVENT_NAME, payload, expected_version=expected))
-        return events
+            positions.append(tracking.notification_id)
+        return events, positions
 
     def _refresh_tail(self, conflict: WrongExpectedVersion) -> None:
         """Learn the tail of the stream whose expectation was stale."""

@@ -17,6 +17,7 @@ from nodeproc import NodeProcess
 
 from sierradb.client import (
     Client,
+    ConnectionFailed,
     ExpectedVersion,
     NewEvent,
     RetryPolicy,
@@ -86,6 +87,26 @@ def test_retries_are_bounded(proxy: FaultProxy) -> None:
         with pytest.raises(TryAgain):
             c.append(unique("s"), "E")
     assert proxy.count("EAPPEND") == 4
+
+
+def test_a_reply_that_never_comes_times_out_and_is_retried_on_a_new_connection(
+    proxy: FaultProxy, shared_node: NodeProcess
+) -> None:
+    """The socket timeout holds on the shared connection (it is the kernel's there): a hung
+    connection fails the request with ConnectionFailed, and a retry on a fresh connection
+    stores the event once."""
+    stream = unique("s")
+    with Client(proxy.address, socket_timeout_s=0.5, retry=RetryPolicy(max_attempts=1)) as c:
+        c.ping()
+        proxy.freeze()  # the open connection hangs: the request is never answered
+        with pytest.raises(ConnectionFailed, match="Timeout"):
+            c.append(stream, "E")
+    with Client(proxy.address, socket_timeout_s=0.5, retry=FAST) as c:
+        c.ping()
+        proxy.freeze()
+        result = c.append(stream, "E")  # times out, then goes out on a new connection
+    with Client(f"127.0.0.1:{shared_node.port}") as direct:
+        assert [e.event_id for e in direct.scan_stream(stream)] == [result.event_id]
 
 
 def _dead_address() -> str:

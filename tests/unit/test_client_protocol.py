@@ -21,7 +21,7 @@ from sierradb.client.errors import (
 from sierradb.client.retry import RetryPolicy
 from sierradb.client.subscription import SubscriptionState, partition_targets, stream_targets
 from sierradb.client.transport import parse_addresses, translate
-from sierradb.client.types import ExpectedVersion
+from sierradb.client.types import ExpectedVersion, NewEvent
 from sierradb.node import identifiers as node_ids
 
 
@@ -41,6 +41,33 @@ def test_partition_ids_match_the_node(key: uuid.UUID, count: int) -> None:
 def test_event_ids_embed_the_partition_hash_of_their_key(key: uuid.UUID) -> None:
     event_id = identifiers.new_event_id(key)
     assert node_ids.partition_hash(event_id.bytes) == node_ids.partition_hash(key.bytes)
+
+
+@given(st.uuids())
+def test_event_id_texts_are_canonical_uuids_embedding_the_partition_hash(key: uuid.UUID) -> None:
+    text = identifiers.new_event_id_text(key)
+    event_id = uuid.UUID(text)
+    assert str(event_id) == text
+    assert event_id.variant == uuid.RFC_4122
+    assert node_ids.partition_hash(event_id.bytes) == node_ids.partition_hash(key.bytes)
+
+
+def test_every_multi_append_event_carries_its_own_client_event_id() -> None:
+    key = identifiers.partition_key_for_stream("s")
+    args = protocol.multi_append(
+        key, [NewEvent("s", "E"), NewEvent("t", "E", expected_version=2)]
+    ).args
+    ids = [uuid.UUID(str(args[i + 1])) for i, a in enumerate(args) if a == "EVENT_ID"]
+    assert len(set(ids)) == 2
+    assert args[1] == str(key)
+    assert list(args[args.index("t") :]) == [
+        "t",
+        "E",
+        "EVENT_ID",
+        str(ids[1]),
+        "EXPECTED_VERSION",
+        "2",
+    ]
 
 
 def test_reference_examples() -> None:
