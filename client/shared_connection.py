@@ -76,13 +76,13 @@ class _Link:
             raise redis.exceptions.ConnectionError("the connection has no socket")
         self.sock: socket.socket = sock
         _kernel_timeouts(sock)
-        self.parser = hiredis.Reader(
+        self.parser: hiredis.Reader = hiredis.Reader(
             notEnoughData=_NOT_ENOUGH,
             replyError=BaseParser.parse_error,
             protocolError=redis.exceptions.InvalidResponse,
         )
         self.outbox: list[bytes] = []
-        self.sending = False
+        self.sending: bool = False
 
 
 class SharedConnection:

@@ -113,10 +113,9 @@ class _TranslatedErrors:
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, _: Any
-    ) -> bool:
+    ) -> None:
         if isinstance(error, SierraDBError):
             raise library_error(error) from error
-        return False
 
 
 _TRANSLATED_ERRORS = _TranslatedErrors()
