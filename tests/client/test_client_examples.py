@@ -93,8 +93,15 @@ def _projection(address: str, state: Path) -> subprocess.Popen[str]:
 
 
 def _stop(projection: subprocess.Popen[str]) -> str:
-    projection.send_signal(signal.SIGINT)
-    out, _ = projection.communicate(timeout=DEADLINE_S)
+    # SIGTERM, not SIGINT: a test run started in the background by a non-interactive shell
+    # (`pytest ... &`) passes SIGINT on ignored, and Python then raises no KeyboardInterrupt.
+    projection.send_signal(signal.SIGTERM)
+    try:
+        out, _ = projection.communicate(timeout=DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        projection.kill()
+        projection.communicate()
+        raise
     assert projection.returncode == 0
     return out
 
