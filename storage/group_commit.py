@@ -210,6 +210,8 @@ class GroupCommit(WriteQueue):
             self._write_meta()
         if not self.sync:
             self.file.sync()
+        with self.lock:  # lookups index ids lazily under the lock: finish that first
+            self.active.index_ids()
         write_index_files(self.disk, self.seg_dir(old_id), self.active)
         sealed = SealedSegment(
             self.disk, self.bucket_id, old_id, self.seg_dir(old_id), self.write_offset, self.file
