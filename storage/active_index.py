@@ -425,7 +425,6 @@ class ActiveIndex:
         idx.id_bloom = Bloom(id_bloom_bits, bytearray(s["idbloom"]))
         idx.stream_bloom = Bloom(s_bloom_bits, bytearray(s["sbloom"]))
         idx.ids_indexed = len(idx.offsets)
-        idx.streams_bloomed = len(idx.stream_keys)
         idx.min_time_ms, idx.max_time_ms = tmin, tmax
         ptable = arr("Q", "ptable")
         pvalues = arr("I", "pvalues")
@@ -441,6 +440,7 @@ class ActiveIndex:
             pos += n
             idx.stream_keys.append(key)
             idx.stream_ref_of[key] = ref
+        idx.streams_bloomed = len(idx.stream_keys)  # the checkpoint's bloom holds them all
         idx.stream_pkeys = bytearray(s["spkeys"])
         idx.stream_base = arr("Q", "sbase")
         lens = arr("I", "slens")

@@ -158,4 +158,5 @@ def test_lazily_indexed_ids_match_indexing_each_id_as_written(monkeypatch):
         SectionFile(pack_sections(b"SDBCKPT1", idx.to_sections()), b"SDBCKPT1").sections, 1 << 20
     )
     assert copy.ids_indexed == len(ids)
+    assert copy.streams_bloomed == len(copy.stream_keys) == 30  # not added to the bloom again
     assert [copy.find_event(eid) for eid in ids] == list(range(len(ids)))
