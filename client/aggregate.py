@@ -16,6 +16,13 @@ repository runs a command as one optimistic transaction:
    Attempts are spaced by a short random (jittered) delay so that writers that collided do not
    collide again in lockstep.
 
+The default budget suits occasional conflicts. Writers that keep sharing one stream conflict in
+runs: the server checks expected versions against events still waiting for their commit, so
+while one commit waits for its fdatasync every other writer's append loses, and with syncs of
+tens of ms four writers saw more than 10 conflicts in a row in about 1 command of 80
+(`bench/conflict_attempts.py`). Such writers need a larger `max_attempts`, and must handle the
+`WrongExpectedVersion` that still ends a command that runs out of it.
+
 Appends are retried safely after connection failures by the client itself (client-made event
 ids). A command that raises stops the execution and nothing is appended. Events are encoded by
 the aggregate class (`encode_event`/`decode_event`); the default stores dataclasses as JSON and

@@ -7,6 +7,7 @@ Run a node first (`sierradb --dir ./data`), then: python examples/bank_account.p
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 import uuid
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ class Deposited:
 @dataclass
 class Withdrawn:
     amount: int
+
+
+CONTENDED_ATTEMPTS = 100
+"""Attempts per command for the four concurrent writers (the default is 10)."""
 
 
 class BankAccount(Aggregate):
@@ -85,18 +90,30 @@ def main() -> None:
             print("refused:", e)
 
         # Four writers deposit at once: each command that loses a race (WRONGVER) is retried
-        # from the newer state, so every deposit counts exactly once.
+        # from the newer state, so every deposit counts exactly once. Only one of the appends
+        # that expect the same version can win, and while a commit waits for its fdatasync the
+        # others keep losing to it: with tens of ms per commit (a busy disk) a command may lose
+        # ten races in a row, more than the default budget, so these writers get a larger one.
+        # A command that still gives up raises; the writer reports it and the example fails.
+        contended = Repository(client, BankAccount, max_attempts=CONTENDED_ATTEMPTS)
         retried = []
+        failures: list[BaseException] = []
 
         def deposit_ten() -> None:
-            for _ in range(10):
-                retried.append(accounts.execute(account_id, lambda a: a.deposit(1)).attempts - 1)
+            try:
+                for _ in range(10):
+                    result = contended.execute(account_id, lambda a: a.deposit(1))
+                    retried.append(result.attempts - 1)
+            except Exception as e:  # noqa: BLE001 - a thread's exception would only be printed
+                failures.append(e)
 
         writers = [threading.Thread(target=deposit_ten) for _ in range(4)]
         for w in writers:
             w.start()
         for w in writers:
             w.join()
+        if failures:
+            sys.exit(f"{len(failures)} writer(s) gave up: {failures!r}")
         account, version = accounts.load(account_id)
         print(f"after 40 concurrent deposits: balance {account.balance} at v{version}")
         print(f"version conflicts retried: {sum(retried)}")

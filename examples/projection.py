@@ -6,7 +6,7 @@ account's balance in a JSON file, together with the next partition sequence it h
 yet. Each event is applied and saved (atomically, with its position) before the next is read,
 so the projection resumes where it stopped after being restarted itself, and the client's
 subscription resumes by itself when the node restarts under it: no event is missed or applied
-twice. Stop it with Ctrl-C.
+twice. Stop it with Ctrl-C or SIGTERM.
 
     sierradb --dir ./data &
     python examples/projection.py --state balances.json &
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 from pathlib import Path
 
 from sierradb.client import Client, RetryPolicy
@@ -44,6 +45,9 @@ def main() -> None:
     parser.add_argument("--state", default="balances.json", type=Path)
     args = parser.parse_args()
 
+    # SIGTERM stops it as Ctrl-C does (a process started in the background by a non-interactive
+    # shell ignores SIGINT, so supervisors and scripts stop it with SIGTERM).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     positions, balances = load(args.state)
     # Wait up to ten minutes for a node that is down (restarting) before giving up.
     patient = RetryPolicy(max_attempts=None, max_elapsed_s=600.0)

@@ -8,6 +8,14 @@ tombstones their ids, so lookups never see discarded entries while the per-event
 append-only. Because the surviving entries of one partition (or stream) are gapless and in
 order, the entry for sequence s sits at index ``s - base``.
 
+Event ids are indexed lazily: writing an event only appends its id to ``event_ids``; the id slot
+table, the id bloom filter and the time range cover the first ``ids_indexed`` events and are
+brought up to date in one pass (``index_ids``) by the first lookup, discard, checkpoint or seal
+that needs them. Most appends carry no client-supplied id, so most batches are never looked up
+by id before the segment is sealed, and the per-event work of a flush stays small. Likewise the
+stream bloom filter is only ever written to files, so it is brought up to date when one is
+(``index_streams``).
+
 Memory is a few arrays per bucket plus one small array and one dict entry per stream: no object
 per event, so the garbage collector never has millions of objects to walk. The whole state can be
 written to a checkpoint file and read back (``to_sections`` / ``from_sections``), so opening a data
@@ -17,15 +25,23 @@ become the sealed index files (``sealed.py``).
 
 from __future__ import annotations
 
+import struct
 from array import array
 
 from .hashing import _GOLDEN, _M64, Bloom, SlotTable, bytes_hash64, id_hash64
 
 # Assumed smallest average record (bytes) when sizing the bloom filters of a segment.
 BLOOM_BYTES_PER_ITEM = 128
+# index_ids works through this many events at a time, bounding its temporary lists (~5 MB).
+INDEX_IDS_CHUNK = 65536
 # Events per segment the id slot table is first sized for: one per this many bytes (it holds
 # up to half as many events as slots, and doubles beyond that).
 SLOT_BYTES_PER_EVENT = 1024
+
+
+_ID_HALVES = struct.Struct("<QQ")  # an event id as two little-endian 64-bit words
+# Partition id -> its 2-byte prefix of a stream key (see stream_key), made once per partition.
+_PREFIXES: dict[int, bytes] = {}
 
 
 def stream_key(partition_id: int, stream_id: bytes) -> bytes:
@@ -49,6 +65,7 @@ class ActiveIndex:
         "event_ids",
         "id_slots",
         "id_bloom",
+        "ids_indexed",
         "min_time_ms",
         "max_time_ms",
         "part_events",
@@ -59,6 +76,7 @@ class ActiveIndex:
         "stream_events",
         "stream_base",
         "stream_bloom",
+        "streams_bloomed",
     )
 
     def __init__(self, segment_id: int, segment_size_bytes: int, start_offset: int) -> None:
@@ -76,6 +94,7 @@ class ActiveIndex:
         )
         bloom_bits = Bloom.size_for(max(1, segment_size_bytes // BLOOM_BYTES_PER_ITEM))
         self.id_bloom = Bloom(bloom_bits)
+        self.ids_indexed = 0  # events whose id is in id_slots, id_bloom and the time range
         self.min_time_ms = 1 << 62
         self.max_time_ms = -1
         self.part_events: dict[int, array] = {}
@@ -86,6 +105,7 @@ class ActiveIndex:
         self.stream_events: list[array] = []
         self.stream_base = array("Q")
         self.stream_bloom = Bloom(bloom_bits)
+        self.streams_bloomed = 0  # stream keys added to stream_bloom (see index_streams)
 
     # ----------------------------------------------------------------------------- updates
     def _id_hash_of(self, n: int) -> int:
@@ -106,14 +126,6 @@ class ActiveIndex:
         self.partitions.append(partition_id)
         self.sequences.append(sequence)
         self.event_ids += event_id
-        h = id_hash64(event_id)
-        self.id_slots.insert(h, n, self._id_hash_of)
-        self.id_bloom.add(h)
-        t = event_time_ms(event_id)
-        if t < self.min_time_ms:
-            self.min_time_ms = t
-        if t > self.max_time_ms:
-            self.max_time_ms = t
 
         events = self.part_events.get(partition_id)
         if events is None:
@@ -132,7 +144,6 @@ class ActiveIndex:
             self.stream_pkeys += partition_key
             self.stream_events.append(array("I"))
             self.stream_base.append(version)
-            self.stream_bloom.add(bytes_hash64(sid_key))
         sevents = self.stream_events[ref]
         if not sevents:  # new here, or every earlier entry was discarded
             self.stream_base[ref] = version
@@ -142,41 +153,38 @@ class ActiveIndex:
         )
         self.stream_refs.append(ref)
         sevents.append(n)
+        self.index_ids()
 
     def add_units(self, units: list[tuple[int, int, list[tuple]]]) -> None:
         """Index written units: (unit offset, partition, entries), each entry being
         (offset in unit, sequence, version, stream id, partition key, event id).
 
-        The same as ``add`` for each entry, with the per-event work inlined: this runs for
-        every event written (the bucket writer's hot path).
+        The same as ``add`` for each entry (ids left for ``index_ids``), with the per-event work
+        inlined: this runs for every event written (the bucket writer's hot path).
         """
         offsets = self.offsets
         partitions = self.partitions
         sequences = self.sequences
         n = len(offsets)
         ids = self.event_ids
-        slots_table = self.id_slots
-        slots = slots_table.slots
-        slots_mask = len(slots) - 1
-        shift = 64 - slots_table.bits
-        used = slots_table.used
-        bloom_bits = self.id_bloom.bits
-        bloom_mask = self.id_bloom.mask
         stream_ref_of = self.stream_ref_of
+        stream_keys = self.stream_keys
+        stream_pkeys = self.stream_pkeys
         stream_events = self.stream_events
         stream_base = self.stream_base
         stream_refs = self.stream_refs
         part_events = self.part_events
-        min_t, max_t = self.min_time_ms, self.max_time_ms
-        from_bytes = int.from_bytes
+        part_base = self.part_base
         for base, partition_id, entries in units:
             events = part_events.get(partition_id)
             if events is None:
                 events = part_events[partition_id] = array("I")
             if not events:
-                self.part_base[partition_id] = entries[0][1]
-            expected_seq = self.part_base[partition_id] + len(events)
-            prefix = partition_id.to_bytes(2, "big")
+                part_base[partition_id] = entries[0][1]
+            expected_seq = part_base[partition_id] + len(events)
+            prefix = _PREFIXES.get(partition_id)
+            if prefix is None:
+                prefix = _PREFIXES[partition_id] = stream_key(partition_id, b"")
             for rel, sequence, version, sid, partition_key, event_id in entries:
                 assert sequence == expected_seq, (
                     f"partition {partition_id}: sequence {sequence} does not extend the index"
@@ -186,63 +194,96 @@ class ActiveIndex:
                 partitions.append(partition_id)
                 sequences.append(sequence)
                 ids += event_id
-                x = from_bytes(event_id, "little")
-                h = (((x >> 64) ^ x) * _GOLDEN) & _M64
-                if (used + 1) * 2 > slots_mask + 1:
-                    slots_table.used = used
-                    slots_table.insert(h, n, self._id_hash_of)
-                    slots = slots_table.slots
-                    slots_mask = len(slots) - 1
-                    shift = 64 - slots_table.bits
-                    used = slots_table.used
-                else:
-                    i = (h >> shift) & slots_mask
-                    while slots[i] >= 0:
-                        i = (i + 1) & slots_mask
-                    if slots[i] == -1:
-                        used += 1
-                    slots[i] = n
-                a = h & 0xFFFFFFFF
-                b = (h >> 32) | 1
-                q = a & bloom_mask
-                bloom_bits[q >> 3] |= 1 << (q & 7)
-                q = (a + b) & bloom_mask
-                bloom_bits[q >> 3] |= 1 << (q & 7)
-                q = (a + 2 * b) & bloom_mask
-                bloom_bits[q >> 3] |= 1 << (q & 7)
-                t = from_bytes(event_id[:6], "big")
-                if t < min_t:
-                    min_t = t
-                if t > max_t:
-                    max_t = t
                 events.append(n)
                 key = prefix + sid
                 ref = stream_ref_of.get(key)
-                if ref is None:
-                    ref = stream_ref_of[key] = len(self.stream_keys)
-                    self.stream_keys.append(key)
-                    self.stream_pkeys += partition_key
-                    stream_events.append(array("I"))
+                if ref is None:  # first seen in this segment
+                    ref = stream_ref_of[key] = len(stream_keys)
+                    stream_keys.append(key)
+                    stream_pkeys += partition_key
+                    stream_events.append(array("I", (n,)))
                     stream_base.append(version)
-                    self.stream_bloom.add(bytes_hash64(key))
+                    stream_refs.append(ref)
+                    n += 1
+                    continue
                 sevents = stream_events[ref]
-                if not sevents:  # new here, or every earlier entry was discarded
+                if not sevents:  # every earlier entry here was discarded
                     stream_base[ref] = version
-                    self.stream_pkeys[ref * 16 : ref * 16 + 16] = partition_key
+                    stream_pkeys[ref * 16 : ref * 16 + 16] = partition_key
                 assert version == stream_base[ref] + len(sevents), (
                     f"stream {sid!r}: version {version} does not extend the active index"
                 )
                 stream_refs.append(ref)
                 sevents.append(n)
                 n += 1
+
+    def index_ids(self) -> None:
+        """Bring the id slot table, the id bloom filter and the time range up to date with
+        every event added (one pass over the events added since the last call)."""
+        end = len(self.offsets)
+        while self.ids_indexed < end:
+            self._index_ids_upto(min(end, self.ids_indexed + INDEX_IDS_CHUNK))
+
+    def _index_ids_upto(self, end: int) -> None:
+        n = self.ids_indexed
+        ids = bytes(self.event_ids[n * 16 : end * 16])
+        # id_hash64 of each id, from its two little-endian 64-bit halves: the product's bits
+        # above 64 fall away, so ((hi << 64 | lo) >> 64 ^ ...) reduces to (lo ^ hi) * golden.
+        hashes = [((lo ^ hi) * _GOLDEN) & _M64 for lo, hi in _ID_HALVES.iter_unpack(ids)]
+        # event_time_ms is the big-endian 6-byte prefix: bytes compare as the numbers do.
+        prefixes = [ids[i : i + 6] for i in range(0, len(ids), 16)]
+        from_bytes = int.from_bytes
+        self.min_time_ms = min(self.min_time_ms, from_bytes(min(prefixes), "big"))
+        self.max_time_ms = max(self.max_time_ms, from_bytes(max(prefixes), "big"))
+        slots_table = self.id_slots
+        slots = slots_table.slots
+        slots_mask = len(slots) - 1
+        shift = 64 - slots_table.bits
+        used = slots_table.used
+        bloom_bits = self.id_bloom.bits
+        bloom_mask = self.id_bloom.mask
+        for h in hashes:
+            if (used + 1) * 2 > slots_mask + 1:
+                slots_table.used = used
+                slots_table.insert(h, n, self._id_hash_of)
+                slots = slots_table.slots
+                slots_mask = len(slots) - 1
+                shift = 64 - slots_table.bits
+                used = slots_table.used
+            else:
+                i = (h >> shift) & slots_mask
+                while slots[i] >= 0:
+                    i = (i + 1) & slots_mask
+                if slots[i] == -1:
+                    used += 1
+                slots[i] = n
+            a = h & 0xFFFFFFFF
+            b = (h >> 32) | 1
+            q = a & bloom_mask
+            bloom_bits[q >> 3] |= 1 << (q & 7)
+            q = (a + b) & bloom_mask
+            bloom_bits[q >> 3] |= 1 << (q & 7)
+            q = (a + 2 * b) & bloom_mask
+            bloom_bits[q >> 3] |= 1 << (q & 7)
+            n += 1
         slots_table.used = used
-        self.min_time_ms, self.max_time_ms = min_t, max_t
+        self.ids_indexed = n
+
+    def index_streams(self) -> None:
+        """Add the stream keys seen since the last call to the stream bloom filter (which only
+        files use: a checkpoint, and the sealed index built from the same keys)."""
+        keys = self.stream_keys
+        add = self.stream_bloom.add
+        for i in range(self.streams_bloomed, len(keys)):
+            add(bytes_hash64(keys[i]))
+        self.streams_bloomed = len(keys)
 
     def discard(self, partition_id: int, from_sequence: int) -> None:
         """Drop this partition's entries at or above `from_sequence` from every lookup."""
         events = self.part_events.get(partition_id)
         if not events:
             return
+        self.index_ids()  # the dropped ids leave the slot table
         keep = max(0, from_sequence - self.part_base[partition_id])
         dropped = events[keep:]
         del events[keep:]
@@ -259,6 +300,7 @@ class ActiveIndex:
         """The event number of a surviving event with this id, or None."""
         if not self.offsets:
             return None
+        self.index_ids()
         h = id_hash64(event_id)
         if not self.id_bloom.may_contain(h):
             return None
@@ -315,6 +357,8 @@ class ActiveIndex:
 
     # ------------------------------------------------------------------------ persistence
     def to_sections(self) -> dict[str, bytes | bytearray | memoryview]:
+        self.index_ids()
+        self.index_streams()
         parts = sorted(self.part_events)
         part_table = array("Q")
         part_values = array("I")
@@ -380,6 +424,7 @@ class ActiveIndex:
         idx.id_slots = SlotTable(slot_bits, arr("i", "idslots"), slots_used)
         idx.id_bloom = Bloom(id_bloom_bits, bytearray(s["idbloom"]))
         idx.stream_bloom = Bloom(s_bloom_bits, bytearray(s["sbloom"]))
+        idx.ids_indexed = len(idx.offsets)
         idx.min_time_ms, idx.max_time_ms = tmin, tmax
         ptable = arr("Q", "ptable")
         pvalues = arr("I", "pvalues")
@@ -395,6 +440,7 @@ class ActiveIndex:
             pos += n
             idx.stream_keys.append(key)
             idx.stream_ref_of[key] = ref
+        idx.streams_bloomed = len(idx.stream_keys)  # the checkpoint's bloom holds them all
         idx.stream_pkeys = bytearray(s["spkeys"])
         idx.stream_base = arr("Q", "sbase")
         lens = arr("I", "slens")

@@ -162,12 +162,15 @@ class GroupCommit(WriteQueue):
             entries = u.entries
             if entries:
                 run.append((start, u.partition_id, entries))
-                pending_ids = ps.pending_ids
-                for e in entries:
-                    if pending_ids.get(e[5]) == e[1]:
-                        del pending_ids[e[5]]
-                ps.durable_next = entries[-1][1] + 1
+                durable_next = ps.durable_next = entries[-1][1] + 1
                 ps.durable_last_term = u.last_term
+                pending_ids = ps.pending_ids
+                if ps.next_sequence == durable_next and not ps.pending_discards:
+                    pending_ids.clear()  # nothing of the partition is queued any more
+                else:
+                    for e in entries:
+                        if pending_ids.get(e[5]) == e[1]:
+                            del pending_ids[e[5]]
             u.ticket.done = True
             start += len(u.data)
         if run:
@@ -207,6 +210,8 @@ class GroupCommit(WriteQueue):
             self._write_meta()
         if not self.sync:
             self.file.sync()
+        with self.lock:  # lookups index ids lazily under the lock: finish that first
+            self.active.index_ids()
         write_index_files(self.disk, self.seg_dir(old_id), self.active)
         sealed = SealedSegment(
             self.disk, self.bucket_id, old_id, self.seg_dir(old_id), self.write_offset, self.file

@@ -50,6 +50,8 @@ FLAG_TXN_LAST = 1
 MAX_RECORD_BYTES = (1 << 32) - 1
 
 _crc32c = google_crc32c.value
+_pack_after_crc = _AFTER_CRC.pack
+_pack_crc = _CRC.pack
 _ZERO16 = bytes(16)
 
 
@@ -115,33 +117,35 @@ def encode_event(
     txn_last: bool,
 ) -> bytes:
     length = HEADER_SIZE + len(stream_id) + len(event_name) + len(metadata) + len(payload)
-    rest = (
-        _AFTER_CRC.pack(
-            MAGIC,
-            KIND_EVENT,
-            FLAG_TXN_LAST if txn_last else 0,
-            length,
-            len(stream_id),
-            len(event_name),
-            partition_id,
-            unit_index,
-            unit_count,
-            term,
-            sequence,
-            version,
-            timestamp_ms,
-            event_id,
-            partition_key,
-            transaction_id,
-            len(metadata),
-            len(payload),
+    rest = b"".join(
+        (
+            _pack_after_crc(
+                MAGIC,
+                KIND_EVENT,
+                FLAG_TXN_LAST if txn_last else 0,
+                length,
+                len(stream_id),
+                len(event_name),
+                partition_id,
+                unit_index,
+                unit_count,
+                term,
+                sequence,
+                version,
+                timestamp_ms,
+                event_id,
+                partition_key,
+                transaction_id,
+                len(metadata),
+                len(payload),
+            ),
+            stream_id,
+            event_name,
+            metadata,
+            payload,
         )
-        + stream_id
-        + event_name
-        + metadata
-        + payload
     )
-    return _CRC.pack(_crc32c(rest)) + rest
+    return _pack_crc(_crc32c(rest)) + rest
 
 
 def encode_discard(

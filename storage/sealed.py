@@ -34,6 +34,7 @@ STREAM_KEY_WIDTH = 66  # 2-byte partition + up to 64 bytes of stream id
 
 
 def write_index_files(disk: Disk, seg_dir: str, idx: ActiveIndex) -> None:
+    idx.index_ids()  # the caller holds off concurrent lookups (or owns idx alone)
     disk.write_atomic(os.path.join(seg_dir, EIDX), _eidx_bytes(idx))
     disk.write_atomic(os.path.join(seg_dir, PIDX), _pidx_bytes(idx))
     disk.write_atomic(os.path.join(seg_dir, SIDX), _sidx_bytes(idx))

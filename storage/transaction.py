@@ -8,6 +8,7 @@ wait (the node waits on a trio event; tests and benchmarks call ``flush`` direct
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # Expected stream versions besides an exact number (the version of the stream's last event).
 ANY = -1
@@ -66,24 +67,15 @@ class Ticket:
         )
 
 
-class Unit:
-    """One atomic unit waiting in a bucket's queue: its records and what to index."""
+class Unit(NamedTuple):
+    """One atomic unit waiting in a bucket's queue: its records and what to index.
 
-    __slots__ = ("ticket", "partition_id", "data", "entries", "discard_from", "last_term")
+    A tuple, so that queueing one costs no Python-level constructor (one per append)."""
 
-    def __init__(
-        self,
-        ticket: Ticket,
-        partition_id: int,
-        data: bytes,
-        entries: list[tuple[int, int, int, bytes, bytes, bytes]],
-        discard_from: int | None,
-        last_term: int,
-    ) -> None:
-        self.ticket = ticket
-        self.partition_id = partition_id
-        self.data = data
-        # (offset within data, sequence, version, stream id, partition key, event id)
-        self.entries = entries
-        self.discard_from = discard_from
-        self.last_term = last_term
+    ticket: Ticket
+    partition_id: int
+    data: bytes
+    # (offset within data, sequence, version, stream id, partition key, event id)
+    entries: list[tuple[int, int, int, bytes, bytes, bytes]]
+    discard_from: int | None
+    last_term: int

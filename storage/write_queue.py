@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sierradb.storage")
 
+_new_tuple = tuple.__new__  # Unit(...) without its Python-level __new__ (the hot path)
+
 
 class WriteQueue(BucketRecovery):
     """Appends of one bucket (memory only)."""
@@ -61,7 +63,8 @@ class WriteQueue(BucketRecovery):
     ) -> Ticket:
         assert events, "a transaction needs at least one event"
         with self.lock:
-            self._check_writable()
+            if self.broken is not None:
+                self._check_writable()  # raises
             ps = self.parts[partition_id]
             if len(events) == 1:
                 return self._append_one(ps, partition_key, transaction_id, events[0], term)
@@ -133,11 +136,13 @@ class WriteQueue(BucketRecovery):
         """append_leader for a single event (the common case), with its work inlined."""
         sid = ev.stream_id
         seq = ps.next_sequence
-        tip = ps.streams.get(sid)
+        streams = ps.streams
+        tip = streams.get(sid)
         if tip is not None:
-            ps.streams.move_to_end(sid)
+            streams.move_to_end(sid)
             ps.cache_hits += 1
-            next_v, key = tip[0], tip[1]
+            next_v = tip[0]
+            key = tip[1]
         else:
             found = self._stream_tip(ps, sid)
             next_v, key = (found[0], found[1]) if found is not None else (0, None)
@@ -151,21 +156,23 @@ class WriteQueue(BucketRecovery):
         ):
             raise WrongExpectedVersion(sid, partition_key, next_v - 1 if next_v else None, exp)
         p = ps.partition_id
+        event_id = ev.event_id
         rec = encode_event(
-            term, p, seq, next_v, ev.timestamp_ms, ev.event_id, partition_key, transaction_id,
+            term, p, seq, next_v, ev.timestamp_ms, event_id, partition_key, transaction_id,
             sid, ev.event_name, ev.metadata, ev.payload, 0, 1, True,
         )  # fmt: skip
-        if len(rec) + SEGMENT_HEADER_SIZE > self.segment_size:
+        size = len(rec)
+        if size + SEGMENT_HEADER_SIZE > self.segment_size:
             raise TransactionTooLarge("events exceed the size of a single segment")
         ticket = Ticket(p, seq, seq, [next_v], term)
-        self.pending.append(
-            Unit(ticket, p, rec, [(0, seq, next_v, sid, partition_key, ev.event_id)], None, term)
-        )
-        self.pending_bytes += len(rec)
+        unit = (ticket, p, rec, [(0, seq, next_v, sid, partition_key, event_id)], None, term)
+        self.pending.append(_new_tuple(Unit, unit))  # type: ignore[arg-type]
+        self.pending_bytes += size
         ps.next_sequence = seq + 1
         ps.last_term = term
-        ps.pending_ids[ev.event_id] = seq
-        tip = ps.streams.get(sid)
+        ps.pending_ids[event_id] = seq
+        if tip is None:
+            tip = streams.get(sid)  # _stream_tip may have cached it
         if tip is not None:
             tip[0] = next_v + 1
             tip[1] = partition_key

@@ -33,14 +33,19 @@ def node(node_factory) -> NodeProcess:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def restart(node_factory) -> Callable[[NodeProcess], NodeProcess]:  # type: ignore[no-untyped-def]
-    """kill -9 a node and start it again on the same data dir and port (clients reconnect)."""
+    """kill -9 a node and start it again on the same data dir and ports (clients reconnect).
+
+    The HTTP port is given back explicitly: left to its default (the client port + 1) it may be
+    the local port of some client connection, since the kernel hands out even ports to bind(0)
+    and odd ones to connect(), and the restart then fails with "Address already in use"."""
 
     def again(node: NodeProcess) -> NodeProcess:
-        port = node.port
+        port, http_port = node.port, node.http_port
         node.kill()
-        return node_factory(
-            *node.args, "--client-address", f"127.0.0.1:{port}", data_dir=node.data_dir
-        )
+        args = [*node.args, "--client-address", f"127.0.0.1:{port}"]
+        if http_port and "--http-address" not in node.args:
+            args += ["--http-address", f"127.0.0.1:{http_port}"]
+        return node_factory(*args, data_dir=node.data_dir)
 
     return again
 

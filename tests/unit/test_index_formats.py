@@ -128,3 +128,35 @@ def test_sealed_index_files_answer_like_the_active_index():
     assert index_files_ok(disk, "/seg", verify=True)
     disk.corrupt(f"/seg/{EIDX}", 100)
     assert not index_files_ok(disk, "/seg", verify=True)
+
+
+def test_lazily_indexed_ids_match_indexing_each_id_as_written(monkeypatch):
+    # Ids are indexed in chunks at the first lookup, checkpoint or seal (index_ids); the result
+    # must be what hashing every id into the table and the bloom as it was written gives.
+    import sierradb.storage.active_index as active_index
+    from sierradb.storage.active_index import event_time_ms
+
+    monkeypatch.setattr(active_index, "INDEX_IDS_CHUNK", 97)  # many chunks, one partial
+    idx = ActiveIndex(segment_id=0, segment_size_bytes=1 << 20, start_offset=64)
+    ids = [os.urandom(16) for _ in range(3000)]
+    for i, eid in enumerate(ids):
+        entry = (0, i, i // 30, b"s%d" % (i % 30), bytes(16), eid)
+        idx.add_units([(64 + i * 100, 1, [entry])])
+        if i % 701 == 0:
+            assert idx.find_event(eid) == i  # a lookup catches up on its own
+    idx.index_ids()
+    assert idx.ids_indexed == len(ids)
+    bloom = Bloom(idx.id_bloom.mask + 1)
+    for eid in ids:
+        bloom.add(id_hash64(eid))
+    assert idx.id_bloom.bits == bloom.bits
+    assert idx.min_time_ms == min(map(event_time_ms, ids))
+    assert idx.max_time_ms == max(map(event_time_ms, ids))
+    assert [idx.find_event(eid) for eid in ids] == list(range(len(ids)))
+    assert idx.find_event(os.urandom(16)) is None
+    copy = ActiveIndex.from_sections(
+        SectionFile(pack_sections(b"SDBCKPT1", idx.to_sections()), b"SDBCKPT1").sections, 1 << 20
+    )
+    assert copy.ids_indexed == len(ids)
+    assert copy.streams_bloomed == len(copy.stream_keys) == 30  # not added to the bloom again
+    assert [copy.find_event(eid) for eid in ids] == list(range(len(ids)))
