@@ -29,7 +29,7 @@ from sierradb.storage import MAX_STREAM_ID_BYTES
 
 from ..identifiers import format_uuid, parse_uuid, partition_id, partition_key_for_stream
 from . import reads
-from .events import event_text, with_events
+from .events import JsonEvent, event_text, with_events
 from .responses import ApiError, bad, check_params, json_response
 
 if TYPE_CHECKING:
@@ -79,17 +79,17 @@ def _partition(ins: Inspector, text: str) -> int:
     return p
 
 
-def _trim_bytes(events: list) -> tuple[list, bool]:
+def _trim_bytes(events: list[JsonEvent]) -> tuple[list[JsonEvent], bool]:
     """Cut a page at MAX_PAGE_BYTES of payload and metadata (keeping at least one event)."""
     size = 0
     for i, ev in enumerate(events):
-        size += len(ev.payload) + len(ev.metadata)
+        size += ev.size
         if size > MAX_PAGE_BYTES and i > 0:
             return events[:i], True
     return events, False
 
 
-def _page(meta: dict[str, Any], events: list, more: bool, backward: bool, position: str
+def _page(meta: dict[str, Any], events: list[JsonEvent], more: bool, backward: bool, position: str
           ) -> Response:  # fmt: skip
     """A page: `meta`, the next page's `from`, and the events (in the direction asked)."""
     events, cut = _trim_bytes(events)

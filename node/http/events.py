@@ -19,8 +19,10 @@ from __future__ import annotations
 import base64
 import json
 from json.encoder import encode_basestring  # the C encoder: a quoted, escaped JSON string
+from typing import NamedTuple
 
 from sierradb.storage import Event
+from sierradb.storage.record import HEADER_SIZE, RAW_IDS, RawEvent
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
@@ -44,23 +46,32 @@ def _bytes_field(data: bytes) -> tuple[str, str]:
 
 def event_text(ev: Event) -> str:
     """One event as a JSON object (text)."""
-    metadata, metadata_encoding = _bytes_field(ev.metadata)
-    payload, payload_encoding = _bytes_field(ev.payload)
+    return _text(
+        (ev.event_id + ev.partition_key + ev.transaction_id).hex(), ev.partition_id,
+        ev.partition_sequence, ev.stream_version, ev.timestamp_ms, ev.stream_id, ev.event_name,
+        ev.metadata, ev.payload,
+    )  # fmt: skip
+
+
+def _text(ids: str, partition: int, sequence: int, version: int, timestamp_ms: int,
+          stream_id: bytes, event_name: bytes, metadata: bytes, payload: bytes) -> str:  # fmt: skip
+    """`ids`: the event id, partition key and transaction id as one hex string (96 digits)."""
+    meta_text, meta_encoding = _bytes_field(metadata)
+    payload_text, payload_encoding = _bytes_field(payload)
     # UUIDs formatted inline (format_uuid's call per id was a sixth of the time here).
-    e, k, t = ev.event_id.hex(), ev.partition_key.hex(), ev.transaction_id.hex()
     return _EVENT % (
-        e[:8], e[8:12], e[12:16], e[16:20], e[20:],
-        k[:8], k[8:12], k[12:16], k[16:20], k[20:],
-        ev.partition_id,
-        t[:8], t[8:12], t[12:16], t[16:20], t[20:],
-        ev.partition_sequence,
-        ev.stream_version,
-        ev.timestamp_ms,
-        encode_basestring(ev.stream_id.decode("utf-8", "replace")),
-        encode_basestring(ev.event_name.decode("utf-8", "replace")),
-        metadata,
-        metadata_encoding,
-        payload,
+        ids[:8], ids[8:12], ids[12:16], ids[16:20], ids[20:32],
+        ids[32:40], ids[40:44], ids[44:48], ids[48:52], ids[52:64],
+        partition,
+        ids[64:72], ids[72:76], ids[76:80], ids[80:84], ids[84:96],
+        sequence,
+        version,
+        timestamp_ms,
+        encode_basestring(stream_id.decode("utf-8", "replace")),
+        encode_basestring(event_name.decode("utf-8", "replace")),
+        meta_text,
+        meta_encoding,
+        payload_text,
         payload_encoding,
     )  # fmt: skip
 
@@ -70,14 +81,44 @@ def events_text(events: list[Event]) -> str:
     return "[" + ",".join([event_text(ev) for ev in events]) + "]"
 
 
+class JsonEvent(NamedTuple):
+    """An event as the API pages it: its JSON text, its positions, and the bytes of its payload
+    and metadata (pages are bounded by those)."""
+
+    text: str
+    partition_sequence: int
+    stream_version: int
+    size: int
+
+
+def json_event(ev: Event) -> JsonEvent:
+    size = len(ev.payload) + len(ev.metadata)
+    return JsonEvent(event_text(ev), ev.partition_sequence, ev.stream_version, size)
+
+
+def json_event_raw(raw: RawEvent) -> JsonEvent:
+    """From a stored record (``storage.RawEvent``), without building an Event."""
+    (_, _, _, _, length, sid_len, name_len, partition, _, _, _, seq, version, ts, _, _, _,
+     meta_len, payload_len), record = raw  # fmt: skip
+    p = HEADER_SIZE + sid_len
+    q = p + name_len
+    r = q + meta_len
+    text = _text(
+        record[RAW_IDS].hex(), partition, seq, version, ts, record[HEADER_SIZE:p], record[p:q],
+        record[q:r], record[r:length],
+    )  # fmt: skip
+    return JsonEvent(text, seq, version, meta_len + payload_len)
+
+
 def to_json(value: object) -> bytes:
     """Compact UTF-8 JSON (non-ASCII kept as is)."""
     return _dumps(value).encode("utf-8")
 
 
-def with_events(value: dict, events: list[Event]) -> bytes:
+def with_events(value: dict, events: list[JsonEvent]) -> bytes:
     """`value` as JSON with an `events` array appended (built without dicts per event)."""
     head = _dumps(value)
     assert head.endswith("}")
     sep = "," if len(head) > 2 else ""
-    return (head[:-1] + sep + '"events":' + events_text(events) + "}").encode("utf-8")
+    body = "[" + ",".join([e.text for e in events]) + "]"
+    return (head[:-1] + sep + '"events":' + body + "}").encode("utf-8")

@@ -27,6 +27,7 @@ import trio
 from sierradb.storage import Event
 
 from ..errors import NodeError
+from .events import JsonEvent, json_event, json_event_raw
 from .responses import ApiError
 
 if TYPE_CHECKING:
@@ -113,17 +114,23 @@ def _position(e: Event, stream_id: bytes) -> int:
 
 
 async def partition_range(ins: Inspector, p: int, first: int, last: int | None, limit: int
-                          ) -> tuple[list[Event], bool, int]:  # fmt: skip
-    """Visible events with first <= sequence <= last (None: to the end), at most `limit`:
-    (events, whether more visible ones follow in the range, the watermark)."""
+                          ) -> tuple[list[JsonEvent], bool, int]:  # fmt: skip
+    """Visible events with first <= sequence <= last (None: to the end), at most `limit`, as
+    JSON: (events, whether more visible ones follow in the range, the watermark). Local events
+    are encoded from their stored records in the read thread."""
     if ins.holds(p):
         store = ins.db.store
-        found, more = await _local(ins, p, store.read_partition, p, first, last, limit)
+
+        def read() -> tuple[list[JsonEvent], bool]:
+            records, more = store.read_partition_raw(p, first, last, limit)
+            return [json_event_raw(r) for r in records], more
+
+        found, more = await _local(ins, p, read)
         return found, more, store.watermark(p)
     events, watermark = await _fetch(ins, p, first, last, limit)
     end = watermark - 1 if last is None else min(last, watermark - 1)
     more = (events[-1].partition_sequence if events else first - 1) < end
-    return events, more, watermark
+    return [json_event(e) for e in events], more, watermark
 
 
 # -------------------------------------------------------------------------------- streams
@@ -143,15 +150,16 @@ async def stream_version(ins: Inspector, p: int, stream_id: bytes, key: bytes) -
 
 
 async def stream_range(ins: Inspector, p: int, stream_id: bytes, key: bytes, first: int,
-                       last: int, limit: int) -> tuple[list[Event], bool]:  # fmt: skip
-    """The stream's visible events with first <= version <= last, at most `limit`, and whether
-    more follow in that range (the caller knows the stream exists with this key)."""
+                       last: int, limit: int) -> tuple[list[JsonEvent], bool]:  # fmt: skip
+    """The stream's visible events with first <= version <= last, at most `limit`, as JSON, and
+    whether more follow in that range (the caller knows the stream exists with this key)."""
     if ins.holds(p):
         store = ins.db.store
-        return await _local(ins, p, store.read_stream, p, stream_id, first, last, limit)
-    events, _ = await _fetch(ins, p, first, last, limit, stream_id, key)
-    more = (events[-1].stream_version if events else first - 1) < last
-    return events, more
+        events, more = await _local(ins, p, store.read_stream, p, stream_id, first, last, limit)
+    else:
+        events, _ = await _fetch(ins, p, first, last, limit, stream_id, key)
+        more = (events[-1].stream_version if events else first - 1) < last
+    return [json_event(e) for e in events], more
 
 
 # --------------------------------------------------------------------------------- events

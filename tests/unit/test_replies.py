@@ -1,4 +1,5 @@
-"""Event maps encoded straight from stored records are byte for byte the maps of decoded events."""
+"""Events encoded straight from stored records (RESP maps, the API's JSON) are byte for byte
+those of decoded events."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sierradb.node import replies
+from sierradb.node.http.events import event_text, json_event, json_event_raw
 from sierradb.node.replies import _encode_event_map, event_map_raw, scan_result, scan_result_raw
 from sierradb.storage.record import decode_event, encode_event, verify_event
 
@@ -49,3 +51,11 @@ def test_raw_maps_equal_decoded_maps(stored: list[bytes], has_more: bool) -> Non
             assert scan_result_raw(raws, has_more, resp3) == scan_result(events, has_more, resp3)
     finally:
         replies.encoded_events = cache
+
+
+@given(records())
+def test_raw_json_equals_decoded_json(stored: bytes) -> None:
+    raw = verify_event(stored, 0, len(stored))
+    ev = decode_event(stored, 0, len(stored))
+    assert json_event_raw(raw) == json_event(ev)
+    assert json_event_raw(raw).text == event_text(ev)
