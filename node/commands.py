@@ -13,6 +13,8 @@ from typing import Any
 
 import trio
 
+from sierradb.storage.record import RAW_PARTITION_KEY
+
 from . import blocking
 from . import grammar as g
 from .context import Client, Reader
@@ -21,7 +23,7 @@ from .forwarding import RemoteReader
 from .identifiers import format_uuid, partition_id
 from .info import cache_info, info_text
 from .relay import Relay
-from .replies import event_map, push_subscribe, scan_result, scan_result_raw
+from .replies import event_map, push_subscribe, scan_result_raw
 from .subscriptions import PartitionTarget, RemoteTarget, StreamTarget, Subscription
 from .version import SERVER_VERSION
 
@@ -174,14 +176,14 @@ async def escan(conn: Reader, req: g.EScan) -> bytes:
     resp3 = conn.protocol == 3
 
     async def read() -> bytes | None:
-        events, more = await db.read(
-            db.store.read_stream, p, req.stream_id, req.start_version, req.end_version,
+        records, more = await db.read(
+            db.store.read_stream_raw, p, req.stream_id, req.start_version, req.end_version,
             conn.config.read_count(req.count),
         )  # fmt: skip
-        if events and events[0].partition_key != req.partition_key:
-            events, more = [], False  # the stream id is bound to another key in this partition
-        first[:] = [scan_result(events, more, resp3)]
-        return first[0] if events else None
+        if records and records[0][0][RAW_PARTITION_KEY] != req.partition_key:
+            records, more = [], False  # the stream id is bound to another key in this partition
+        first[:] = [scan_result_raw(records, more, resp3, reuse=True)]
+        return first[0] if records else None
 
     first: list[bytes] = []
     reply = await read()

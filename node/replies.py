@@ -9,9 +9,18 @@ from __future__ import annotations
 
 from binascii import hexlify
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
 from sierradb.storage import Event
-from sierradb.storage.record import HEADER_SIZE, RAW_IDS, RawEvent
+from sierradb.storage.record import (
+    HEADER_SIZE,
+    RAW_EVENT_ID,
+    RAW_IDS,
+    RAW_SEQUENCE,
+    RAW_TERM,
+    RawEvent,
+)
 
 from .identifiers import format_uuid
 
@@ -63,13 +72,23 @@ class EncodedEvents:
 
     def get(self, ev: Event, resp3: bool) -> bytes:
         key = (ev.event_id, ev.partition_sequence, ev.term, resp3)
+        return self._get(key, _encode_event_map, ev, resp3)
+
+    def get_raw(self, raw: RawEvent, resp3: bool) -> bytes:
+        """The same map of a stored record (the same key, from its header fields)."""
+        f = raw[0]
+        key = (f[RAW_EVENT_ID], f[RAW_SEQUENCE], f[RAW_TERM], resp3)
+        return self._get(key, event_map_raw, raw, resp3)
+
+    def _get(self, key: tuple, encode: Callable[[Any, bool], bytes], event: Any, resp3: bool
+             ) -> bytes:  # fmt: skip
         encoded = self._maps.get(key)
         if encoded is not None:
             self._maps.move_to_end(key)
             self.hits += 1
             return encoded
         self.misses += 1
-        encoded = _encode_event_map(ev, resp3)
+        encoded = encode(event, resp3)
         if len(encoded) <= self.max_bytes // 64:
             self._maps[key] = encoded
             self.bytes += len(encoded)
@@ -170,10 +189,14 @@ def _scan_head(count: int, has_more: bool, resp3: bool) -> bytes:
     )
 
 
-def scan_result_raw(records: list[RawEvent], has_more: bool, resp3: bool) -> bytes:
-    """scan_result of stored records (a partition read that only re-encodes its events)."""
+def scan_result_raw(records: list[RawEvent], has_more: bool, resp3: bool,
+                    reuse: bool = False) -> bytes:  # fmt: skip
+    """scan_result of stored records (a read that only re-encodes its events). With `reuse`,
+    through the encoded-event cache (stream reads: aggregates load the same streams again and
+    again; a partition consumer reads each event once, so partition reads skip it)."""
+    encode = encoded_events.get_raw if reuse else event_map_raw
     return _scan_head(len(records), has_more, resp3) + b"".join(
-        [event_map_raw(raw, resp3) for raw in records]
+        [encode(raw, resp3) for raw in records]
     )
 
 

@@ -19,9 +19,12 @@ from .bucket_metadata import BucketMetadata
 from .hashing import bytes_hash64
 from .partition_state import PartitionState
 from .record import (
+    RAW_SEQUENCE,
+    RAW_VERSION,
     Event,
     RawEvent,
     decode_event,
+    event_from_raw,
 )
 from .segment import (
     DATA_FILE,
@@ -195,7 +198,15 @@ class BucketReads(BucketMetadata):
         self, ps: PartitionState, sid: bytes, start: int, last: int, limit: int, max_seq: int
     ) -> list[Event]:
         """Surviving durable events of a stream, start <= version <= last, below `max_seq`."""
-        out: list[Event] = []
+        return [
+            event_from_raw(r) for r in self.read_stream_raw(ps, sid, start, last, limit, max_seq)
+        ]
+
+    def read_stream_raw(
+        self, ps: PartitionState, sid: bytes, start: int, last: int, limit: int, max_seq: int
+    ) -> list[RawEvent]:
+        """As read_stream_events, the records undecoded (see ``record.RawEvent``)."""
+        out: list[RawEvent] = []
         if limit <= 0 or start > last:
             return out
         key = stream_key(ps.partition_id, sid)
@@ -249,13 +260,14 @@ class BucketReads(BucketMetadata):
                 reader = self._sealed_reader(seg)
                 offsets = seg.indexes().stream_offsets(ref, lo, hi)
             for off in offsets:
-                ev = reader.event_at(off)
-                if ev.partition_sequence >= max_seq:
+                raw = reader.raw_event_at(off)
+                if raw[0][RAW_SEQUENCE] >= max_seq:
                     return out
-                if ev.stream_version < start:
+                version = raw[0][RAW_VERSION]
+                if version < start:
                     continue
-                out.append(ev)
-                start = ev.stream_version + 1
+                out.append(raw)
+                start = version + 1
                 if len(out) >= limit or start > last:
                     return out
         return out

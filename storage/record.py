@@ -202,7 +202,8 @@ def decode_header(buf: bytes | bytearray | memoryview, offset: int, end: int) ->
 # A verified event record as it is stored: (its header fields, in HEADER's order; its bytes).
 # Readers that only re-encode an event (into a reply) take this and skip building an Event.
 RawEvent = tuple[tuple[Any, ...], bytes]
-RAW_SEQUENCE = 11  # index of the partition sequence in the header fields
+# Indexes in the header fields.
+RAW_TERM, RAW_SEQUENCE, RAW_VERSION, RAW_EVENT_ID, RAW_PARTITION_KEY = 10, 11, 12, 14, 15
 RAW_IDS = slice(56, 104)  # event id, partition key and transaction id: 48 bytes in a row
 
 
@@ -228,8 +229,12 @@ def verify_event(buf: bytes | bytearray | memoryview, offset: int, end: int) -> 
 def decode_event(buf: bytes | bytearray | memoryview, offset: int, end: int) -> Event:
     """The event record at `offset`, fully checked (the same checks as decode_header, in one
     step without a Header: this runs for every event a read returns)."""
+    return event_from_raw(verify_event(buf, offset, end))
+
+
+def event_from_raw(raw: RawEvent) -> Event:
     (_, _, _, flags, length, sid_len, name_len, partition, _, _, term, seq, version, ts, eid, pk,
-     txn, meta_len, _), record = verify_event(buf, offset, end)  # fmt: skip
+     txn, meta_len, _), record = raw  # fmt: skip
     p = HEADER_SIZE + sid_len
     q = p + name_len
     r = q + meta_len

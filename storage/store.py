@@ -33,7 +33,7 @@ from .limits import (
     MIN_SEGMENT_SIZE_BYTES,
 )
 from .partition_state import STREAM_TIP_BYTES, PartitionState, Promise
-from .record import Event, RawEvent
+from .record import Event, RawEvent, event_from_raw
 from .segment import OpenIndexes
 from .transaction import NewEvent, Ticket
 
@@ -381,14 +381,21 @@ class Store:
     def read_stream(
         self, partition_id: int, stream_id: bytes, start: int, end: int | None, limit: int
     ) -> tuple[list[Event], bool]:
+        raws, more = self.read_stream_raw(partition_id, stream_id, start, end, limit)
+        return [event_from_raw(r) for r in raws], more
+
+    def read_stream_raw(
+        self, partition_id: int, stream_id: bytes, start: int, end: int | None, limit: int
+    ) -> tuple[list[RawEvent], bool]:
+        """As read_stream, the records undecoded, for readers that only re-encode them."""
         ps = self.partitions[partition_id]
         last = (1 << 64) - 1 if end is None else end
-        events = self.buckets[partition_id % self.bucket_count].read_stream_events(
+        raws = self.buckets[partition_id % self.bucket_count].read_stream_raw(
             ps, stream_id, start, last, limit + 1, ps.watermark
         )
-        if len(events) > limit:
-            return events[:limit], True
-        return events, False
+        if len(raws) > limit:
+            return raws[:limit], True
+        return raws, False
 
     def last_partition_sequence(self, partition_id: int) -> int | None:
         w = self.partitions[partition_id].watermark
