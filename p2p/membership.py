@@ -44,6 +44,8 @@ MAX_REFUSED_PEERS = 64
 # How long a computed conflicts() answer is reused when nothing changed but the clock: far
 # below the down timeout, so no peer stays alive in it noticeably longer.
 CONFLICTS_CACHE_S = 0.05
+# Our pings whose send times are kept per peer, to measure the round trip from the echo.
+PINGS_REMEMBERED = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,9 @@ class _Peer:
     rtt_s: float | None = None
     ping: int = 0
     ping_sent_at: float = 0.0
+    # Send times of our last few pings: a peer's heartbeat may echo one before the newest (it
+    # left before our newest ping arrived), and the round trip is measured from that one.
+    pings_sent: dict[int, float] = field(default_factory=dict)
     echo: int = 0  # the peer's last ping, returned in our next heartbeat
     echo_received_at: float = 0.0
     reported: list[Claim] = field(default_factory=list)
@@ -168,6 +173,7 @@ class Membership:
         peer.refusal = None
         peer.reported = []
         peer.echo = 0
+        peer.pings_sent.clear()
         peer.ping_sent_at = float("-inf")  # heartbeat and table go out at once
         peer.gossip_version_sent = -1
         out = Output()
@@ -214,8 +220,9 @@ class Membership:
         if isinstance(message, Heartbeat):
             peer.reported = list(message.linked)
             peer.echo, peer.echo_received_at = message.ping, now
-            if message.echo == peer.ping:
-                peer.rtt_s = max(0.0, now - peer.ping_sent_at - message.held_ms / 1000)
+            sent_at = peer.pings_sent.get(message.echo)
+            if sent_at is not None:
+                peer.rtt_s = max(0.0, now - sent_at - message.held_ms / 1000)
         elif isinstance(message, Gossip):
             if message.cluster_id is not None:
                 peer.cluster_id = message.cluster_id
@@ -362,6 +369,8 @@ class Membership:
         if now - peer.ping_sent_at >= self.heartbeat_interval_s:
             peer.ping += 1
             peer.ping_sent_at = now
+            peer.pings_sent[peer.ping] = now
+            peer.pings_sent.pop(peer.ping - PINGS_REMEMBERED, None)
             held_ms = int((now - peer.echo_received_at) * 1000) if peer.echo else 0
             hb = Heartbeat(
                 self.local.incarnation, peer.ping, peer.echo, held_ms, self._claims_of_links()

@@ -75,6 +75,21 @@ def test_a_heartbeat_echoes_the_peers_ping_and_gives_the_round_trip() -> None:
     assert (beat.ping, beat.echo, beat.held_ms) == (2, 8, 496)
 
 
+def test_the_round_trip_is_measured_when_the_echo_is_of_an_earlier_ping() -> None:
+    # The peer's heartbeats leave just before our next ping reaches it, so each one echoes the
+    # ping before our newest (as under event-loop lag); the round trip is still measured.
+    m = make()
+    m.on_link_up("p1", hello(1), 0.0)  # ping 1 at 0.0
+    m.tick(1.0)  # ping 2 at 1.0
+    m.on_message("p1", hb(ping=5, echo=1, held_ms=990), 1.02)
+    (row,) = m.statistics(1.1).peers
+    assert row.rtt_s == pytest.approx(0.03)
+    m.tick(2.0)  # ping 3 at 2.0
+    m.on_message("p1", hb(ping=6, echo=2, held_ms=1000), 2.05)
+    (row,) = m.statistics(2.1).peers
+    assert row.rtt_s == pytest.approx(0.05)
+
+
 def test_a_silent_peer_is_down_after_the_timeout_and_a_talking_one_stays_up() -> None:
     m = make()
     m.on_link_up("quiet", hello(1), 0.0)
