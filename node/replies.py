@@ -14,26 +14,37 @@ from typing import Any
 
 from sierradb.storage import Event
 from sierradb.storage.record import (
-    HEADER_SIZE,
     RAW_EVENT_ID,
     RAW_IDS,
+    RAW_PARTITION,
     RAW_SEQUENCE,
     RAW_TERM,
+    RAW_TIMESTAMP,
+    RAW_VERSION,
     RawEvent,
+    raw_body,
 )
 
 from .identifiers import format_uuid
 
+# The three ids are formatted from slices of one hex string of their 48 bytes.
+_U = b"%s-%s-%s-%s-%s"
 _EVENT3 = (
-    b"%%11\r\n+event_id\r\n+%s\r\n+partition_key\r\n+%s\r\n+partition_id\r\n:%d\r\n"
-    b"+transaction_id\r\n+%s\r\n+partition_sequence\r\n:%d\r\n+stream_version\r\n:%d\r\n"
+    b"%%11\r\n+event_id\r\n+" + _U + b"\r\n+partition_key\r\n+" + _U + b"\r\n"
+    b"+partition_id\r\n:%d\r\n+transaction_id\r\n+" + _U + b"\r\n"
+    b"+partition_sequence\r\n:%d\r\n+stream_version\r\n:%d\r\n"
     b"+timestamp\r\n:%d\r\n+stream_id\r\n$%d\r\n%s\r\n+event_name\r\n$%d\r\n%s\r\n"
     b"+metadata\r\n$%d\r\n%s\r\n+payload\r\n$%d\r\n%s\r\n"
 )
 # RESP2: every string a bulk string (PROTOCOL.md point 14); a UUID's text is 36 bytes.
 _EVENT2 = (
-    b"*22\r\n$8\r\nevent_id\r\n$36\r\n%s\r\n$13\r\npartition_key\r\n$36\r\n%s\r\n"
-    b"$12\r\npartition_id\r\n:%d\r\n$14\r\ntransaction_id\r\n$36\r\n%s\r\n"
+    b"*22\r\n$8\r\nevent_id\r\n$36\r\n"
+    + _U
+    + b"\r\n$13\r\npartition_key\r\n$36\r\n"
+    + _U
+    + b"\r\n$12\r\npartition_id\r\n:%d\r\n$14\r\ntransaction_id\r\n$36\r\n"
+    + _U
+    + b"\r\n"
     b"$18\r\npartition_sequence\r\n:%d\r\n$14\r\nstream_version\r\n:%d\r\n"
     b"$9\r\ntimestamp\r\n:%d\r\n$9\r\nstream_id\r\n$%d\r\n%s\r\n$10\r\nevent_name\r\n$%d\r\n%s\r\n"
     b"$8\r\nmetadata\r\n$%d\r\n%s\r\n$7\r\npayload\r\n$%d\r\n%s\r\n"
@@ -107,47 +118,31 @@ def event_map(ev: Event, resp3: bool) -> bytes:
 
 
 def _encode_event_map(ev: Event, resp3: bool) -> bytes:
-    return (_EVENT3 if resp3 else _EVENT2) % (
-        _uuid(ev.event_id),
-        _uuid(ev.partition_key),
-        ev.partition_id,
-        _uuid(ev.transaction_id),
-        ev.partition_sequence,
-        ev.stream_version,
-        ev.timestamp_ms,
-        len(ev.stream_id),
-        ev.stream_id,
-        len(ev.event_name),
-        ev.event_name,
-        len(ev.metadata),
-        ev.metadata,
-        len(ev.payload),
-        ev.payload,
-    )
-
-
-# The same maps from a stored record (``storage.RawEvent``), without building an Event: the three
-# ids are formatted from one hex string of the 48 bytes they fill in the header.
-_U = b"%s-%s-%s-%s-%s"
-_RAW3 = _EVENT3.replace(b"+%s\r\n", b"+" + _U + b"\r\n", 3)
-_RAW2 = _EVENT2.replace(b"$36\r\n%s\r\n", b"$36\r\n" + _U + b"\r\n", 3)
+    ids = hexlify(ev.event_id + ev.partition_key + ev.transaction_id)
+    return _map(ids, ev.partition_id, ev.partition_sequence, ev.stream_version, ev.timestamp_ms,
+                ev.stream_id, ev.event_name, ev.metadata, ev.payload, resp3)  # fmt: skip
 
 
 def event_map_raw(raw: RawEvent, resp3: bool) -> bytes:
-    (_, _, _, _, length, sid_len, name_len, partition, _, _, _, seq, version, ts, _, _, _,
-     meta_len, payload_len), record = raw  # fmt: skip
-    h = hexlify(record[RAW_IDS])
-    p = HEADER_SIZE + sid_len
-    q = p + name_len
-    r = q + meta_len
-    return (_RAW3 if resp3 else _RAW2) % (
-        h[:8], h[8:12], h[12:16], h[16:20], h[20:32],
-        h[32:40], h[40:44], h[44:48], h[48:52], h[52:64],
+    """The map of a stored record (``storage.RawEvent``), without building an Event."""
+    f = raw[0]
+    sid, name, metadata, payload = raw_body(raw)
+    return _map(hexlify(raw[1][RAW_IDS]), f[RAW_PARTITION], f[RAW_SEQUENCE], f[RAW_VERSION],
+                f[RAW_TIMESTAMP], sid, name, metadata, payload, resp3)  # fmt: skip
+
+
+def _map(ids: bytes, partition: int, sequence: int, version: int, timestamp_ms: int,
+         stream_id: bytes, event_name: bytes, metadata: bytes, payload: bytes,
+         resp3: bool) -> bytes:  # fmt: skip
+    """`ids`: the event id, partition key and transaction id as one hex string (96 digits)."""
+    return (_EVENT3 if resp3 else _EVENT2) % (
+        ids[:8], ids[8:12], ids[12:16], ids[16:20], ids[20:32],
+        ids[32:40], ids[40:44], ids[44:48], ids[48:52], ids[52:64],
         partition,
-        h[64:72], h[72:76], h[76:80], h[80:84], h[84:96],
-        seq, version, ts,
-        sid_len, record[HEADER_SIZE:p], name_len, record[p:q],
-        meta_len, record[q:r], payload_len, record[r:length],
+        ids[64:72], ids[72:76], ids[76:80], ids[80:84], ids[84:96],
+        sequence, version, timestamp_ms,
+        len(stream_id), stream_id, len(event_name), event_name,
+        len(metadata), metadata, len(payload), payload,
     )  # fmt: skip
 
 

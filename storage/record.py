@@ -203,7 +203,8 @@ def decode_header(buf: bytes | bytearray | memoryview, offset: int, end: int) ->
 # Readers that only re-encode an event (into a reply) take this and skip building an Event.
 RawEvent = tuple[tuple[Any, ...], bytes]
 # Indexes in the header fields.
-RAW_TERM, RAW_SEQUENCE, RAW_VERSION, RAW_EVENT_ID, RAW_PARTITION_KEY = 10, 11, 12, 14, 15
+RAW_PARTITION, RAW_TERM, RAW_SEQUENCE, RAW_VERSION, RAW_TIMESTAMP = 7, 10, 11, 12, 13
+RAW_EVENT_ID, RAW_PARTITION_KEY = 14, 15
 RAW_IDS = slice(56, 104)  # event id, partition key and transaction id: 48 bytes in a row
 
 
@@ -232,15 +233,23 @@ def decode_event(buf: bytes | bytearray | memoryview, offset: int, end: int) -> 
     return event_from_raw(verify_event(buf, offset, end))
 
 
-def event_from_raw(raw: RawEvent) -> Event:
-    (_, _, _, flags, length, sid_len, name_len, partition, _, _, term, seq, version, ts, eid, pk,
-     txn, meta_len, _), record = raw  # fmt: skip
+def raw_body(raw: RawEvent) -> tuple[bytes, bytes, bytes, bytes]:
+    """A verified record's stream id, event name, metadata and payload."""
+    (_, _, _, _, length, sid_len, name_len, _, _, _, _, _, _, _, _, _, _, meta_len,
+     _), record = raw  # fmt: skip
     p = HEADER_SIZE + sid_len
     q = p + name_len
     r = q + meta_len
+    return record[HEADER_SIZE:p], record[p:q], record[q:r], record[r:length]
+
+
+def event_from_raw(raw: RawEvent) -> Event:
+    (_, _, _, flags, _, _, _, partition, _, _, term, seq, version, ts, eid, pk, txn, _,
+     _), _ = raw  # fmt: skip
+    sid, name, metadata, payload = raw_body(raw)
     return Event(
-        eid, pk, partition, txn, seq, version, ts, record[HEADER_SIZE:p], record[p:q],
-        record[q:r], record[r:length], term, bool(flags & FLAG_TXN_LAST),
+        eid, pk, partition, txn, seq, version, ts, sid, name, metadata, payload, term,
+        bool(flags & FLAG_TXN_LAST),
     )  # fmt: skip
 
 

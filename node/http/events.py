@@ -22,7 +22,15 @@ from json.encoder import encode_basestring  # the C encoder: a quoted, escaped J
 from typing import NamedTuple
 
 from sierradb.storage import Event
-from sierradb.storage.record import HEADER_SIZE, RAW_IDS, RawEvent
+from sierradb.storage.record import (
+    RAW_IDS,
+    RAW_PARTITION,
+    RAW_SEQUENCE,
+    RAW_TIMESTAMP,
+    RAW_VERSION,
+    RawEvent,
+    raw_body,
+)
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
@@ -98,16 +106,12 @@ def json_event(ev: Event) -> JsonEvent:
 
 def json_event_raw(raw: RawEvent) -> JsonEvent:
     """From a stored record (``storage.RawEvent``), without building an Event."""
-    (_, _, _, _, length, sid_len, name_len, partition, _, _, _, seq, version, ts, _, _, _,
-     meta_len, payload_len), record = raw  # fmt: skip
-    p = HEADER_SIZE + sid_len
-    q = p + name_len
-    r = q + meta_len
-    text = _text(
-        record[RAW_IDS].hex(), partition, seq, version, ts, record[HEADER_SIZE:p], record[p:q],
-        record[q:r], record[r:length],
-    )  # fmt: skip
-    return JsonEvent(text, seq, version, meta_len + payload_len)
+    f = raw[0]
+    sid, name, metadata, payload = raw_body(raw)
+    seq, version = f[RAW_SEQUENCE], f[RAW_VERSION]
+    text = _text(raw[1][RAW_IDS].hex(), f[RAW_PARTITION], seq, version, f[RAW_TIMESTAMP], sid,
+                 name, metadata, payload)  # fmt: skip
+    return JsonEvent(text, seq, version, len(metadata) + len(payload))
 
 
 def to_json(value: object) -> bytes:
