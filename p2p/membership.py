@@ -116,9 +116,9 @@ class _Peer:
     refused_at: float = 0.0
     rtt_s: float | None = None
     ping: int = 0
-    ping_sent_at: float = 0.0
-    # Send times of our last few pings: a peer's heartbeat may echo one before the newest (it
-    # left before our newest ping arrived), and the round trip is measured from that one.
+    # Send times of our last few pings (the newest is `ping`): a peer's heartbeat may echo one
+    # before the newest (it left before our newest ping arrived), and the round trip is
+    # measured from that one. Empty on a new link, so the first heartbeat goes out at once.
     pings_sent: dict[int, float] = field(default_factory=dict)
     echo: int = 0  # the peer's last ping, returned in our next heartbeat
     echo_received_at: float = 0.0
@@ -173,8 +173,7 @@ class Membership:
         peer.refusal = None
         peer.reported = []
         peer.echo = 0
-        peer.pings_sent.clear()
-        peer.ping_sent_at = float("-inf")  # heartbeat and table go out at once
+        peer.pings_sent.clear()  # the heartbeat goes out at once, and the table with it
         peer.gossip_version_sent = -1
         out = Output()
         out.persist |= self.table.adopt_cluster_id(hello.cluster_id)
@@ -366,9 +365,8 @@ class Membership:
 
     def _send_due(self, peer: _Peer, now: float) -> Output:
         out = Output()
-        if now - peer.ping_sent_at >= self.heartbeat_interval_s:
+        if now - peer.pings_sent.get(peer.ping, float("-inf")) >= self.heartbeat_interval_s:
             peer.ping += 1
-            peer.ping_sent_at = now
             peer.pings_sent[peer.ping] = now
             peer.pings_sent.pop(peer.ping - PINGS_REMEMBERED, None)
             held_ms = int((now - peer.echo_received_at) * 1000) if peer.echo else 0
