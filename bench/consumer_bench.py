@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import redis
+from procstat import cpu_s
 
 ROOT = Path(__file__).resolve().parent.parent
 PAYLOAD = (ROOT.parent / "shared" / "bench" / "payload.json").read_text().replace("\n", "")
@@ -45,12 +46,6 @@ def start_node(port: int) -> tuple[subprocess.Popen[bytes], str]:
         except redis.ConnectionError:
             time.sleep(0.1)
     raise SystemExit("node did not start")
-
-
-def process_cpu_s(pid: int) -> float:
-    """User plus system CPU seconds of a process so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stop_node(proc: subprocess.Popen[bytes], data: str) -> None:
@@ -157,7 +152,7 @@ def run_mode(port: int, events: int, mode: str) -> dict[str, float]:
             consumer = Consumer(port, mode)
             consumer.thread.start()
             consumer.ready.wait(10)
-        cpu = process_cpu_s(proc.pid)
+        cpu = cpu_s(proc.pid)
         rps = benchmark(port, events)
         result = {"append_rps": rps}
         if consumer is not None:
@@ -167,7 +162,7 @@ def run_mode(port: int, events: int, mode: str) -> dict[str, float]:
                 time.sleep(0.05)
         # The node's CPU per appended event, delivery to the consumer included (it may finish
         # after the appends): robust where throughput is not, on a shared machine.
-        result["node_cpu_us"] = (process_cpu_s(proc.pid) - cpu) / events * 1e6
+        result["node_cpu_us"] = (cpu_s(proc.pid) - cpu) / events * 1e6
         if consumer is not None:
             consumer.stop.set()
             consumer.thread.join(5)

@@ -43,6 +43,7 @@ from typing import Any
 import redis
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
+from procstat import cpu_s
 
 from sierradb.client import Client
 
@@ -59,12 +60,6 @@ class User(Aggregate):
 
 
 # ------------------------------------------------------------------------------ systems
-def process_cpu_s(pid: int) -> float:
-    """User plus system CPU seconds of a process so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 NODE_PIDS: list[int] = []  # the running node, so that its CPU per event can be reported
 
 
@@ -189,12 +184,12 @@ def run_application(system: str, writers: int, seconds: float) -> dict[str, Any]
                 except BaseException as e:  # noqa: BLE001 - reported in the result
                     errors.append(e)
 
-            node_cpu = process_cpu_s(NODE_PIDS[-1]) if NODE_PIDS else 0.0
+            node_cpu = cpu_s(NODE_PIDS[-1]) if NODE_PIDS else 0.0
             cpu, started = time.process_time(), time.perf_counter()
             _run_threads(write, writers)
             save_s = time.perf_counter() - started
             cpu = time.process_time() - cpu
-            node_cpu = (process_cpu_s(NODE_PIDS[-1]) if NODE_PIDS else 0.0) - node_cpu
+            node_cpu = (cpu_s(NODE_PIDS[-1]) if NODE_PIDS else 0.0) - node_cpu
 
             def read(i: int) -> None:
                 for user_id in saved[i]:

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from clusterproc import info_cluster, peers  # noqa: E402
 from nodeproc import NodeProcess  # noqa: E402
+from procstat import cpu_s, rss_mb  # noqa: E402
 
 POLL_S = 0.05
 
@@ -76,6 +77,16 @@ def wait(check, timeout_s: float = 120.0) -> float:  # type: ignore[no-untyped-d
     return time.monotonic()
 
 
+def start_all(nodes: list[NodeProcess]) -> tuple[float, float]:
+    """Start every node at once and wait until each answers: (spawned, ready) times."""
+    spawned = time.monotonic()
+    for node in nodes:
+        node.start(wait=False)
+    for node in nodes:
+        node.wait_ready()
+    return spawned, time.monotonic()
+
+
 def start_cluster(root: Path, count: int) -> tuple[list[NodeProcess], float, float]:
     ports = free_ports(count)
     nodes = [
@@ -85,12 +96,7 @@ def start_cluster(root: Path, count: int) -> tuple[list[NodeProcess], float, flo
         )
         for i in range(count)
     ]
-    spawned = time.monotonic()
-    for node in nodes:
-        node.start(wait=False)
-    for node in nodes:
-        node.wait_ready()
-    ready = time.monotonic()
+    spawned, ready = start_all(nodes)
     formed = wait(lambda: all(alive(n) == count for n in nodes))
     return nodes, formed - spawned, formed - ready
 
@@ -168,18 +174,6 @@ def detection(repeat: int) -> None:
     )
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().split()
-    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def loop_lag_max_ms(port: int) -> float:
     import redis
 
@@ -193,9 +187,9 @@ def idle_cost(seconds: float) -> None:
         try:
             time.sleep(5)
             pids = [n.proc.pid for n in nodes if n.proc is not None]
-            before = [cpu_seconds(p) for p in pids]
+            before = [cpu_s(p) for p in pids]
             time.sleep(seconds)
-            after = [cpu_seconds(p) for p in pids]
+            after = [cpu_s(p) for p in pids]
             cpu = [100 * (b - a) / seconds for a, b in zip(before, after, strict=True)]
             rss = [rss_mb(p) for p in pids]
             lag = [loop_lag_max_ms(n.port) for n in nodes]
@@ -234,12 +228,7 @@ def mdns_formation(repeat: int) -> None:
                             prefix=("ip", "netns", "exec", lab.hosts[i]),
                         )  # fmt: skip
                         nodes.append(node)
-                    spawned = time.monotonic()
-                    for node in nodes:
-                        node.start(wait=False)
-                    for node in nodes:
-                        node.wait_ready()
-                    ready = time.monotonic()
+                    spawned, ready = start_all(nodes)
 
                     done = wait(lambda lab=lab, nodes=nodes: mdns_formed(lab, nodes))
                     times.append((done - spawned, done - ready))

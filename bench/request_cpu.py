@@ -23,14 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from procstat import cpu_s
+
 ROOT = Path(__file__).resolve().parent.parent
 PAYLOAD = (ROOT.parent / "shared" / "bench" / "payload.json").read_text().replace("\n", "")
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def wait_ping(port: int) -> None:
