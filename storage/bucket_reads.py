@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 from bisect import bisect_left
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .active_index import event_time_ms, stream_key
@@ -94,7 +93,8 @@ class BucketReads(BucketMetadata):
 
     def _active_reader(self) -> RecordReader:
         path = os.path.join(self.seg_dir(self.active_id), DATA_FILE)
-        return RecordReader(path, self.file, self.active.end_offset)
+        end = self.active.end_offset
+        return RecordReader(path, self.file, end, tail_view=self.file.view(end))
 
     def _term_before(self, ps: PartitionState, sequence: int) -> int:
         """Term of the entry just below `sequence` (queued, in flight or durable)."""
@@ -140,13 +140,14 @@ class BucketReads(BucketMetadata):
         runs.reverse()
         return runs
 
-    def _partition_entries(
+    def _partition_reads(
         self, ps: PartitionState, start: int, last: int, limit: int
-    ) -> Iterator[tuple[RecordReader, int]]:
-        """(reader, offset) of the surviving durable entries with start <= sequence <= last,
-        at most `limit`, in sequence order. The plan is taken under the lock, the reads not."""
+    ) -> list[tuple[RecordReader, list[int]]]:
+        """(reader, offsets) runs of the surviving durable entries with start <= sequence <=
+        last, at most `limit`, in sequence order. The plan is taken under the lock, the reads
+        are left to the caller (outside it)."""
         if limit <= 0 or start > last:
-            return
+            return []
         p = ps.partition_id
         with self.lock:
             plan: list[tuple[RecordReader | SealedSegment, object]] = []
@@ -164,31 +165,33 @@ class BucketReads(BucketMetadata):
                     plan.append((seg, (lo, hi)))
                 want -= hi - lo
                 start = base + hi
+        reads = []
         for source, what in plan:
             if isinstance(source, RecordReader):
-                reader, offsets = source, what
+                reads.append((source, what))
             else:
-                reader = self._sealed_reader(source)
                 offsets = source.indexes().partition_offsets(p, *what)  # type: ignore[misc]
-            for off in offsets:  # type: ignore[attr-defined]
-                yield reader, off
+                reads.append((self._sealed_reader(source), offsets))
+        return reads  # type: ignore[return-value]
 
     def read_partition_events(
         self, ps: PartitionState, start: int, last: int, limit: int
     ) -> list[Event]:
         """Surviving durable events with start <= sequence <= last, at most `limit`."""
         return [
-            reader.event_at(off) for reader, off in self._partition_entries(ps, start, last, limit)
+            reader.event_at(off)
+            for reader, offsets in self._partition_reads(ps, start, last, limit)
+            for off in offsets
         ]
 
     def read_partition_raw(
         self, ps: PartitionState, start: int, last: int, limit: int
     ) -> list[RawEvent]:
         """As read_partition_events, the records undecoded (see ``record.RawEvent``)."""
-        return [
-            reader.raw_event_at(off)
-            for reader, off in self._partition_entries(ps, start, last, limit)
-        ]
+        out: list[RawEvent] = []
+        for reader, offsets in self._partition_reads(ps, start, last, limit):
+            out += reader.raw_events_at(offsets)
+        return out
 
     def _read_seq(self, ps: PartitionState, sequence: int) -> Event | None:
         found = self.read_partition_events(ps, sequence, sequence, 1)
@@ -311,10 +314,11 @@ class BucketReads(BucketMetadata):
         """Record bytes of the durable entries from `start`, at least one, about `max_bytes`."""
         chunks: list[bytes] = []
         size = 0
-        for reader, off in self._partition_entries(ps, start, ps.durable_next - 1, 1 << 62):
-            raw = reader.raw_at(off)
-            chunks.append(raw)
-            size += len(raw)
-            if size >= max_bytes:
-                break
+        for reader, offsets in self._partition_reads(ps, start, ps.durable_next - 1, 1 << 62):
+            for off in offsets:
+                raw = reader.raw_at(off)
+                chunks.append(raw)
+                size += len(raw)
+                if size >= max_bytes:
+                    return b"".join(chunks)
         return b"".join(chunks)

@@ -30,6 +30,7 @@ class DiskFile(Protocol):
     def size(self) -> int: ...
     def truncate(self, size: int) -> None: ...
     def map(self) -> memoryview: ...
+    def view(self, size: int) -> memoryview | None: ...
     def drop_resident(self) -> None: ...
     def close(self) -> None: ...
 
@@ -84,6 +85,19 @@ class _RealFile:
             self._map = mmap.mmap(self.fd, size, access=mmap.ACCESS_READ)
             self._map_size = size
         return memoryview(self._map)
+
+    def view(self, size: int) -> memoryview | None:
+        """At least the first `size` bytes, mapped (no copy), or None if the file is shorter.
+        The map grows with the file; a smaller one is dropped once no reader holds a view of it.
+        Only bytes that never change may be read through it (below a data file's durable end)."""
+        mapped = self._map
+        if mapped is None or self._map_size < size:
+            file_size = self.size()
+            if size <= 0 or file_size < size:
+                return None
+            mapped = self._map = mmap.mmap(self.fd, file_size, access=mmap.ACCESS_READ)
+            self._map_size = file_size
+        return memoryview(mapped)
 
     def drop_resident(self) -> None:
         """Let the kernel drop the mapped pages from this process (they stay in page cache)."""
@@ -206,6 +220,9 @@ class _MemHandle:
 
     def map(self) -> memoryview:
         return memoryview(bytes(self._file().current))
+
+    def view(self, size: int) -> memoryview | None:
+        return None  # a copy would cost more than the preads it saves: readers pread
 
     def drop_resident(self) -> None:
         pass

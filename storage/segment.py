@@ -13,14 +13,23 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import google_crc32c
 
 from .cache import BLOCK_SIZE_BYTES, BlockCache
 from .errors import CorruptionError
-from .record import HEADER_SIZE, BadRecord, Event, RawEvent, decode_event, peek_length, verify_event
+from .record import (
+    HEADER_SIZE,
+    BadRecord,
+    Event,
+    RawEvent,
+    decode_event,
+    peek_length,
+    verify_event,
+    verify_events,
+)
 from .sealed import SealedIndexes
 from .sectionfile import BadSectionFile
 
@@ -38,6 +47,8 @@ DATA_FILE = "data.evts"
 CHECKPOINT_FILE = "active.ckpt"
 # Reads of the active segment fetch at least this much at once.
 READ_CHUNK_BYTES = 64 * 1024
+# The active segment's newest bytes that readers take from its map instead of by pread.
+TAIL_VIEW_BYTES = 8 * 1024 * 1024
 
 
 def segment_dir_name(segment_id: int) -> str:
@@ -188,9 +199,15 @@ class SealedSegment:
 
 
 class RecordReader:
-    """Reads records at given offsets of one segment, a chunk or cached block at a time."""
+    """Reads records at given offsets of one segment, a chunk or cached block at a time.
 
-    __slots__ = ("path", "_pread", "_cache", "_key", "_limit", "_buf", "_buf_start")
+    With `tail_view` (the active segment's data mapped, ``DiskFile.view``), records in the last
+    TAIL_VIEW_BYTES before the durable end are read straight from the map: consumers that follow
+    a partition read what was just written, and several partitions interleave in one segment, so
+    chunked preads would copy the same tail once per partition. Older records are read in chunks,
+    so the mapped pages a process keeps resident stay within that window."""
+
+    __slots__ = ("path", "_pread", "_cache", "_key", "_limit", "_buf", "_buf_start", "_tail")
 
     def __init__(
         self,
@@ -199,16 +216,22 @@ class RecordReader:
         limit: int,
         cache: BlockCache | None = None,
         cache_key: tuple[int, int] | None = None,
+        tail_view: memoryview | None = None,
     ) -> None:
         self.path = path
         self._pread = file.pread
         self._cache = cache
         self._key = cache_key
         self._limit = limit  # nothing at or past this offset may be read (durable end)
-        self._buf = b""
+        self._buf: bytes | memoryview = b""
         self._buf_start = 0
+        self._tail = tail_view if tail_view is not None and len(tail_view) >= limit else None
 
     def _load(self, offset: int, need: int) -> None:
+        if self._tail is not None and offset >= self._limit - TAIL_VIEW_BYTES:
+            self._buf = self._tail
+            self._buf_start = 0
+            return
         cache = self._cache
         if cache is not None and self._key is not None:
             block_no = offset // BLOCK_SIZE_BYTES
@@ -231,6 +254,16 @@ class RecordReader:
     def raw_event_at(self, offset: int) -> RawEvent:
         """The verified record at `offset` undecoded (see ``record.RawEvent``)."""
         return self._checked_at(offset, verify_event)
+
+    def raw_events_at(self, offsets: Sequence[int]) -> list[RawEvent]:
+        """raw_event_at of each offset, in one loop when the records lie in the tail view."""
+        tail = self._tail
+        if tail is not None and offsets and min(offsets) >= self._limit - TAIL_VIEW_BYTES:
+            try:
+                return verify_events(tail, offsets, self._limit)
+            except BadRecord:
+                pass  # read them one by one: that raises the error with the record's offset
+        return [self._checked_at(off, verify_event) for off in offsets]
 
     def _checked_at(self, offset: int, decode: Callable[[Any, int, int], T]) -> T:
         if offset + HEADER_SIZE > self._limit:
