@@ -9,7 +9,6 @@ the bucket lock, record reads happen outside it.
 from __future__ import annotations
 
 import logging
-import os
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,6 @@ from .record import (
     event_from_raw,
 )
 from .segment import (
-    DATA_FILE,
     RecordReader,
     SealedSegment,
 )
@@ -92,9 +90,8 @@ class BucketReads(BucketMetadata):
         )
 
     def _active_reader(self) -> RecordReader:
-        path = os.path.join(self.seg_dir(self.active_id), DATA_FILE)
         end = self.active.end_offset
-        return RecordReader(path, self.file, end, tail_view=self.file.view(end))
+        return RecordReader(self.file.path, self.file, end, tail_view=self.file.view(end))
 
     def _term_before(self, ps: PartitionState, sequence: int) -> int:
         """Term of the entry just below `sequence` (queued, in flight or durable)."""

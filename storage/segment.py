@@ -12,6 +12,7 @@ import os
 import struct
 import threading
 import time
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -256,14 +257,32 @@ class RecordReader:
         return self._checked_at(offset, verify_event)
 
     def raw_events_at(self, offsets: Sequence[int]) -> list[RawEvent]:
-        """raw_event_at of each offset, in one loop when the records lie in the tail view."""
-        tail = self._tail
-        if tail is not None and offsets and min(offsets) >= self._limit - TAIL_VIEW_BYTES:
-            try:
-                return verify_events(tail, offsets, self._limit)
-            except BadRecord:
-                pass  # read them one by one: that raises the error with the record's offset
-        return [self._checked_at(off, verify_event) for off in offsets]
+        """raw_event_at of each offset (ascending), checking the records that lie in the buffer
+        at hand in one loop: a record ends where the next one begins at the latest, so all but
+        the buffer's last record are known to lie inside it. That last one, and a run holding a
+        bad record, are read one by one, which loads what they need and reports a bad record at
+        its own offset."""
+        out: list[RawEvent] = []
+        i, n = 0, len(offsets)
+        while i < n:
+            out.append(self._checked_at(offsets[i], verify_event))
+            i += 1
+            start, buf = self._buf_start, self._buf
+            # offsets[i:j] end at or before offsets[j], inside the buffer (checked all the
+            # same: a record reaching past the buffer or the durable end is a bad record here)
+            j = bisect_right(offsets, start + len(buf), i, n) - 1
+            if j > i:
+                run = offsets[i:j]
+                try:
+                    if min(run) < start:
+                        raise BadRecord("offsets out of order")
+                    end = min(len(buf), self._limit - start)
+                    rels = run if start == 0 else [off - start for off in run]
+                    out += verify_events(buf, rels, end)
+                except BadRecord:
+                    out += [self._checked_at(off, verify_event) for off in run]
+                i = j
+        return out
 
     def _checked_at(self, offset: int, decode: Callable[[Any, int, int], T]) -> T:
         if offset + HEADER_SIZE > self._limit:

@@ -42,7 +42,7 @@ from sierradb.storage import (
     Store,
 )
 from sierradb.storage.bucket import CHECKPOINT_MAGIC
-from sierradb.storage.record import decode_header
+from sierradb.storage.record import decode_header, event_from_raw
 from sierradb.storage.sealed import EIDX, PIDX, SIDX, index_files_ok
 from sierradb.storage.sectionfile import SectionFile
 from sierradb.storage.segment import CHECKPOINT_FILE, DATA_FILE, SEGMENT_HEADER_SIZE
@@ -315,6 +315,18 @@ def check(
                 corruption(e, f"read_partition({p})")
                 ok = False
             prefix(got, want, f"read_partition({p})", ok)
+            # The stored-record path (EPSCAN, EPREAD, the API) checks runs of records at once.
+            got, ok = [], True
+            try:
+                while True:
+                    records, more = store.read_partition_raw(p, len(got), None, 500)
+                    got.extend(event_from_raw(r) for r in records)
+                    if not more:
+                        break
+            except CorruptionError as e:
+                corruption(e, f"read_partition_raw({p})")
+                ok = False
+            prefix(got, want, f"read_partition_raw({p})", ok)
             for sid in w.all_streams(p):
                 want_s = [e for e in want if e[7] == sid]
                 ok = True
