@@ -7,6 +7,7 @@ reference's (event map: 11 keys; EAPPEND: 6 keys). In RESP2 a map is a flat arra
 
 from __future__ import annotations
 
+import struct
 from binascii import hexlify
 from collections import OrderedDict
 from collections.abc import Callable
@@ -59,6 +60,12 @@ _APPEND2 = (
     b"$12\r\npartition_id\r\n:%d\r\n$18\r\npartition_sequence\r\n:%d\r\n"
     b"$14\r\nstream_version\r\n:%d\r\n$9\r\ntimestamp\r\n:%d\r\n"
 )
+
+
+# A UUID's text groups (8-4-4-4-12 hex digits) cut from the ids' hex string in one call each:
+# two for the event id and partition key, one for the transaction id (after the partition id).
+_two_uuids = struct.Struct("8s4s4s4s12s" * 2).unpack_from
+_one_uuid = struct.Struct("8s4s4s4s12s").unpack_from
 
 
 def _uuid(b: bytes) -> bytes:
@@ -136,11 +143,7 @@ def _map(ids: bytes, partition: int, sequence: int, version: int, timestamp_ms: 
          resp3: bool) -> bytes:  # fmt: skip
     """`ids`: the event id, partition key and transaction id as one hex string (96 digits)."""
     return (_EVENT3 if resp3 else _EVENT2) % (
-        ids[:8], ids[8:12], ids[12:16], ids[16:20], ids[20:32],
-        ids[32:40], ids[40:44], ids[44:48], ids[48:52], ids[52:64],
-        partition,
-        ids[64:72], ids[72:76], ids[76:80], ids[80:84], ids[84:96],
-        sequence, version, timestamp_ms,
+        *_two_uuids(ids), partition, *_one_uuid(ids, 64), sequence, version, timestamp_ms,
         len(stream_id), stream_id, len(event_name), event_name,
         len(metadata), metadata, len(payload), payload,
     )  # fmt: skip
