@@ -22,7 +22,9 @@ types (so transport.translate maps them as before).
 
 Each request keeps its own outcome: an error reply fails that request only. A broken or
 timed-out connection fails every request sent on it that had no reply yet (the client's retry
-policy then resends them, which is safe), and the next request opens a new connection. A
+policy then resends them, which is safe), and the next request opens a new connection. So does
+an interrupt (KeyboardInterrupt, SystemExit) of the thread that reads for the others: it is
+raised in that thread only, and the others see a lost connection. A
 request that waits for a long reply delays the replies pipelined behind it; that is the price of
 the shared round trips (subscriptions, which wait without end, have connections of their own).
 """
@@ -243,4 +245,10 @@ def _connection_error(exc: BaseException, doing: str) -> BaseException:
         return redis.exceptions.TimeoutError(f"Timeout {doing} socket")
     if isinstance(exc, OSError):
         return redis.exceptions.ConnectionError(f"Error while {doing} socket: {exc.args}")
-    return exc
+    # Anything else (a KeyboardInterrupt or SystemExit in the thread that was reading for
+    # everyone, an unexpected bug) stays with that thread; the others lost their connection.
+    error = redis.exceptions.ConnectionError(
+        f"connection abandoned while {doing} socket: {type(exc).__name__} in another thread"
+    )
+    error.__cause__ = exc
+    return error
