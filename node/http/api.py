@@ -29,7 +29,7 @@ from sierradb.storage import MAX_STREAM_ID_BYTES
 
 from ..identifiers import format_uuid, parse_uuid, partition_id, partition_key_for_stream
 from . import reads
-from .events import JsonEvent, event_text, with_events
+from .events import JsonEvent, event_json, with_events
 from .responses import ApiError, bad, check_params, json_response
 
 if TYPE_CHECKING:
@@ -291,4 +291,4 @@ async def event(ins: Inspector, request: Request) -> Response:
     ev = await reads.event_by_id(ins, p, event_id)
     if ev is None:
         raise ApiError(404, "not_found", f"no event {text}")
-    return Response(event_text(ev).encode(), media_type="application/json")
+    return Response(event_json(ev), media_type="application/json")

@@ -39,7 +39,7 @@ from sierradb.storage import CorruptionError, Store
 from ..grammar import CommandError, parse_partition_selector
 from ..relay import Relay
 from . import reads
-from .events import events_text, to_json
+from .events import events_json, to_json
 from .responses import ApiError, bad
 
 if TYPE_CHECKING:
@@ -210,6 +210,6 @@ async def _feed(ins: Inspector, cursor: dict[int, int], relays: dict[int, Relay]
             events.extend(relay.take(FEED_BATCH_EVENTS - len(events)))
         for ev in events:
             cursor[ev.partition_id] = ev.partition_sequence + 1
-        await send(_message("events", events_text(events).encode(), cursor))
+        await send(_message("events", events_json(events), cursor))
         ins.feed_events += len(events)
         await trio.sleep(FEED_COALESCE_S)
