@@ -212,6 +212,21 @@ def push_message(subscription_id: bytes, cursor: int, ev: Event, resp3: bool) ->
     )
 
 
+def push_messages_raw(subscription_id: bytes, cursor: int, records: list[RawEvent],
+                      resp3: bool) -> bytes:  # fmt: skip
+    """push_message of each stored record, with cursors from `cursor` on, in one buffer."""
+    if resp3:
+        head = b">4\r\n+message\r\n+%s\r\n:" % _uuid(subscription_id)
+    else:
+        head = b"*4\r\n$7\r\nmessage\r\n$36\r\n%s\r\n:" % _uuid(subscription_id)
+    return b"".join(
+        [
+            b"%s%d\r\n%s" % (head, cursor + i, event_map_raw(raw, resp3))
+            for i, raw in enumerate(records)
+        ]
+    )
+
+
 def push_subscribe(subscription_id: bytes, count: int, resp3: bool) -> bytes:
     if resp3:
         return b">3\r\n+subscribe\r\n+%s\r\n:%d\r\n" % (_uuid(subscription_id), count)

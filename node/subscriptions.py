@@ -24,13 +24,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 import trio
 
 from sierradb.storage import CorruptionError, Event, Store
+from sierradb.storage.record import RAW_SEQUENCE
 
 from .relay import Relay
-from .replies import push_message
+from .replies import push_message, push_messages_raw
 from .visibility import WatermarkBoard
 
 log = logging.getLogger("sierradb.node")
@@ -144,9 +146,11 @@ class Subscription:
 
     async def _deliver_round(self) -> bool:
         """Push what is visible at each target (within the window); whether anything was."""
-        any_sent = False
+        any_sent = await self._deliver_local()
         store = self.store
         for target in self.targets:
+            if isinstance(target, PartitionTarget):
+                continue
             room = self.room()
             if room <= 0:
                 return True
@@ -156,12 +160,6 @@ class Subscription:
             events: list[Event]
             if isinstance(target, RemoteTarget):
                 events = target.relay.take(n)
-            elif isinstance(target, PartitionTarget):
-                if target.next_sequence >= watermark:
-                    continue
-                events, _ = await self._read(store.read_partition, p, target.next_sequence, None, n)  # type: ignore[misc]
-                if events:
-                    target.next_sequence = events[-1].partition_sequence + 1
             else:
                 if target.read_at_watermark == watermark:
                     continue
@@ -184,3 +182,44 @@ class Subscription:
             await self._send(b"".join(frames))
             any_sent = True
         return any_sent
+
+    async def _deliver_local(self) -> bool:
+        """The partitions stored here with visible events at their positions, in one hop to
+        the read threads: their stored records are encoded there straight into push frames."""
+        store = self.store
+        ready = [
+            t
+            for t in self.targets
+            if isinstance(t, PartitionTarget) and t.next_sequence < store.watermark(t.partition_id)
+        ]
+        room = self.room()
+        if not ready or room <= 0:
+            return False
+        starts = [(t.partition_id, t.next_sequence) for t in ready]
+        found = await self._read(self._read_frames, starts, self.cursor, room)
+        frames, nexts, cursor = cast(tuple[bytes, list[int], int], found)
+        for target, nxt in zip(ready, nexts, strict=True):
+            target.next_sequence = nxt
+        sent, self.cursor = cursor - self.cursor, cursor
+        self.delivered += sent
+        if sent:
+            await self._send(frames)
+        return sent > 0
+
+    def _read_frames(self, starts: list[tuple[int, int]], cursor: int, room: int
+                     ) -> tuple[bytes, list[int], int]:  # fmt: skip
+        """In a read thread: push frames of the visible records at each (partition, next
+        sequence), at most DELIVERY_BATCH per partition and `room` in all, numbered from
+        `cursor`; each partition's next sequence after them; the next cursor."""
+        chunks = []
+        nexts = []
+        for p, start in starts:
+            want = min(room, DELIVERY_BATCH)
+            records = self.store.read_partition_raw(p, start, None, want)[0] if want > 0 else []
+            if records:
+                chunks.append(push_messages_raw(self.id, cursor, records, self.resp3))
+                cursor += len(records)
+                room -= len(records)
+                start = records[-1][0][RAW_SEQUENCE] + 1
+            nexts.append(start)
+        return b"".join(chunks), nexts, cursor

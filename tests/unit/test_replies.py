@@ -58,6 +58,22 @@ def test_raw_maps_equal_decoded_maps(stored: list[bytes], has_more: bool) -> Non
         replies.encoded_events = cache
 
 
+@given(st.lists(records(), max_size=4), _ids, st.integers(min_value=0, max_value=1 << 40))
+def test_raw_push_frames_equal_decoded_push_frames(stored: list[bytes], sub_id: bytes,
+                                                   cursor: int) -> None:  # fmt: skip
+    raws = [verify_event(r, 0, len(r)) for r in stored]
+    events = [decode_event(r, 0, len(r)) for r in stored]
+    cache, replies.encoded_events = replies.encoded_events, replies.EncodedEvents(0)
+    try:
+        for resp3 in (True, False):
+            one_by_one = b"".join(
+                replies.push_message(sub_id, cursor + i, ev, resp3) for i, ev in enumerate(events)
+            )
+            assert replies.push_messages_raw(sub_id, cursor, raws, resp3) == one_by_one
+    finally:
+        replies.encoded_events = cache
+
+
 @given(records())
 def test_raw_json_equals_decoded_json(stored: bytes) -> None:
     raw = verify_event(stored, 0, len(stored))
