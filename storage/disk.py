@@ -95,8 +95,11 @@ class _RealFile:
             file_size = self.size()
             if size <= 0 or file_size < size:
                 return None
-            mapped = self._map = mmap.mmap(self.fd, file_size, access=mmap.ACCESS_READ)
-            self._map_size = file_size
+            try:
+                mapped = mmap.mmap(self.fd, file_size, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):
+                return None  # a file system that cannot map it: readers pread
+            self._map, self._map_size = mapped, file_size
         return memoryview(mapped)
 
     def drop_resident(self) -> None:
