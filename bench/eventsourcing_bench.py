@@ -273,7 +273,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--writers", default="1,8")
     parser.add_argument("--systems", default="sierradb,sqlite,postgres")
-    parser.add_argument("--appends", type=int, default=5000)
+    parser.add_argument("--appends", type=int, default=5000, help="part 2's appends; 0 skips it")
     args = parser.parse_args()
     systems = args.systems.split(",")
     if "postgres" in systems and not (PG_BIN.exists() and os.geteuid() == 0):
@@ -282,7 +282,8 @@ def main() -> None:
     for writers in [int(w) for w in args.writers.split(",")]:
         for system in systems:  # interleaved, so drift on a shared machine hits all alike
             print(json.dumps(run_application(system, writers, args.seconds)), flush=True)
-    print(json.dumps(client_overhead(args.appends)), flush=True)
+    if args.appends > 0:
+        print(json.dumps(client_overhead(args.appends)), flush=True)
 
 
 if __name__ == "__main__":
