@@ -12,7 +12,12 @@
 Needs: redis-tools (redis-benchmark), chromium, the venv with playwright. Prints CSV-ish lines and
 a summary; timings are not asserted anywhere.
 
+Each throughput line also gives the node's CPU per appended event (user + system seconds of the
+node process over the whole run, divided by the events appended): on a shared machine that moves
+less than appends/s does.
+
 Usage: python bench/inspector_bench.py [ROUNDS] [REQUESTS] [EVENTS]
+(SIERRA_BENCH_PORT: the client port, default 9490; the HTTP port is the next one.)
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ from pathlib import Path
 
 import redis
 from playwright.sync_api import expect, sync_playwright
+from procstat import cpu_s
 
 HERE = Path(__file__).resolve().parent
 PAYLOAD = (HERE.parent.parent / "shared" / "bench" / "payload.json").read_text().strip()
-PORT = 9490
+PORT = int(os.environ.get("SIERRA_BENCH_PORT", "9490"))
 NODE_LOG = "/tmp/sdb-inspector-bench-node.log"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -99,23 +105,30 @@ def scraper(stop: threading.Event, counts: list[int]) -> None:
 
 def throughput(rounds: int, requests: int) -> None:
     results: dict[str, list[float]] = {mode: [] for mode in MODES}
+    cpu_us: dict[str, list[float]] = {mode: [] for mode in MODES}
     with sync_playwright() as p:
         for round_ in range(1, rounds + 1):
             for mode in MODES:
                 data = tempfile.mkdtemp(prefix="sdb-ibench-")
                 node = start_node(data, mode != "off")
                 try:
+                    cpu_before = cpu_s(node.pid)
                     rps, extra = measure(p, mode, requests)
+                    # Everything the node did for these appends, its feed and scrapes included.
+                    cpu = 1e6 * (cpu_s(node.pid) - cpu_before) / requests
                 finally:
                     stop_node(node, data)
                 results[mode].append(rps)
+                cpu_us[mode].append(cpu)
                 print(f"eappend,c50,P1,http={mode},round={round_},load={os.getloadavg()[0]:.2f},"
-                      f"rps={rps:.0f}{extra}", flush=True)  # fmt: skip
+                      f"rps={rps:.0f},node_cpu_us_per_event={cpu:.0f}{extra}",
+                      flush=True)  # fmt: skip
     off = statistics.median(results["off"])
     for mode in MODES:
         median = statistics.median(results[mode])
         print(f"summary: EAPPEND -c 50 -P 1 http={mode} median {median:.0f}/s "
-              f"({100 * (median - off) / off:+.1f}% vs off)")  # fmt: skip
+              f"({100 * (median - off) / off:+.1f}% vs off), node CPU "
+              f"{statistics.median(cpu_us[mode]):.0f} µs/event")  # fmt: skip
 
 
 def measure(p, mode: str, requests: int) -> tuple[float, str]:
