@@ -3,9 +3,10 @@
 1. EAPPEND throughput (redis-benchmark, -c 50 -P 1, fdatasync on) with the HTTP port off, and
    with it on while headless Chromium live-tails all partitions and /metrics is scraped every
    second (`browser`); interleaved round by round on fresh data dirs, so machine noise hits all.
-   Two more modes split the cost: `scrape` (HTTP on, /metrics every second, nothing else) and
-   `feed` (that plus curl reading the live feed of all partitions: the node's own work for a
-   live tail, without a browser's CPU on this machine).
+   Three more modes split the cost: `scrape` (HTTP on, /metrics every second, nothing else),
+   `feed` (that plus curl reading the complete live feed of all partitions: the node's own work
+   for a feed, without a browser's CPU on this machine) and `tail` (the same with the feed's tail
+   mode, `tail=200`, which the browser's live tail asks for).
 2. A browser projection (count events by name over all partitions) over EVENTS events: the time
    from Run to the state being shown.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -47,7 +49,8 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-MODES = ("off", "scrape", "feed", "browser")
+MODES = ("off", "scrape", "feed", "tail", "browser")
+TAIL = 200  # the UI's LIVE_MAX_ROWS
 NAMES = ["OrderPlaced", "OrderShipped", "PaymentTaken", "Refunded"]
 STREAM_NAMESPACE = uuid.UUID("219bd637-e279-53e9-9e2b-eabe5d9120cc")
 
@@ -134,14 +137,15 @@ def throughput(rounds: int, requests: int) -> None:
 def measure(p, mode: str, requests: int) -> tuple[float, str]:
     if mode == "off":
         return eappend_rps(requests), ""
-    if mode in ("scrape", "feed"):
+    if mode in ("scrape", "feed", "tail"):
         stop, scrapes = threading.Event(), [0]
         t = threading.Thread(target=scraper, args=(stop, scrapes), daemon=True)
         t.start()
         curl = None
         out = tempfile.NamedTemporaryFile(prefix="sdb-ibench-feed-")  # noqa: SIM115
-        if mode == "feed":
+        if mode != "scrape":
             url = f"http://127.0.0.1:{PORT + 1}/api/feed?partitions=all"
+            url += f"&tail={TAIL}" if mode == "tail" else ""
             curl = subprocess.Popen(["curl", "-sN", url], stdout=out)
         rps = eappend_rps(requests)
         stop.set()
@@ -150,13 +154,15 @@ def measure(p, mode: str, requests: int) -> tuple[float, str]:
         if curl is not None:
             received = 0
             for _ in range(100):  # the feed's last batches may still be on their way
-                received = Path(out.name).read_bytes().count(b"event_id")
-                if received >= requests:
+                text = Path(out.name).read_bytes()
+                received = text.count(b"event_id")
+                skipped = sum(int(n) for n in re.findall(rb'^data: \{"count":(\d+)\}$', text, re.M))
+                if received + skipped >= requests:
                     break
                 time.sleep(0.1)
             curl.terminate()
             curl.wait()
-            extra += f",feed_received={received}"
+            extra += f",feed_received={received}" + (f",feed_skipped={skipped}" if skipped else "")
         out.close()
         return rps, extra
     with tempfile.TemporaryDirectory() as profile:
