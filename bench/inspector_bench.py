@@ -3,22 +3,29 @@
 1. EAPPEND throughput (redis-benchmark, -c 50 -P 1, fdatasync on) with the HTTP port off, and
    with it on while headless Chromium live-tails all partitions and /metrics is scraped every
    second (`browser`); interleaved round by round on fresh data dirs, so machine noise hits all.
-   Two more modes split the cost: `scrape` (HTTP on, /metrics every second, nothing else) and
-   `feed` (that plus curl reading the live feed of all partitions: the node's own work for a
-   live tail, without a browser's CPU on this machine).
+   Three more modes split the cost: `scrape` (HTTP on, /metrics every second, nothing else),
+   `feed` (that plus curl reading the complete live feed of all partitions: the node's own work
+   for a feed, without a browser's CPU on this machine) and `tail` (the same with the feed's tail
+   mode, `tail=200`, which the browser's live tail asks for).
 2. A browser projection (count events by name over all partitions) over EVENTS events: the time
    from Run to the state being shown.
 
 Needs: redis-tools (redis-benchmark), chromium, the venv with playwright. Prints CSV-ish lines and
 a summary; timings are not asserted anywhere.
 
+Each throughput line also gives the node's CPU per appended event (user + system seconds of the
+node process over the whole run, divided by the events appended): on a shared machine that moves
+less than appends/s does.
+
 Usage: python bench/inspector_bench.py [ROUNDS] [REQUESTS] [EVENTS]
+(SIERRA_BENCH_PORT: the client port, default 9490; the HTTP port is the next one.)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -32,16 +39,18 @@ from pathlib import Path
 
 import redis
 from playwright.sync_api import expect, sync_playwright
+from procstat import cpu_s
 
 HERE = Path(__file__).resolve().parent
 PAYLOAD = (HERE.parent.parent / "shared" / "bench" / "payload.json").read_text().strip()
-PORT = 9490
+PORT = int(os.environ.get("SIERRA_BENCH_PORT", "9490"))
 NODE_LOG = "/tmp/sdb-inspector-bench-node.log"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-MODES = ("off", "scrape", "feed", "browser")
+MODES = ("off", "scrape", "feed", "tail", "browser")
+TAIL = 200  # the UI's LIVE_MAX_ROWS
 NAMES = ["OrderPlaced", "OrderShipped", "PaymentTaken", "Refunded"]
 STREAM_NAMESPACE = uuid.UUID("219bd637-e279-53e9-9e2b-eabe5d9120cc")
 
@@ -99,36 +108,44 @@ def scraper(stop: threading.Event, counts: list[int]) -> None:
 
 def throughput(rounds: int, requests: int) -> None:
     results: dict[str, list[float]] = {mode: [] for mode in MODES}
+    cpu_us: dict[str, list[float]] = {mode: [] for mode in MODES}
     with sync_playwright() as p:
         for round_ in range(1, rounds + 1):
             for mode in MODES:
                 data = tempfile.mkdtemp(prefix="sdb-ibench-")
                 node = start_node(data, mode != "off")
                 try:
+                    cpu_before = cpu_s(node.pid)
                     rps, extra = measure(p, mode, requests)
+                    # Everything the node did for these appends, its feed and scrapes included.
+                    cpu = 1e6 * (cpu_s(node.pid) - cpu_before) / requests
                 finally:
                     stop_node(node, data)
                 results[mode].append(rps)
+                cpu_us[mode].append(cpu)
                 print(f"eappend,c50,P1,http={mode},round={round_},load={os.getloadavg()[0]:.2f},"
-                      f"rps={rps:.0f}{extra}", flush=True)  # fmt: skip
+                      f"rps={rps:.0f},node_cpu_us_per_event={cpu:.0f}{extra}",
+                      flush=True)  # fmt: skip
     off = statistics.median(results["off"])
     for mode in MODES:
         median = statistics.median(results[mode])
         print(f"summary: EAPPEND -c 50 -P 1 http={mode} median {median:.0f}/s "
-              f"({100 * (median - off) / off:+.1f}% vs off)")  # fmt: skip
+              f"({100 * (median - off) / off:+.1f}% vs off), node CPU "
+              f"{statistics.median(cpu_us[mode]):.0f} µs/event")  # fmt: skip
 
 
 def measure(p, mode: str, requests: int) -> tuple[float, str]:
     if mode == "off":
         return eappend_rps(requests), ""
-    if mode in ("scrape", "feed"):
+    if mode in ("scrape", "feed", "tail"):
         stop, scrapes = threading.Event(), [0]
         t = threading.Thread(target=scraper, args=(stop, scrapes), daemon=True)
         t.start()
         curl = None
         out = tempfile.NamedTemporaryFile(prefix="sdb-ibench-feed-")  # noqa: SIM115
-        if mode == "feed":
+        if mode != "scrape":
             url = f"http://127.0.0.1:{PORT + 1}/api/feed?partitions=all"
+            url += f"&tail={TAIL}" if mode == "tail" else ""
             curl = subprocess.Popen(["curl", "-sN", url], stdout=out)
         rps = eappend_rps(requests)
         stop.set()
@@ -137,13 +154,15 @@ def measure(p, mode: str, requests: int) -> tuple[float, str]:
         if curl is not None:
             received = 0
             for _ in range(100):  # the feed's last batches may still be on their way
-                received = Path(out.name).read_bytes().count(b"event_id")
-                if received >= requests:
+                text = Path(out.name).read_bytes()
+                received = text.count(b"event_id")
+                skipped = sum(int(n) for n in re.findall(rb'^data: \{"count":(\d+)\}$', text, re.M))
+                if received + skipped >= requests:
                     break
                 time.sleep(0.1)
             curl.terminate()
             curl.wait()
-            extra += f",feed_received={received}"
+            extra += f",feed_received={received}" + (f",feed_skipped={skipped}" if skipped else "")
         out.close()
         return rps, extra
     with tempfile.TemporaryDirectory() as profile:

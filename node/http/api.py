@@ -30,7 +30,7 @@ from sierradb.storage import MAX_STREAM_ID_BYTES
 from ..identifiers import format_uuid, parse_uuid, partition_id, partition_key_for_stream
 from . import reads
 from .events import JsonEvent, event_json, with_events
-from .responses import ApiError, bad, check_params, json_response
+from .responses import ApiError, bad, check_params, int_param, json_response
 
 if TYPE_CHECKING:
     from .inspector import Inspector
@@ -44,17 +44,6 @@ DEFAULT_PAGE_EVENTS = 100
 MAX_POSITION = (1 << 63) - 1
 
 
-def _int(text: str | None, name: str, low: int, high: int) -> int | None:
-    if text is None:
-        return None
-    if not text.isdigit() or not text.isascii() or len(text) > 19:
-        raise bad(f"{name} must be an integer in {low}..{high}, got {text[:40]!r}")
-    value = int(text)
-    if not low <= value <= high:
-        raise bad(f"{name} must be an integer in {low}..{high}, got {value}")
-    return value
-
-
 def _max_page_events(ins: Inspector) -> int:
     return min(MAX_PAGE_EVENTS, ins.config.max_count)
 
@@ -65,12 +54,12 @@ def _page_params(ins: Inspector, request: Request) -> tuple[int | None, bool, in
     if direction not in ("forward", "backward"):
         raise bad(f"direction must be forward or backward, got {direction[:40]!r}")
     max_limit = _max_page_events(ins)
-    limit = _int(q.get("limit"), "limit", 1, max_limit) or min(DEFAULT_PAGE_EVENTS, max_limit)
-    return _int(q.get("from"), "from", 0, MAX_POSITION), direction == "backward", limit
+    limit = int_param(q.get("limit"), "limit", 1, max_limit) or min(DEFAULT_PAGE_EVENTS, max_limit)
+    return int_param(q.get("from"), "from", 0, MAX_POSITION), direction == "backward", limit
 
 
 def _partition(ins: Inspector, text: str) -> int:
-    p = _int(text, "partition", 0, 65535)
+    p = int_param(text, "partition", 0, 65535)
     assert p is not None
     if p >= ins.db.partition_count:
         raise ApiError(

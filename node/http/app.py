@@ -34,7 +34,8 @@ from . import api, auth
 from .feed import MAX_FEEDS, parse_selection, run_feed, start_cursor
 from .inspector import Inspector
 from .metrics import CONTENT_TYPE, build_registry, exposition
-from .responses import ApiError, check_params, error_response
+from .responses import ApiError, check_params, error_response, int_param
+from .tail import MAX_TAIL_EVENTS
 
 # The login form's body (a password and a path) is read up to this size.
 MAX_FORM_BYTES = 4096
@@ -147,8 +148,8 @@ def _api(ins: Inspector, handler: Any) -> Any:
 
 
 class FeedEndpoint:
-    """``GET /api/feed?partitions=all&from=latest``: the live feed (a raw ASGI endpoint: it
-    streams until the client leaves)."""
+    """``GET /api/feed?partitions=all&from=latest[&tail=N]``: the live feed (a raw ASGI
+    endpoint: it streams until the client leaves)."""
 
     def __init__(self, ins: Inspector) -> None:
         self.ins = ins
@@ -157,7 +158,8 @@ class FeedEndpoint:
         ins = self.ins
         request = Request(scope, receive)
         try:
-            check_params(request, "partitions", "from")
+            check_params(request, "partitions", "from", "tail")
+            tail = int_param(request.query_params.get("tail"), "tail", 1, MAX_TAIL_EVENTS)
             selected = parse_selection(request.query_params.get("partitions", "all"),
                                        ins.db.partition_count)  # fmt: skip
             cursor = await start_cursor(ins, selected, request.query_params.get("from", "latest"),
@@ -187,7 +189,7 @@ class FeedEndpoint:
                     nursery.cancel_scope.cancel()
 
                 nursery.start_soon(watch_disconnect)
-                await run_feed(ins, cursor, send_data)
+                await run_feed(ins, cursor, send_data, tail)
                 nursery.cancel_scope.cancel()
         finally:
             ins.feeds_open -= 1

@@ -84,11 +84,6 @@ def _json(ids: bytes, partition: int, sequence: int, version: int, timestamp_ms:
     )  # fmt: skip
 
 
-def events_json(events: list[Event]) -> bytes:
-    """A JSON array of events."""
-    return b"[" + b",".join([event_json(ev) for ev in events]) + b"]"
-
-
 class JsonEvent(NamedTuple):
     """An event as the API pages it: its JSON, its positions, and the bytes of its payload and
     metadata (pages are bounded by those)."""

@@ -8,7 +8,10 @@ watermark board until any watermark moves (no polling), as a subscription does. 
 cluster node holds no replica of is followed by a ``Relay``, exactly as EPSUB follows it: the
 relay pulls the partition's visible events from a replica that holds it, from the cursor's
 position, into a small bounded buffer, and wakes the board; the round takes from that buffer.
-History and live are one mechanism, so the feed neither skips nor repeats an event.
+History and live are one mechanism, so the feed neither skips nor repeats an event. Events this
+node holds are sent from their stored records (``read_partition_raw``, ``json_event_raw``, as the
+API's pages are), never built into Events; a relay's come as Events (``json_event``): the bytes
+on the wire are the same either way.
 
 Each message carries the cursor *after* it as its SSE ``id``: ``p:s,p:s,...`` naming every
 selected partition whose next sequence is above 0 (an omitted partition is at 0; a cursor at 0
@@ -24,22 +27,28 @@ server's stall guard (``server.py``). Writers never wait for a feed.
 
 Messages:  ``event: ready``  data ``{"cursor": "..."}``;  ``event: events``  data ``[event, ...]``
 (the API's event shape); comments (``: keep-alive``) every ``FEED_KEEPALIVE_S`` when idle.
+
+With ``tail=N`` the feed is a tail for a person to read (``tail.py``): rounds at most every
+``TAIL_INTERVAL_S`` of at most N events, each partition's newest, and before them
+``event: skipped`` data ``{"count": n}`` when a round passed over older ones. Without it (the
+default) the feed is complete.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
-from sierradb.storage import CorruptionError, Store
+from sierradb.storage import CorruptionError, Event, Store
 
 from ..grammar import CommandError, parse_partition_selector
 from ..relay import Relay
 from . import reads
-from .events import events_json, to_json
+from . import tail as tail_mode
+from .events import JsonEvent, json_event, json_event_raw, to_json
 from .responses import ApiError, bad
 
 if TYPE_CHECKING:
@@ -135,22 +144,28 @@ async def start_cursor(ins: Inspector, selected: tuple[int, ...], start: str,
     return cursor
 
 
-def _read_round(store: Store, cursor: dict[int, int]) -> list[Any]:
-    """In a read thread: the visible events at the cursor, up to one batch, partition order."""
-    events: list[Any] = []
+def _read_round(store: Store, cursor: dict[int, int]) -> list[tuple[int, JsonEvent]]:
+    """In a read thread: the visible events at the cursor, up to one batch, partition order,
+    each with its partition, as JSON from the stored records."""
+    events: list[tuple[int, JsonEvent]] = []
     size = 0
     for p, nxt in cursor.items():
         if nxt >= store.watermark(p):
             continue
-        got, _ = store.read_partition(p, nxt, None, FEED_BATCH_EVENTS - len(events))
-        for ev in got:
-            size += len(ev.payload) + len(ev.metadata)
-            events.append(ev)
+        records, _ = store.read_partition_raw(p, nxt, None, FEED_BATCH_EVENTS - len(events))
+        for record in records:
+            ev = json_event_raw(record)
+            size += ev.size
+            events.append((p, ev))
             if size > FEED_BATCH_BYTES:
                 return events
         if len(events) >= FEED_BATCH_EVENTS:
             break
     return events
+
+
+def _array(events: list[JsonEvent]) -> bytes:
+    return b"[" + b",".join([ev.json for ev in events]) + b"]"
 
 
 def _message(event: str, data: bytes, cursor: dict[int, int]) -> bytes:
@@ -162,8 +177,10 @@ def _message(event: str, data: bytes, cursor: dict[int, int]) -> bytes:
 
 
 async def run_feed(ins: Inspector, cursor: dict[int, int],
-                   send: Callable[[bytes], Awaitable[None]]) -> None:  # fmt: skip
-    """Send the feed until cancelled (the client went away or the node stops)."""
+                   send: Callable[[bytes], Awaitable[None]], tail: int | None = None
+                   ) -> None:  # fmt: skip
+    """Send the feed until cancelled (the client went away or the node stops); with `tail`,
+    a tail of at most that many events per round."""
     async with trio.open_nursery() as nursery:
         relays: dict[int, Relay] = {}
         service = ins.replication
@@ -172,44 +189,90 @@ async def run_feed(ins: Inspector, cursor: dict[int, int],
                 assert service is not None
                 relays[p] = Relay(service, ins.db.board, p, nxt, RELAY_BUFFER_EVENTS)
                 nursery.start_soon(relays[p].run)
-        await _feed(ins, cursor, relays, send)
+        await _feed(ins, cursor, relays, send, tail)
         nursery.cancel_scope.cancel()
 
 
 async def _feed(ins: Inspector, cursor: dict[int, int], relays: dict[int, Relay],
-                send: Callable[[bytes], Awaitable[None]]) -> None:  # fmt: skip
-    db = ins.db
-    store = db.store
-    board = db.board
-    local = {p: nxt for p, nxt in cursor.items() if p not in relays}
+                send: Callable[[bytes], Awaitable[None]], tail: int | None) -> None:  # fmt: skip
+    store = ins.db.store
+    board = ins.db.board
+    local = [p for p in cursor if p not in relays]
     await send(
         b"retry: %d\n" % RETRY_MS
         + _message("ready", to_json({"cursor": format_cursor(cursor)}), cursor)
     )
+    turn = 0  # a tail's turn for ties in its shares
     while True:
         seen = board.version
-        for p in local:
-            local[p] = cursor[p]
-        local_ready = any(nxt < store.watermark(p) for p, nxt in local.items())
-        if not local_ready and not any(r.buffer for r in relays.values()):
+        if not any(cursor[p] < store.watermark(p) for p in local) and not any(
+            r.buffer for r in relays.values()
+        ):
             with trio.move_on_after(FEED_KEEPALIVE_S) as idle:
                 await board.wait_for_change(seen)
             if idle.cancelled_caught:
                 await send(b": keep-alive\n\n")
             continue
-        events: list[Any] = []
-        if local_ready:
-            try:
-                events = await db.read(_read_round, store, local)
-            except CorruptionError as e:
-                log.error("live feed ended: %s", e)
-                return
-        for relay in relays.values():
-            if len(events) >= FEED_BATCH_EVENTS:
-                break
-            events.extend(relay.take(FEED_BATCH_EVENTS - len(events)))
-        for ev in events:
-            cursor[ev.partition_id] = ev.partition_sequence + 1
-        await send(_message("events", events_json(events), cursor))
-        ins.feed_events += len(events)
-        await trio.sleep(FEED_COALESCE_S)
+        try:
+            if tail is None:
+                await _complete_round(ins, cursor, local, relays, send)
+            else:
+                await _tail_round(ins, cursor, local, relays, send, tail, turn)
+                turn += 1
+        except CorruptionError as e:
+            log.error("live feed ended: %s", e)
+            return
+        await trio.sleep(FEED_COALESCE_S if tail is None else tail_mode.TAIL_INTERVAL_S)
+
+
+async def _complete_round(ins: Inspector, cursor: dict[int, int], local: list[int],
+                          relays: dict[int, Relay], send: Callable[[bytes], Awaitable[None]]
+                          ) -> None:  # fmt: skip
+    """One batch of the events at the cursor: the next of every partition, up to a batch."""
+    store = ins.db.store
+    at = {p: cursor[p] for p in local if cursor[p] < store.watermark(p)}
+    events = await ins.db.read(_read_round, store, at) if at else []
+    for relay in relays.values():
+        if len(events) >= FEED_BATCH_EVENTS:
+            break
+        events.extend((relay.partition, json_event(ev))
+                      for ev in relay.take(FEED_BATCH_EVENTS - len(events)))  # fmt: skip
+    for p, ev in events:
+        cursor[p] = ev.partition_sequence + 1
+    await send(_message("events", _array([ev for _, ev in events]), cursor))
+    ins.feed_events += len(events)
+
+
+async def _tail_round(ins: Inspector, cursor: dict[int, int], local: list[int],
+                      relays: dict[int, Relay], send: Callable[[bytes], Awaitable[None]],
+                      tail: int, turn: int) -> None:  # fmt: skip
+    """One tail round (``tail.py``): what became visible, at most `tail` of it shown."""
+    store = ins.db.store
+    ends = {p: store.watermark(p) for p in local}  # read without an await: none moves meanwhile
+    counts = {p: end - cursor[p] for p, end in ends.items() if end > cursor[p]}
+    relayed: dict[int, list[Event]] = {}
+    for p, relay in relays.items():
+        if relay.buffer:
+            relayed[p] = relay.take(RELAY_BUFFER_EVENTS)
+            counts[p] = len(relayed[p])
+            ends[p] = relayed[p][-1].partition_sequence + 1
+    share = tail_mode.shares(counts, tail, turn)
+    ranges = {p: (ends[p] - share[p], ends[p]) for p in counts if share[p] and p not in relayed}
+    found = await ins.db.read(tail_mode.read_newest, store, ranges) if ranges else {}
+    for p, events in relayed.items():
+        found[p] = tail_mode.newest_relayed(events, share[p])
+    shown = tail_mode.merge(found, FEED_BATCH_BYTES)
+    # Each partition's shown events are its newest: the cursor past the passed-over ones is
+    # each partition's first shown sequence (or its end when none is shown).
+    skipped_to = {p: ends[p] for p in counts}
+    for item in reversed(shown):
+        skipped_to[item.partition] = item.sequence
+    skipped = sum(skipped_to[p] - cursor[p] for p in counts)
+    if skipped:
+        cursor.update(skipped_to)
+        await send(_message("skipped", to_json({"count": skipped}), cursor))
+        ins.feed_skipped += skipped
+    for p in counts:
+        cursor[p] = ends[p]
+    await send(_message("events", _array([item.event for item in shown]), cursor))
+    ins.feed_events += len(shown)

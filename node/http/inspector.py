@@ -44,6 +44,7 @@ class HttpStatistics:
     responses: dict[int, int]  # status code -> responses
     feeds: int  # live feeds open now
     feed_events: int  # events sent on live feeds
+    feed_skipped: int  # events live tails passed over (``tail.py``)
 
 
 class HttpPort(Protocol):
@@ -69,6 +70,7 @@ class Inspector:
         self.responses: dict[int, int] = {}
         self.feeds_open = 0
         self.feed_events = 0
+        self.feed_skipped = 0
         self.http_auth_failures = 0
         self._disk_checked = -DISK_USAGE_CACHE_S
         self._disk_bytes = 0

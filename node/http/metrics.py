@@ -234,6 +234,8 @@ class NodeCollector(Collector):
         yield responses
         yield _gauge("sierradb_http_feeds", "Open live feeds (Server-Sent Events)", http.feeds)
         yield _counter("sierradb_http_feed_events", "Events sent on live feeds", http.feed_events)
+        yield _counter("sierradb_http_feed_skipped_events", "Events live tails (tail=N) passed "
+                       "over, arriving faster than they show", http.feed_skipped)  # fmt: skip
 
         yield from cluster_families(ins)
 

@@ -32,6 +32,18 @@ def bad(message: str) -> ApiError:
     return ApiError(400, "bad_parameter", message)
 
 
+def int_param(text: str | None, name: str, low: int, high: int) -> int | None:
+    """A query parameter that is an integer in low..high (None: absent)."""
+    if text is None:
+        return None
+    if not text.isdigit() or not text.isascii() or len(text) > 19:
+        raise bad(f"{name} must be an integer in {low}..{high}, got {text[:40]!r}")
+    value = int(text)
+    if not low <= value <= high:
+        raise bad(f"{name} must be an integer in {low}..{high}, got {value}")
+    return value
+
+
 def check_params(request: Request, *names: str) -> None:
     unknown = sorted(set(request.query_params) - set(names))
     if unknown:

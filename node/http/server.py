@@ -148,6 +148,7 @@ class HttpServer:
             responses=dict(app.responses),
             feeds=app.feeds_open,
             feed_events=app.feed_events,
+            feed_skipped=app.feed_skipped,
         )
 
     def appended_events(self) -> int:

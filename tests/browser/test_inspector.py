@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 import redis
 from nodeproc import NodeProcess
 from playwright.sync_api import expect
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -135,6 +137,44 @@ def test_appended_events_appear_in_the_live_tail_and_explorers(node, r, history,
     p.page.click(f"text={replies[3][b'event_id'].decode()}")
     expect(p.page.locator("#payload")).to_contain_text("3")
     no_problems(p)
+
+
+def test_the_live_tail_under_a_burst_shows_the_newest_and_says_how_many_it_did_not(
+    node, r, history, page_factory
+):
+    """1,000 events visible at once (one EMAPPEND): the tail shows its 200 rows, the newest,
+    and says the other 800 were not shown; the node counted the same 800 as passed over."""
+    p = page_factory(base(node))
+    p.goto("/live?partitions=all")
+    expect(p.page.locator("#live-status")).to_have_text("live")
+    expect(p.page.locator("#live-skipped")).to_be_hidden()
+    skipped_before = metric(node.http_port, "sierradb_http_feed_skipped_events_total")
+    args: list = []
+    for i in range(1000):
+        args += [f"burst-{i % 3}", "Burst", "PAYLOAD", str(i)]
+    reply = r.execute_command("EMAPPEND", "5a6e0ff4-3c50-4a51-9d48-8b7b2c8e1b0a", *args)
+    ids = [ev[b"event_id"].decode() for ev in reply[b"events"]]
+    expect(p.page.locator("#live-count")).to_have_text("1,000 events")
+    expect(p.page.locator("#live-skipped")).to_be_visible()
+    expect(p.page.locator("#live-skipped-count")).to_have_text("800")
+    expect(p.page.locator("#live-skipped")).to_contain_text("not shown")
+    rows = p.page.locator("#live-events tr", has_text="Burst")
+    expect(rows).to_have_count(200)
+    shown = rows.evaluate_all("rows => rows.map(r => r.dataset.eventId)")
+    assert shown == ids[::-1][:200], "not the newest 200, newest first"
+    assert metric(node.http_port, "sierradb_http_feed_skipped_events_total") - skipped_before == 800
+    p.shot("live-burst")
+    no_problems(p)
+
+
+def metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    raise AssertionError(f"no {name}")
 
 
 def test_a_projection_over_all_partitions_counts_exactly(node, history, page_factory):

@@ -4,6 +4,7 @@ partition lives, all read from the nodes that hold it; and never an event above 
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 
@@ -163,6 +164,22 @@ def test_a_node_without_a_replica_reads_a_partition_through_its_holders(node_fac
     live = [append(r, stream, "Live", "x")[b"event_id"].decode()]
     assert ids(resumed.events()[1]) == live
     resumed.close()
+
+    # A tail of it (tail mode, through the relay): every event shown or counted as passed
+    # over, once; the newest always shown.
+    total = w + len(more) + len(live)
+    with Feed(reader.http_port, f"/api/feed?partitions={p}&from=earliest&tail=2") as tailed:
+        assert tailed.message()["event"] == "ready"
+        passed, shown = 0, []
+        while passed + len(shown) < total:
+            m = tailed.message()
+            if m["event"] == "skipped":
+                passed += json.loads(m["data"])["count"]
+            elif m["event"] == "events":
+                shown += json.loads(m["data"])
+    assert passed + len(shown) == total and ids(shown)[-1] == live[0]
+    sequences = [e["partition_sequence"] for e in shown]
+    assert sequences == sorted(set(sequences))
 
     # All partitions from `latest` on the reader: an append to the remote one arrives.
     everything = Feed(reader.http_port, "/api/feed?partitions=all")

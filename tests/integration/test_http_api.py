@@ -193,6 +193,12 @@ def test_an_unknown_event_is_404(node):
         ("/api/feed?partitions=1&from=2:5", 400),
         ("/api/feed?from=1:5,1:6", 400),
         ("/api/feed?since=0", 400),
+        ("/api/feed?tail=0", 400),
+        ("/api/feed?tail=1001", 400),
+        ("/api/feed?tail=-5", 400),
+        ("/api/feed?tail=abc", 400),
+        ("/api/feed?tail=", 400),
+        ("/api/feed?tail=%C2%B2", 400),  # a Unicode digit
     ],
 )
 def test_every_bad_parameter_gets_a_json_4xx(node, path, status):

@@ -3,6 +3,7 @@ Last-Event-ID with no gap and no duplicate, and a stalled client that never slow
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -151,3 +152,110 @@ def test_a_stalled_feed_client_blocks_no_writer_and_is_dropped(node):
         time.sleep(0.5)
     assert metric(node.http_port, "sierradb_http_feeds") == 0
     stalled.close()
+
+
+# ------------------------------------------------------------------------------ tail mode
+PARTITIONS = range(4)
+
+
+def parse_id(text: str) -> dict[int, int]:
+    """A feed id (`p:s,p:s`) as each partition's next sequence (an omitted one is at 0)."""
+    cursor = dict.fromkeys(PARTITIONS, 0)
+    for item in text.split(","):
+        p, _, s = item.partition(":")
+        cursor[int(p)] = int(s)
+    return cursor
+
+
+def tail_rounds(feed: Feed, start: dict[int, int], until: dict[int, int]) -> list[dict]:
+    """A tail feed's rounds until its cursor reaches `until`, each checked against the
+    contract: the passed-over events are each partition's oldest of the round (the `skipped`
+    id is the cursor past them, its count is theirs) and the shown ones the rest, in order."""
+    rounds = []
+    cursor = start
+    while cursor != until:
+        m = feed.message()
+        skipped, skipped_to = 0, cursor
+        if m["event"] == "skipped":
+            skipped, skipped_to = json.loads(m["data"])["count"], parse_id(m["id"])
+            assert skipped == sum(skipped_to[p] - cursor[p] for p in PARTITIONS)
+            m = feed.message()
+        assert m["event"] == "events", m
+        shown, end = json.loads(m["data"]), parse_id(m["id"])
+        for p in PARTITIONS:
+            assert cursor[p] <= skipped_to[p] <= end[p]
+            mine = [e["partition_sequence"] for e in shown if e["partition_id"] == p]
+            assert mine == list(range(skipped_to[p], end[p])), "not the partition's newest"
+        keys = [(e["timestamp"], e["partition_id"], e["partition_sequence"]) for e in shown]
+        assert keys == sorted(keys)
+        rounds.append({"start": cursor, "skipped": skipped, "skipped_to": skipped_to,
+                       "shown": shown, "end": end})  # fmt: skip
+        cursor = end
+    return rounds
+
+
+def watermarks(port: int) -> dict[int, int]:
+    parts = get_json(port, "/api/partitions")["partitions"]
+    return {row["partition_id"]: row["watermark"] for row in parts}
+
+
+def test_a_tail_shows_each_partitions_newest_in_proportion_and_counts_the_rest(node):
+    written = append(node.port, 300, "t", streams=12)
+    until = watermarks(node.http_port)
+    assert sum(until.values()) == 300
+    tail = 40
+    with Feed(node.http_port, f"/api/feed?partitions=all&from=earliest&tail={tail}") as feed:
+        assert feed.message()["event"] == "ready"
+        rounds = tail_rounds(feed, dict.fromkeys(PARTITIONS, 0), until)
+    shown = [e for r in rounds for e in r["shown"]]
+    assert sum(r["skipped"] for r in rounds) + len(shown) == 300
+    assert set(positions(shown)) <= set(written) and len(set(positions(shown))) == len(shown)
+    first = rounds[0]
+    assert first["skipped"] > 0, "300 events visible at once and nothing passed over"
+    assert len(first["shown"]) == tail
+    total = sum(first["end"][p] - first["start"][p] for p in PARTITIONS)
+    for p in PARTITIONS:  # each partition's share of the tail, in proportion to what it had
+        had = first["end"][p] - first["start"][p]
+        got = first["end"][p] - first["skipped_to"][p]
+        assert tail * had // total <= got <= -(-tail * had // total), (p, had, got)
+    for r in rounds:
+        assert len(r["shown"]) <= tail
+
+
+def test_a_tail_resumed_from_its_skipped_id_continues_with_no_gap_and_no_duplicate(node):
+    """A client gone after a `skipped` message (before its events) resumes past exactly what
+    was passed over: what it was told of plus what it is then shown is every event once."""
+    written = append(node.port, 200, "r", streams=12)
+    url = "/api/feed?partitions=all&from=earliest&tail=30"
+    with Feed(node.http_port, url) as feed:
+        assert feed.message()["event"] == "ready"
+        m = feed.message()
+    assert m["event"] == "skipped"
+    passed_over = json.loads(m["data"])["count"]
+    resumed_at = parse_id(m["id"])
+    more = append(node.port, 10, "more", streams=12)
+    until = watermarks(node.http_port)
+    # Another tail size resumes the same cursor: 30 remained and 10 more came, all under it.
+    resumed = "/api/feed?partitions=all&from=earliest&tail=50"
+    with Feed(node.http_port, resumed, headers={"Last-Event-ID": m["id"]}) as feed:
+        assert parse_id(feed.message()["id"]) == resumed_at  # ready: where it resumes
+        rounds = tail_rounds(feed, resumed_at, until)
+    assert sum(r["skipped"] for r in rounds) == 0
+    shown = [pos for r in rounds for pos in positions(r["shown"])]
+    assert len(set(shown)) == len(shown), "a duplicate"
+    assert passed_over + len(shown) == len(written) + len(more), "a gap"
+    assert set(shown) == {x for x in written + more if x[1] >= resumed_at[x[0]]}
+    # The ones passed over are exactly each partition's oldest, below the resumed cursor.
+    assert passed_over == sum(1 for p, s in written if s < resumed_at[p])
+
+
+def test_a_tail_at_a_low_rate_shows_every_event(node):
+    with Feed(node.http_port, "/api/feed?partitions=all&from=latest&tail=50") as feed:
+        start = parse_id(feed.message()["id"])
+        written = []
+        for i in range(5):
+            written += append(node.port, 8, f"slow{i}", streams=12)
+        rounds = tail_rounds(feed, start, watermarks(node.http_port))
+    assert sum(r["skipped"] for r in rounds) == 0
+    shown = [pos for r in rounds for pos in positions(r["shown"])]
+    assert sorted(shown) == sorted(written)

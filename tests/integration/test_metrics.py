@@ -49,6 +49,7 @@ NAMES = {
     "sierradb_http_responses": "counter",
     "sierradb_http_feeds": "gauge",
     "sierradb_http_feed_events": "counter",
+    "sierradb_http_feed_skipped_events": "counter",
     "process_resident_memory_bytes": "gauge",
 }
 

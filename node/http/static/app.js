@@ -3,7 +3,7 @@
 // are attacker-controlled. The page's Content-Security-Policy forbids inline code anyway.
 "use strict";
 
-const LIVE_MAX_ROWS = 200; // rows the live tail keeps on the page
+const LIVE_MAX_ROWS = 200; // rows the live tail keeps on the page, and the feed's tail=N
 const LIVE_RENDER_MS = 250; // the live tail redraws at most this often (a table relayout is costly)
 const OVERVIEW_REFRESH_MS = 2000;
 const PAGE_SIZES = [25, 50, 100, 500];
@@ -395,9 +395,15 @@ async function eventView(root, rest) {
 async function liveView(root, rest, params) {
   const selection = params.get("partitions") || "all";
   let cursor = params.get("from") || "latest";
-  let source = null, received = 0;
+  let source = null, received = 0, skipped = 0;
   const status = h("span", { class: "badge", id: "live-status" }, "connecting");
   const count = h("span", { class: "muted", id: "live-count" }, "0 events");
+  // The feed's tail mode passes over what arrives faster than a person reads (the feed says how
+  // many): said here, so that the count of events stays honest about what the table shows.
+  const skippedCount = h("span", { id: "live-skipped-count" }, "0");
+  const skippedNote = h("span", { class: "muted", id: "live-skipped" }, " · ", skippedCount,
+    " not shown: arriving faster than the tail draws; the ", link("/partitions", "partition explorer"), " has all of them");
+  skippedNote.hidden = true;
   const table = eventTable([], { showPartition: true });
   table.id = "live-events";
   const pause = h("button", { type: "button", id: "pause", onclick: () => (source ? stop("paused") : start()) }, "Pause");
@@ -406,8 +412,9 @@ async function liveView(root, rest, params) {
       h("label", {}, "partitions ", h("input", { type: "text", name: "partitions", value: selection, size: 16, title: "all, 3, 1,2 or 0-7" })),
       h("button", { type: "submit" }, "Follow"), pause,
       h("button", { type: "button", onclick: () => { while (table.rows.length > 1) table.deleteRow(1); } }, "Clear"),
-      status, count),
-    h("p", { class: "muted" }, "Newest first; pausing keeps the position, so resuming shows what arrived meanwhile."),
+      status, count, skippedNote),
+    h("p", { class: "muted" }, "Newest first; pausing keeps the position, so resuming shows what arrived meanwhile " +
+      `(of many, the newest ${LIVE_MAX_ROWS} and how many more).`),
     table);
 
   // Under load many batches arrive between redraws: only the newest rows are ever built.
@@ -415,6 +422,8 @@ async function liveView(root, rest, params) {
   function render() {
     frame = 0;
     count.textContent = `${num(received)} events`;
+    skippedCount.textContent = num(skipped);
+    skippedNote.hidden = skipped === 0;
     const header = table.rows[0];
     for (const ev of pending) header.after(eventRow(ev, { showPartition: true, fresh: true }));
     pending = [];
@@ -422,17 +431,25 @@ async function liveView(root, rest, params) {
   }
 
   function start() {
-    const q = new URLSearchParams({ partitions: selection, from: cursor });
+    const q = new URLSearchParams({ partitions: selection, from: cursor, tail: LIVE_MAX_ROWS });
     source = new EventSource(`/api/feed?${q}`);
     pause.textContent = "Pause";
     source.addEventListener("ready", (e) => { cursor = e.lastEventId; status.textContent = "live"; status.className = "badge ok"; });
+    const redraw = () => { if (!frame) frame = setTimeout(() => requestAnimationFrame(render), LIVE_RENDER_MS); };
+    source.addEventListener("skipped", (e) => {
+      cursor = e.lastEventId;
+      const n = JSON.parse(e.data).count;
+      received += n;
+      skipped += n;
+      redraw();
+    });
     source.addEventListener("events", (e) => {
       cursor = e.lastEventId;
       const events = JSON.parse(e.data);
       received += events.length;
       pending.push(...events.slice(-LIVE_MAX_ROWS));
       if (pending.length > LIVE_MAX_ROWS) pending.splice(0, pending.length - LIVE_MAX_ROWS);
-      if (!frame) frame = setTimeout(() => requestAnimationFrame(render), LIVE_RENDER_MS);
+      redraw();
     });
     source.onerror = () => {
       if (source && source.readyState === EventSource.CLOSED) stop("stopped (error)");
