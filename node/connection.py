@@ -18,6 +18,7 @@ whole (shielded), so ending a subscription never cuts a frame in half.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sierradb.node")
 
 RECEIVE_BYTES = 64 * 1024
+INFINITY = float("inf")
 SUBSCRIPTION_COMMANDS = (g.ESub, g.EPSub, g.EAck, g.EUnsub, g.Ping, g.Quit)
 OPEN_WITHOUT_AUTH = (g.Auth, g.Hello, g.Ping, g.Quit)
 READS = (g.EGet, g.EScan, g.ESVer, g.EPScan, g.EPSeq)
@@ -114,16 +116,11 @@ class Connection:
                 deadline = request_started + self.server.partial_request_timeout_s
             else:
                 request_started = None
-                deadline = float("inf")
-            # One scope: `stop_reading` cancels it (and sets `closing` first); its deadline is
-            # the partial request's.
-            with trio.CancelScope(deadline=deadline) as scope:
-                self._receive_scope = scope
-                data = await self.stream.receive_some(RECEIVE_BYTES)
-            self._receive_scope = None
+                deadline = INFINITY
+            data = await self._receive(deadline)
             if self.closing:
                 return
-            if scope.cancelled_caught:
+            if data is None:
                 await self._protocol_error("Protocol error: request not completed in time")
                 return
             if not data:
@@ -148,6 +145,41 @@ class Connection:
                 if self.closing:
                     return
 
+    async def _receive(self, deadline: float) -> bytes | None:
+        """The next bytes from the client (b"" at its end; None: the deadline passed first).
+
+        Cheaper than ``SocketStream.receive_some`` on the path every request takes: one
+        non-blocking read first, and only if nothing is there a cancel scope and a wait for
+        readiness (``stop_reading`` cancels that scope, setting ``closing`` first). A read that
+        succeeds at once still yields to the scheduler (and sees cancellation), as trio's own
+        does, so a client that keeps the socket full cannot starve the other connections.
+        """
+        if deadline != INFINITY and trio.current_time() >= deadline:
+            return None
+        fd = self.stream.socket.fileno()
+        try:
+            data = os.read(fd, RECEIVE_BYTES)
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            raise _stream_error(exc) from exc
+        else:
+            await trio.lowlevel.checkpoint()
+            return data
+        with trio.CancelScope(deadline=deadline) as scope:
+            self._receive_scope = scope
+            while True:
+                await trio.lowlevel.wait_readable(self.stream.socket)
+                try:
+                    data = os.read(fd, RECEIVE_BYTES)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise _stream_error(exc) from exc
+                break
+        self._receive_scope = None
+        return None if scope.cancelled_caught else data
+
     async def _send_reading_ahead(self, data: bytearray) -> None:
         """Send a batch's replies; if the socket is full, keep reading (not executing) requests.
 
@@ -157,7 +189,14 @@ class Connection:
         by the maximum request size, so a client that never reads still cannot make us buffer
         without bound. Fast path: one non-blocking write, no extra task.
         """
-        async with self.send_lock:
+        lock = self.send_lock
+        if lock.locked():
+            await lock.acquire()  # a push frame is being sent: wait for its end
+        else:
+            # No await until the lock is taken: nothing else can start sending meanwhile, and
+            # the common case (the whole batch written at once) never yields to the scheduler.
+            lock.acquire_nowait()
+        try:
             try:
                 sent = os.write(self.stream.socket.fileno(), data)
             except BlockingIOError:
@@ -182,6 +221,8 @@ class Connection:
                 nursery.start_soon(read_ahead)
                 await self.stream.send_all(memoryview(data)[sent:])
                 reading.cancel()
+        finally:
+            lock.release()
 
     async def _protocol_error(self, message: str) -> None:
         text = message if message.startswith("Protocol error") else f"Protocol error: {message}"
@@ -340,3 +381,10 @@ class Connection:
                 SimpleString("events"): items,
             }
         )
+
+
+def _stream_error(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
+    """A failed read as trio's streams report it (as ``receive_some`` would have)."""
+    if exc.errno == errno.EBADF:
+        return trio.ClosedResourceError("the connection was already closed")
+    return trio.BrokenResourceError(f"the connection broke: {exc}")
