@@ -169,7 +169,7 @@ class Connection:
         with trio.CancelScope(deadline=deadline) as scope:
             self._receive_scope = scope
             while True:
-                await trio.lowlevel.wait_readable(self.stream.socket)
+                await trio.lowlevel.wait_readable(fd)
                 try:
                     data = os.read(fd, RECEIVE_BYTES)
                 except BlockingIOError:
