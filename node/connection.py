@@ -14,6 +14,21 @@ PING and QUIT, as Redis does, so pushes and replies cannot be confused.
 
 Sending: replies and subscription pushes share the socket under one lock; a push frame is sent
 whole (shielded), so ending a subscription never cuts a frame in half.
+
+Answering appends without a parked task. When a batch ends in a run of appends that the local
+leader confirms (and the connection holds no subscription, so nothing else writes to the socket),
+the connection task does not wait for them: it hands the run to an ``_Answers`` (the replies in
+request order, None until known) and goes back to reading. Each append's confirmation calls back
+on the event loop when the group commit made it visible (or its write failed); the callback fills
+its reply and writes every reply now complete at the head, in order, with one non-blocking write.
+So a commit answers all the connections it completed from one wake-up, and at ``-P 1`` a request
+costs one task wake-up (its bytes arriving) instead of two. Order and read-your-writes hold
+because the connection task settles (``_settle``: waits until every handed-off reply is sent)
+before it executes anything else, sends an error or stops. Bytes the callback cannot write at once
+(the socket is full) go to ``_unsent`` and the connection task sends them itself, reading ahead
+as ``_send_reading_ahead`` does; a task parked waiting for input is woken for that by cancelling
+its receive scope. When the connection ends, pending callbacks find ``_answers`` replaced and
+write nothing (the socket, and its descriptor number, may already belong to someone else).
 """
 
 from __future__ import annotations
@@ -22,13 +37,14 @@ import errno
 import logging
 import os
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from . import blocking
 from . import grammar as g
-from .append import AppendOutcome, AppendRequest, Waiter, build_request
+from .append import AppendOutcome, AppendRequest, Confirmation, Outcome, Waiter, build_request
 from .command_stats import command_label
 from .commands import HANDLERS
 from .errors import NodeError, reply_for
@@ -77,6 +93,11 @@ class Connection:
         self.block_scope: trio.CancelScope | None = None
         self.peer_gone = False
         self._nursery: trio.Nursery | None = None
+        # Appends answered by their confirmations (see the module docstring).
+        self._answers: _Answers | None = None
+        self._unsent = bytearray()  # replies the callbacks could not write, for the task to send
+        self._settled: trio.Event | None = None  # set for a task waiting in _settle
+        self._failure: BaseException | None = None  # an unexpected error a callback met
 
     # --------------------------------------------------------------------------- I/O
     async def send(self, data: bytes | bytearray) -> None:
@@ -93,7 +114,10 @@ class Connection:
             self._nursery = nursery
             try:
                 await self._loop()
+                await self._settle()
             finally:
+                self._answers = None  # late confirmations write nothing
+                self._unsent.clear()
                 nursery.cancel_scope.cancel()
 
     def stop_reading(self) -> None:
@@ -121,6 +145,9 @@ class Connection:
             if self.closing:
                 return
             if data is None:
+                if self._unsent or self._failure is not None:
+                    await self._settle()  # woken to send what the confirmations could not
+                    continue
                 await self._protocol_error("Protocol error: request not completed in time")
                 return
             if not data:
@@ -135,6 +162,7 @@ class Connection:
                 if not requests:
                     break
                 request_started = None
+                await self._settle()
                 out = bytearray()
                 await self._execute_batch(requests, out)
                 if out:
@@ -157,17 +185,22 @@ class Connection:
         if deadline != INFINITY and trio.current_time() >= deadline:
             return None
         fd = self.stream.socket.fileno()
-        try:
-            data = os.read(fd, RECEIVE_BYTES)
-        except BlockingIOError:
-            pass
-        except OSError as exc:
-            raise _stream_error(exc) from exc
-        else:
-            await trio.lowlevel.checkpoint()
-            return data
+        # With replies still to come, the client (unless it pipelines) is waiting for them and
+        # has sent nothing: skip the read that would fail, wait at once.
+        if self._answers is None:
+            try:
+                data = os.read(fd, RECEIVE_BYTES)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise _stream_error(exc) from exc
+            else:
+                await trio.lowlevel.checkpoint()
+                return data
         with trio.CancelScope(deadline=deadline) as scope:
             self._receive_scope = scope
+            if self._unsent or self._failure is not None:
+                scope.cancel()  # replies to send first (see _answer_later)
             while True:
                 await trio.lowlevel.wait_readable(fd)
                 try:
@@ -225,6 +258,7 @@ class Connection:
             lock.release()
 
     async def _protocol_error(self, message: str) -> None:
+        await self._settle()
         text = message if message.startswith("Protocol error") else f"Protocol error: {message}"
         out = bytearray()
         encode_into(out, ErrorReply("ERR", text), self.protocol)
@@ -301,13 +335,12 @@ class Connection:
             out += reply
             if self.closing:
                 break
-        if deferred:
+        if deferred and not (not out and self._answer_later(deferred)):
             await self._finish(deferred, out)
 
     async def _finish(self, deferred: list[Deferred], out: bytearray) -> None:
         """Wait for a run of appends (in order) and add their replies and the replies held
         behind them to `out`. Appends confirmed by the same flush return without parking."""
-        record = self.server.command_stats.record
         resp3 = self.protocol == 3
         for label, started, append, wait in deferred:
             if append is None:
@@ -316,25 +349,133 @@ class Connection:
                 continue
             assert not isinstance(wait, bytes)
             try:
-                outcome = await wait()
+                outcome: Outcome = await wait()
             except BaseException as exc:  # noqa: BLE001
-                err = reply_for(exc)
-                if err is None:
+                if reply_for(exc) is None:
                     raise
-                encode_into(out, err, self.protocol)
-                if label is not None:
-                    record(label, err.code, time.perf_counter() - started)
-                continue
-            if append.multi:
-                out += self._emappend_reply(append, outcome, resp3)
-            else:
-                out += append_result(
-                    append.events[0].event_id, append.partition_key, append.partition_id,
-                    outcome.first_sequence, outcome.versions[0], outcome.timestamps_ms[0], resp3,
-                )  # fmt: skip
-            if label is not None:
-                record(label, "ok", time.perf_counter() - started)
+                outcome = exc
+            out += self._append_reply(label, started, append, outcome, resp3)
         deferred.clear()
+
+    def _append_reply(
+        self,
+        label: str | None,
+        started: float,
+        append: AppendRequest,
+        outcome: Outcome,
+        resp3: bool,
+    ) -> bytes:
+        """An append's encoded reply (its outcome mapped to an error reply if it failed; the
+        caller checked that it maps), recorded in the command statistics."""
+        if isinstance(outcome, BaseException):
+            err = reply_for(outcome)
+            assert err is not None
+            if label is not None:
+                self.server.command_stats.record(label, err.code, time.perf_counter() - started)
+            return self._encode(err)
+        if append.multi:
+            reply = self._emappend_reply(append, outcome, resp3)
+        else:
+            reply = append_result(
+                append.events[0].event_id, append.partition_key, append.partition_id,
+                outcome.first_sequence, outcome.versions[0], outcome.timestamps_ms[0], resp3,
+            )  # fmt: skip
+        if label is not None:
+            self.server.command_stats.record(label, "ok", time.perf_counter() - started)
+        return reply
+
+    # ----------------------------------------------------- appends answered on confirmation
+    def _answer_later(self, deferred: list[Deferred]) -> bool:
+        """Hand a batch's run of appends to their confirmations (see the module docstring);
+        False (nothing done) if any of them, or the connection's state, needs the waiting
+        path: a subscription or a gate that could write meanwhile, or a waiter of another
+        role (a forwarded append, an idempotent replay)."""
+        if self.subscriptions or self.after_send or self.closing or self._answers is not None:
+            return False
+        for _label, _started, append, wait in deferred:
+            if append is not None and not isinstance(wait, Confirmation):
+                return False
+        answers = self._answers = _Answers(len(deferred))
+        for i, (label, started, append, wait) in enumerate(deferred):
+            if append is None:
+                assert isinstance(wait, bytes)
+                answers.replies[i] = wait
+                continue
+            assert isinstance(wait, Confirmation)
+            wait.when_done(partial(self._confirmed, answers, i, label, started, append))
+        deferred.clear()
+        self._send_answered(answers)
+        return True
+
+    def _confirmed(
+        self,
+        answers: _Answers,
+        index: int,
+        label: str | None,
+        started: float,
+        append: AppendRequest,
+        outcome: Outcome,
+    ) -> None:
+        """A confirmation's callback (on the event loop, from the group commit's completion)."""
+        if answers is not self._answers:
+            return  # the connection is gone
+        if isinstance(outcome, BaseException) and reply_for(outcome) is None:
+            self._failure = outcome  # the connection task raises it, as the waiting path would
+            self._answers = None
+            self._wake_task()
+            return
+        answers.replies[index] = self._append_reply(
+            label, started, append, outcome, self.protocol == 3
+        )
+        self._send_answered(answers)
+
+    def _send_answered(self, answers: _Answers) -> None:
+        """Write the replies now complete at the head, in order; leave what does not fit to the
+        connection task."""
+        replies, start = answers.replies, answers.sent
+        end = start
+        while end < len(replies) and replies[end] is not None:
+            end += 1
+        if end > start:
+            self._unsent += b"".join(replies[start:end])  # type: ignore[arg-type]
+            answers.sent = end
+        if end == len(replies):
+            self._answers = None
+        unsent = self._unsent
+        if unsent and not self.send_lock.locked():
+            try:
+                sent = os.write(self.stream.socket.fileno(), unsent)
+            except OSError:  # full, or the peer is gone: the task's own send sees which
+                sent = 0
+            del unsent[:sent]
+        if unsent or self._answers is None:
+            self._wake_task()
+
+    def _wake_task(self) -> None:
+        """Let the connection task see that the replies are sent, or that it must send them."""
+        if self._settled is not None:
+            self._settled.set()
+        if (self._unsent or self._failure is not None) and self._receive_scope is not None:
+            self._receive_scope.cancel()
+
+    async def _settle(self) -> None:
+        """Return once every reply handed to the confirmations is sent (sending what they
+        could not write); raise an unexpected error one of them met."""
+        while True:
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure
+            if self._unsent:
+                data, self._unsent = self._unsent, bytearray()
+                await self._send_reading_ahead(data)
+                continue
+            if self._answers is None:
+                return
+            self._settled = trio.Event()
+            try:
+                await self._settled.wait()
+            finally:
+                self._settled = None
 
     def _encode(self, value: object) -> bytes:
         out = bytearray()
@@ -388,3 +529,14 @@ def _stream_error(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourc
     if exc.errno == errno.EBADF:
         return trio.ClosedResourceError("the connection was already closed")
     return trio.BrokenResourceError(f"the connection broke: {exc}")
+
+
+class _Answers:
+    """A run of appends answered by their confirmations: replies in request order (None until
+    known) and how many of them are written (or handed to ``_unsent``)."""
+
+    __slots__ = ("replies", "sent")
+
+    def __init__(self, count: int) -> None:
+        self.replies: list[bytes | None] = [None] * count
+        self.sent = 0
