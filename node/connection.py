@@ -12,6 +12,10 @@ State: the protocol version (RESP2 until ``HELLO 3``), authentication, the clien
 subscriptions. A RESP2 connection that holds a subscription accepts only subscription commands,
 PING and QUIT, as Redis does, so pushes and replies cannot be confused.
 
+Reading: one non-blocking read, and a wait for readiness only if nothing is there. The common
+wait (no partial request, so no deadline; no subscription) has no cancel scope: ``stop_reading``
+and replies that must be sent wake it through ``_interrupt_read``.
+
 Sending: replies and subscription pushes share the socket under one lock; a push frame is sent
 whole (shielded), so ending a subscription never cuts a frame in half.
 
@@ -26,8 +30,8 @@ costs one task wake-up (its bytes arriving) instead of two. Order and read-your-
 because the connection task settles (``_settle``: waits until every handed-off reply is sent)
 before it executes anything else, sends an error or stops. Bytes the callback cannot write at once
 (the socket is full) go to ``_unsent`` and the connection task sends them itself, reading ahead
-as ``_send_reading_ahead`` does; a task parked waiting for input is woken for that by cancelling
-its receive scope. When the connection ends, pending callbacks find ``_answers`` replaced and
+as ``_send_reading_ahead`` does; a task parked waiting for input is woken for that
+(``_interrupt_read``). When the connection ends, pending callbacks find ``_answers`` replaced and
 write nothing (the socket, and its descriptor number, may already belong to someone else).
 """
 
@@ -89,6 +93,8 @@ class Connection:
         # Set once the batch reply that started a subscription has been sent.
         self.after_send: list[trio.Event] = []
         self._receive_scope: trio.CancelScope | None = None
+        self._parked_reading = False  # waiting for input without a scope (_wait_and_read)
+        self._read_interrupted = False  # ... and _interrupt_read woke it
         # A blocked read's wait (blocking.py), and whether the client left during one.
         self.block_scope: trio.CancelScope | None = None
         self.peer_gone = False
@@ -123,8 +129,7 @@ class Connection:
     def stop_reading(self) -> None:
         """Graceful shutdown: finish the batch being executed, read nothing more."""
         self.closing = True
-        if self._receive_scope is not None:
-            self._receive_scope.cancel()
+        self._interrupt_read()
         if self.block_scope is not None:
             self.block_scope.cancel()  # a blocked read answers empty
 
@@ -197,10 +202,12 @@ class Connection:
             else:
                 await trio.lowlevel.checkpoint()
                 return data
+        if self._unsent or self._failure is not None:
+            return None  # replies to send first (see _answer_later)
+        if deadline == INFINITY and not self.subscriptions and not self.send_lock.locked():
+            return await self._wait_and_read(fd)
         with trio.CancelScope(deadline=deadline) as scope:
             self._receive_scope = scope
-            if self._unsent or self._failure is not None:
-                scope.cancel()  # replies to send first (see _answer_later)
             while True:
                 await trio.lowlevel.wait_readable(fd)
                 try:
@@ -212,6 +219,40 @@ class Connection:
                 break
         self._receive_scope = None
         return None if scope.cancelled_caught else data
+
+    async def _wait_and_read(self, fd: int) -> bytes | None:
+        """`_receive`'s wait without a cancel scope (a scope costs as much as the rest of the
+        wait); None if ``_interrupt_read`` woke it."""
+        self._parked_reading = True
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(fd)
+                try:
+                    return os.read(fd, RECEIVE_BYTES)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise _stream_error(exc) from exc
+        except trio.ClosedResourceError:
+            if not self._read_interrupted:
+                raise
+            return None
+        finally:
+            self._parked_reading = False
+            self._read_interrupted = False
+
+    def _interrupt_read(self) -> None:
+        """Wake the task from its wait for input (``stop_reading``, or replies to send)."""
+        if self._receive_scope is not None:
+            self._receive_scope.cancel()
+        elif self._parked_reading and not self._read_interrupted and not self.send_lock.locked():
+            # The wait has no scope: wake it as trio wakes the waiters of a socket about to be
+            # closed. Only this read waits on the socket (nobody holds the send lock, and without
+            # a subscription nobody else sends), and the socket stays open: the next wait
+            # registers it again. (If a push holds the lock, stop_reading leaves the wait alone:
+            # the shutdown's grace period ends it.)
+            self._read_interrupted = True
+            trio.lowlevel.notify_closing(self.stream.socket.fileno())
 
     async def _send_reading_ahead(self, data: bytearray) -> None:
         """Send a batch's replies; if the socket is full, keep reading (not executing) requests.
@@ -455,8 +496,8 @@ class Connection:
         """Let the connection task see that the replies are sent, or that it must send them."""
         if self._settled is not None:
             self._settled.set()
-        if (self._unsent or self._failure is not None) and self._receive_scope is not None:
-            self._receive_scope.cancel()
+        if self._unsent or self._failure is not None:
+            self._interrupt_read()
 
     async def _settle(self) -> None:
         """Return once every reply handed to the confirmations is sent (sending what they
