@@ -24,7 +24,7 @@ leader confirms (and the connection holds no subscription, so nothing else write
 the connection task does not wait for them: it hands the run to an ``_Answers`` (the replies in
 request order, None until known) and goes back to reading. Each append's confirmation calls back
 on the event loop when the group commit made it visible (or its write failed); the callback fills
-its reply and writes every reply now complete at the head, in order, with one non-blocking write.
+its reply, and the last one writes the run's replies, in order, with one non-blocking write.
 So a commit answers all the connections it completed from one wake-up, and at ``-P 1`` a request
 costs one task wake-up (its bytes arriving) instead of two. Order and read-your-writes hold
 because the connection task settles (``_settle``: waits until every handed-off reply is sent)
@@ -441,6 +441,7 @@ class Connection:
             if append is None:
                 assert isinstance(wait, bytes)
                 answers.replies[i] = wait
+                answers.missing -= 1
                 continue
             assert isinstance(wait, Confirmation)
             wait.when_done(partial(self._confirmed, answers, i, label, started, append))
@@ -468,29 +469,24 @@ class Connection:
         answers.replies[index] = self._append_reply(
             label, started, append, outcome, self.protocol == 3
         )
+        answers.missing -= 1
         self._send_answered(answers)
 
     def _send_answered(self, answers: _Answers) -> None:
-        """Write the replies now complete at the head, in order; leave what does not fit to the
-        connection task."""
-        replies, start = answers.replies, answers.sent
-        end = start
-        while end < len(replies) and replies[end] is not None:
-            end += 1
-        if end > start:
-            self._unsent += b"".join(replies[start:end])  # type: ignore[arg-type]
-            answers.sent = end
-        if end == len(replies):
-            self._answers = None
+        """Once the whole run is answered: write its replies with one write (as the waiting
+        path would have), leaving what does not fit to the connection task."""
+        if answers.missing:
+            return
+        self._answers = None
         unsent = self._unsent
-        if unsent and not self.send_lock.locked():
+        unsent += b"".join(answers.replies)  # type: ignore[arg-type]
+        if not self.send_lock.locked():
             try:
                 sent = os.write(self.stream.socket.fileno(), unsent)
             except OSError:  # full, or the peer is gone: the task's own send sees which
                 sent = 0
             del unsent[:sent]
-        if unsent or self._answers is None:
-            self._wake_task()
+        self._wake_task()
 
     def _wake_task(self) -> None:
         """Let the connection task see that the replies are sent, or that it must send them."""
@@ -573,11 +569,11 @@ def _stream_error(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourc
 
 
 class _Answers:
-    """A run of appends answered by their confirmations: replies in request order (None until
-    known) and how many of them are written (or handed to ``_unsent``)."""
+    """A run of appends answered by their confirmations: the replies in request order (None
+    until known) and how many are still unknown."""
 
-    __slots__ = ("replies", "sent")
+    __slots__ = ("missing", "replies")
 
     def __init__(self, count: int) -> None:
         self.replies: list[bytes | None] = [None] * count
-        self.sent = 0
+        self.missing = count
