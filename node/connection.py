@@ -182,10 +182,12 @@ class Connection:
         """The next bytes from the client (b"" at its end; None: the deadline passed first).
 
         Cheaper than ``SocketStream.receive_some`` on the path every request takes: one
-        non-blocking read first, and only if nothing is there a cancel scope and a wait for
-        readiness (``stop_reading`` cancels that scope, setting ``closing`` first). A read that
-        succeeds at once still yields to the scheduler (and sees cancellation), as trio's own
-        does, so a client that keeps the socket full cannot starve the other connections.
+        non-blocking read first, and only if nothing is there a wait for readiness, with a
+        cancel scope only when a deadline or a subscription needs one (``_interrupt_read``
+        wakes either kind of wait; ``stop_reading`` sets ``closing`` first). Also None when
+        replies handed to the confirmations must be sent first. A read that succeeds at once
+        still yields to the scheduler (and sees cancellation), as trio's own does, so a client
+        that keeps the socket full cannot starve the other connections.
         """
         if deadline != INFINITY and trio.current_time() >= deadline:
             return None
@@ -461,14 +463,16 @@ class Connection:
         """A confirmation's callback (on the event loop, from the group commit's completion)."""
         if answers is not self._answers:
             return  # the connection is gone
-        if isinstance(outcome, BaseException) and reply_for(outcome) is None:
-            self._failure = outcome  # the connection task raises it, as the waiting path would
+        try:
+            if isinstance(outcome, BaseException) and reply_for(outcome) is None:
+                raise outcome
+            reply = self._append_reply(label, started, append, outcome, self.protocol == 3)
+        except Exception as exc:  # noqa: BLE001 - fails this connection, as a task would
+            self._failure = exc  # raised by the connection task (never into the commit's path)
             self._answers = None
             self._wake_task()
             return
-        answers.replies[index] = self._append_reply(
-            label, started, append, outcome, self.protocol == 3
-        )
+        answers.replies[index] = reply
         answers.missing -= 1
         self._send_answered(answers)
 
