@@ -104,6 +104,10 @@ class Connection:
         self._unsent = bytearray()  # replies the callbacks could not write, for the task to send
         self._settled: trio.Event | None = None  # set for a task waiting in _settle
         self._failure: BaseException | None = None  # an unexpected error a callback met
+        # The client sent requests while replies were outstanding, last time we looked: then
+        # the next read waits for the replies first (see _receive).
+        self._client_pipelines = False
+        self._fed_ahead = False  # a send read requests ahead that no batch has taken yet
 
     # --------------------------------------------------------------------------- I/O
     async def send(self, data: bytes | bytearray) -> None:
@@ -139,25 +143,43 @@ class Connection:
         # however slowly its bytes trickle in (slow-loris clients); reset whenever one completes.
         request_started: float | None = None
         while not self.closing:
-            if reader.holds_partial_request():
-                if request_started is None:
-                    request_started = trio.current_time()
-                deadline = request_started + self.server.partial_request_timeout_s
+            if self._answers is not None and self._client_pipelines:
+                # It sends more before these replies (several threads sharing the connection):
+                # the next requests would wait for this commit anyway; gather them meanwhile.
+                await self._settle()
+            ended = False
+            if self._fed_ahead:
+                self._fed_ahead = False  # sending read requests ahead: execute those first
             else:
-                request_started = None
-                deadline = INFINITY
-            data = await self._receive(deadline)
-            if self.closing:
-                return
-            if data is None:
-                if self._unsent or self._failure is not None:
-                    await self._settle()  # woken to send what the confirmations could not
-                    continue
-                await self._protocol_error("Protocol error: request not completed in time")
-                return
-            if not data:
-                return
-            reader.feed(data)
+                if reader.holds_partial_request():
+                    if request_started is None:
+                        request_started = trio.current_time()
+                    deadline = request_started + self.server.partial_request_timeout_s
+                else:
+                    request_started = None
+                    deadline = INFINITY
+                data = await self._receive(deadline)
+                if self.closing:
+                    return
+                if data is None:
+                    if self._unsent or self._failure is not None:
+                        await self._settle()  # woken to send what the confirmations could not
+                        continue
+                    await self._protocol_error("Protocol error: request not completed in time")
+                    return
+                if not data:
+                    return
+                reader.feed(data)
+                if self._answers is not None or self._unsent:
+                    # Requests came in while the last run's commit is under way: they wait for
+                    # it in any case, so take what comes meanwhile too, as one batch.
+                    self._client_pipelines = True
+                    await self._settle()
+                    more = self._read_now()
+                    if more:
+                        reader.feed(more)
+                    elif more == b"":
+                        ended = True  # the client's end: execute what it sent, then stop
             while True:
                 try:
                     requests = reader.drain()
@@ -177,6 +199,8 @@ class Connection:
                 self.after_send.clear()
                 if self.closing:
                     return
+            if ended:
+                return
 
     async def _receive(self, deadline: float) -> bytes | None:
         """The next bytes from the client (b"" at its end; None: the deadline passed first).
@@ -192,20 +216,20 @@ class Connection:
         if deadline != INFINITY and trio.current_time() >= deadline:
             return None
         fd = self.stream.socket.fileno()
-        # With replies still to come, the client (unless it pipelines) is waiting for them and
+        # With replies still to come, a client that does not pipeline is waiting for them and
         # has sent nothing: skip the read that would fail, wait at once.
         if self._answers is None:
             try:
                 data = os.read(fd, RECEIVE_BYTES)
             except BlockingIOError:
-                pass
+                self._client_pipelines = False
             except OSError as exc:
                 raise _stream_error(exc) from exc
             else:
                 await trio.lowlevel.checkpoint()
                 return data
-        if self._unsent or self._failure is not None:
-            return None  # replies to send first (see _answer_later)
+        if self._unsent or self._failure is not None or self.closing:
+            return None  # replies to send first (see _answer_later), or stopping
         if deadline == INFINITY and not self.subscriptions and not self.send_lock.locked():
             return await self._wait_and_read(fd)
         with trio.CancelScope(deadline=deadline) as scope:
@@ -221,6 +245,15 @@ class Connection:
                 break
         self._receive_scope = None
         return None if scope.cancelled_caught else data
+
+    def _read_now(self) -> bytes | None:
+        """What the socket holds now, without waiting (None: nothing; b"": the client's end)."""
+        try:
+            return os.read(self.stream.socket.fileno(), RECEIVE_BYTES)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise _stream_error(exc) from exc
 
     async def _wait_and_read(self, fd: int) -> bytes | None:
         """`_receive`'s wait without a cancel scope (a scope costs as much as the rest of the
@@ -291,6 +324,7 @@ class Connection:
                         if not chunk:
                             return
                         self.reader.feed(chunk)
+                        self._fed_ahead = True
                         budget -= len(chunk)
 
             async with trio.open_nursery() as nursery:
