@@ -53,6 +53,18 @@ class AppendOutcome:
 
 
 Waiter = Callable[[], Awaitable[AppendOutcome]]
+Outcome = AppendOutcome | BaseException  # what a confirmation reports: the result or the error
+
+
+class Confirmation:
+    """A waiter that can also report by callback (on the event loop), so the connection need
+    not keep a task parked per append: ``when_done`` calls back exactly once, with the outcome
+    or the error the awaited waiter would have raised."""
+
+    __slots__ = ()
+
+    def when_done(self, callback: Callable[[Outcome], None]) -> None:
+        raise NotImplementedError
 
 
 class Appender(Protocol):

@@ -7,10 +7,16 @@ the bucket. Appends arriving meanwhile queue up for the next round, so under loa
 carries a whole batch. A dedicated thread (rather than a thread-pool job per flush) keeps the
 per-flush cost to one wake-up each way.
 
-Kicks are coalesced on the trio side (``pump``): the thread is woken once per scheduler round,
-after every request that was ready in that round has queued its appends, rather than by the
-first one (a thread woken at once would grab the GIL during the event loop's next syscall and
-flush a batch of one).
+Kicks are coalesced on the trio side (``KickPump``, one task for all buckets): each thread is
+woken once per scheduler round, after every request that was ready in that round has queued its
+appends, rather than by the first one (a thread woken at once would grab the GIL during the event
+loop's next syscall and flush a batch of one). One pump task for every bucket keeps that to one
+task switch per round, however many buckets the round's appends touched.
+
+The thread sleeps on a plain lock used as a one-shot signal (``_wake``: held while there is
+nothing to do, released to wake the thread, which takes it again): one futex wake-up each way and
+none of ``threading.Event``'s Python-level condition bookkeeping. Wake-ups never pile up, because
+the trio side wakes the thread only when the state machine below says it is waiting.
 
 A flush has two phases (see ``group_commit``): the thread writes and fdatasyncs, then hands the
 result to the trio thread (``run_sync_soon``), where the entries are indexed (so the thread never
@@ -59,6 +65,34 @@ class BucketWriterStatistics:
     sync_seconds: HistogramSnapshot  # one group commit's write + fdatasync
 
 
+class KickPump:
+    """Passes the appends' kicks on to the writers once per trio scheduling round.
+
+    Every task that became runnable together (all the requests read from the sockets in one
+    round) queues its appends before this task runs again, so each thread finds a whole batch
+    instead of flushing after the first append.
+    """
+
+    def __init__(self) -> None:
+        self._kicked = trio.Event()
+        self._writers: list[BucketWriter] = []  # kicked since the last round, each once
+
+    def kick(self, writer: BucketWriter) -> None:
+        if not writer.kick_pending:
+            writer.kick_pending = True
+            self._writers.append(writer)
+            self._kicked.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._kicked.wait()
+            self._kicked = trio.Event()
+            writers, self._writers = self._writers, []
+            for writer in writers:
+                writer.kick_pending = False
+                writer.wake_if_idle()
+
+
 class BucketWriter:
     def __init__(
         self,
@@ -67,14 +101,17 @@ class BucketWriter:
         window_s: float,
         on_durable: Callable[[list[Ticket]], None],
         on_crash: Callable[[BaseException], None],
+        pump: KickPump,
     ) -> None:
         self.store = store
         self.bucket_id = bucket_id
         self.window_s = window_s
         self.on_durable = on_durable
         self.on_crash = on_crash
-        self._kicked = trio.Event()
-        self._wake = threading.Event()
+        self.pump = pump
+        self.kick_pending = False  # owned by the pump
+        self._wake = threading.Lock()  # held: nothing to do; released: the thread runs a round
+        self._wake.acquire()
         self._busy = False  # trio thread only: the thread was woken, its completion not run yet
         self._crashed = False
         self._stopping = False
@@ -105,39 +142,26 @@ class BucketWriter:
 
     def kick(self) -> None:
         """Called by each append (trio thread): the pump passes it on once per scheduler round."""
-        self._kicked.set()
+        self.pump.kick(self)
 
-    async def pump(self) -> None:
-        """Wake the thread at most once per trio scheduling round.
-
-        Every task that became runnable together (all the requests read from the sockets in one
-        round) queues its appends before this task runs again, so the thread finds a whole
-        batch instead of flushing after the first append.
-        """
-        while True:
-            await self._kicked.wait()
-            self._kicked = trio.Event()
-            self._wake_if_idle()
-
-    def _wake_if_idle(self) -> None:
+    def wake_if_idle(self) -> None:
         if not self._busy:
             self._busy = True
-            self._wake.set()
+            self._wake.release()
 
     def stop(self) -> None:
         """Blocking (call it from a worker thread): flush what is queued and end the thread."""
         self._stopping = True
         if self._thread is not None:
             assert self._token is not None
-            self._token.run_sync_soon(self._wake_if_idle)  # else the running round's end wakes it
+            self._token.run_sync_soon(self.wake_if_idle)  # else the running round's end wakes it
             self._thread.join()
 
     def _run(self) -> None:
         token = self._token
         assert token is not None
         while True:
-            self._wake.wait()
-            self._wake.clear()
+            self._wake.acquire()
             if self._crashed:
                 return
             if self.window_s and not self._stopping:
@@ -162,7 +186,7 @@ class BucketWriter:
             completed = self.store.flush_apply(self.bucket_id, written)
         except BaseException as e:  # a broken invariant: stop the node
             self._crashed = True
-            self._wake.set()  # the thread sees _crashed and ends
+            self._wake.release()  # the thread sees _crashed and ends
             self.on_crash(e)
             return
         if wrote:
@@ -174,6 +198,6 @@ class BucketWriter:
             )
             self.on_durable(completed)
         if self._stopping or self.store.has_queued(self.bucket_id):
-            self._wake.set()  # still busy: the next round starts at once
+            self._wake.release()  # still busy: the next round starts at once
         else:
             self._busy = False

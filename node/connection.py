@@ -12,22 +12,43 @@ State: the protocol version (RESP2 until ``HELLO 3``), authentication, the clien
 subscriptions. A RESP2 connection that holds a subscription accepts only subscription commands,
 PING and QUIT, as Redis does, so pushes and replies cannot be confused.
 
+Reading: one non-blocking read, and a wait for readiness only if nothing is there. The common
+wait (no partial request, so no deadline; no subscription) has no cancel scope: ``stop_reading``
+and replies that must be sent wake it through ``_interrupt_read``.
+
 Sending: replies and subscription pushes share the socket under one lock; a push frame is sent
 whole (shielded), so ending a subscription never cuts a frame in half.
+
+Answering appends without a parked task. When a batch ends in a run of appends that the local
+leader confirms (and the connection holds no subscription, so nothing else writes to the socket),
+the connection task does not wait for them: it hands the run to an ``_Answers`` (the replies in
+request order, None until known) and goes back to reading. Each append's confirmation calls back
+on the event loop when the group commit made it visible (or its write failed); the callback fills
+its reply, and the last one writes the run's replies, in order, with one non-blocking write.
+So a commit answers all the connections it completed from one wake-up, and at ``-P 1`` a request
+costs one task wake-up (its bytes arriving) instead of two. Order and read-your-writes hold
+because the connection task settles (``_settle``: waits until every handed-off reply is sent)
+before it executes anything else, sends an error or stops. Bytes the callback cannot write at once
+(the socket is full) go to ``_unsent`` and the connection task sends them itself, reading ahead
+as ``_send_reading_ahead`` does; a task parked waiting for input is woken for that
+(``_interrupt_read``). When the connection ends, pending callbacks find ``_answers`` replaced and
+write nothing (the socket, and its descriptor number, may already belong to someone else).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from . import blocking
 from . import grammar as g
-from .append import AppendOutcome, AppendRequest, Waiter, build_request
+from .append import AppendOutcome, AppendRequest, Confirmation, Outcome, Waiter, build_request
 from .command_stats import command_label
 from .commands import HANDLERS
 from .errors import NodeError, reply_for
@@ -43,6 +64,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sierradb.node")
 
 RECEIVE_BYTES = 64 * 1024
+INFINITY = float("inf")
 SUBSCRIPTION_COMMANDS = (g.ESub, g.EPSub, g.EAck, g.EUnsub, g.Ping, g.Quit)
 OPEN_WITHOUT_AUTH = (g.Auth, g.Hello, g.Ping, g.Quit)
 READS = (g.EGet, g.EScan, g.ESVer, g.EPScan, g.EPSeq)
@@ -71,10 +93,21 @@ class Connection:
         # Set once the batch reply that started a subscription has been sent.
         self.after_send: list[trio.Event] = []
         self._receive_scope: trio.CancelScope | None = None
+        self._parked_reading = False  # waiting for input without a scope (_wait_and_read)
+        self._read_interrupted = False  # ... and _interrupt_read woke it
         # A blocked read's wait (blocking.py), and whether the client left during one.
         self.block_scope: trio.CancelScope | None = None
         self.peer_gone = False
         self._nursery: trio.Nursery | None = None
+        # Appends answered by their confirmations (see the module docstring).
+        self._answers: _Answers | None = None
+        self._unsent = bytearray()  # replies the callbacks could not write, for the task to send
+        self._settled: trio.Event | None = None  # set for a task waiting in _settle
+        self._failure: BaseException | None = None  # an unexpected error a callback met
+        # The client sent requests while replies were outstanding, last time we looked: then
+        # the next read waits for the replies first (see _receive).
+        self._client_pipelines = False
+        self._fed_ahead = False  # a send read requests ahead that no batch has taken yet
 
     # --------------------------------------------------------------------------- I/O
     async def send(self, data: bytes | bytearray) -> None:
@@ -91,14 +124,16 @@ class Connection:
             self._nursery = nursery
             try:
                 await self._loop()
+                await self._settle()
             finally:
+                self._answers = None  # late confirmations write nothing
+                self._unsent.clear()
                 nursery.cancel_scope.cancel()
 
     def stop_reading(self) -> None:
         """Graceful shutdown: finish the batch being executed, read nothing more."""
         self.closing = True
-        if self._receive_scope is not None:
-            self._receive_scope.cancel()
+        self._interrupt_read()
         if self.block_scope is not None:
             self.block_scope.cancel()  # a blocked read answers empty
 
@@ -108,27 +143,43 @@ class Connection:
         # however slowly its bytes trickle in (slow-loris clients); reset whenever one completes.
         request_started: float | None = None
         while not self.closing:
-            if reader.holds_partial_request():
-                if request_started is None:
-                    request_started = trio.current_time()
-                deadline = request_started + self.server.partial_request_timeout_s
+            if self._answers is not None and self._client_pipelines:
+                # It sends more before these replies (several threads sharing the connection):
+                # the next requests would wait for this commit anyway; gather them meanwhile.
+                await self._settle()
+            ended = False
+            if self._fed_ahead:
+                self._fed_ahead = False  # sending read requests ahead: execute those first
             else:
-                request_started = None
-                deadline = float("inf")
-            # One scope: `stop_reading` cancels it (and sets `closing` first); its deadline is
-            # the partial request's.
-            with trio.CancelScope(deadline=deadline) as scope:
-                self._receive_scope = scope
-                data = await self.stream.receive_some(RECEIVE_BYTES)
-            self._receive_scope = None
-            if self.closing:
-                return
-            if scope.cancelled_caught:
-                await self._protocol_error("Protocol error: request not completed in time")
-                return
-            if not data:
-                return
-            reader.feed(data)
+                if reader.holds_partial_request():
+                    if request_started is None:
+                        request_started = trio.current_time()
+                    deadline = request_started + self.server.partial_request_timeout_s
+                else:
+                    request_started = None
+                    deadline = INFINITY
+                data = await self._receive(deadline)
+                if self.closing:
+                    return
+                if data is None:
+                    if self._unsent or self._failure is not None:
+                        await self._settle()  # woken to send what the confirmations could not
+                        continue
+                    await self._protocol_error("Protocol error: request not completed in time")
+                    return
+                if not data:
+                    return
+                reader.feed(data)
+                if self._answers is not None or self._unsent:
+                    # Requests came in while the last run's commit is under way: they wait for
+                    # it in any case, so take what comes meanwhile too, as one batch.
+                    self._client_pipelines = True
+                    await self._settle()
+                    more = self._read_now()
+                    if more:
+                        reader.feed(more)
+                    elif more == b"":
+                        ended = True  # the client's end: execute what it sent, then stop
             while True:
                 try:
                     requests = reader.drain()
@@ -138,6 +189,7 @@ class Connection:
                 if not requests:
                     break
                 request_started = None
+                await self._settle()
                 out = bytearray()
                 await self._execute_batch(requests, out)
                 if out:
@@ -147,6 +199,95 @@ class Connection:
                 self.after_send.clear()
                 if self.closing:
                     return
+            if ended:
+                return
+
+    async def _receive(self, deadline: float) -> bytes | None:
+        """The next bytes from the client (b"" at its end; None: the deadline passed first).
+
+        Cheaper than ``SocketStream.receive_some`` on the path every request takes: one
+        non-blocking read first, and only if nothing is there a wait for readiness, with a
+        cancel scope only when a deadline or a subscription needs one (``_interrupt_read``
+        wakes either kind of wait; ``stop_reading`` sets ``closing`` first). Also None when
+        replies handed to the confirmations must be sent first. A read that succeeds at once
+        still yields to the scheduler (and sees cancellation), as trio's own does, so a client
+        that keeps the socket full cannot starve the other connections.
+        """
+        if deadline != INFINITY and trio.current_time() >= deadline:
+            return None
+        fd = self.stream.socket.fileno()
+        # With replies still to come, a client that does not pipeline is waiting for them and
+        # has sent nothing: skip the read that would fail, wait at once.
+        if self._answers is None:
+            try:
+                data = os.read(fd, RECEIVE_BYTES)
+            except BlockingIOError:
+                self._client_pipelines = False
+            except OSError as exc:
+                raise _stream_error(exc) from exc
+            else:
+                await trio.lowlevel.checkpoint()
+                return data
+        if self._unsent or self._failure is not None or self.closing:
+            return None  # replies to send first (see _answer_later), or stopping
+        if deadline == INFINITY and not self.subscriptions and not self.send_lock.locked():
+            return await self._wait_and_read(fd)
+        with trio.CancelScope(deadline=deadline) as scope:
+            self._receive_scope = scope
+            while True:
+                await trio.lowlevel.wait_readable(fd)
+                try:
+                    data = os.read(fd, RECEIVE_BYTES)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise _stream_error(exc) from exc
+                break
+        self._receive_scope = None
+        return None if scope.cancelled_caught else data
+
+    def _read_now(self) -> bytes | None:
+        """What the socket holds now, without waiting (None: nothing; b"": the client's end)."""
+        try:
+            return os.read(self.stream.socket.fileno(), RECEIVE_BYTES)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise _stream_error(exc) from exc
+
+    async def _wait_and_read(self, fd: int) -> bytes | None:
+        """`_receive`'s wait without a cancel scope (a scope costs as much as the rest of the
+        wait); None if ``_interrupt_read`` woke it."""
+        self._parked_reading = True
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(fd)
+                try:
+                    return os.read(fd, RECEIVE_BYTES)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise _stream_error(exc) from exc
+        except trio.ClosedResourceError:
+            if not self._read_interrupted:
+                raise
+            return None
+        finally:
+            self._parked_reading = False
+            self._read_interrupted = False
+
+    def _interrupt_read(self) -> None:
+        """Wake the task from its wait for input (``stop_reading``, or replies to send)."""
+        if self._receive_scope is not None:
+            self._receive_scope.cancel()
+        elif self._parked_reading and not self._read_interrupted and not self.send_lock.locked():
+            # The wait has no scope: wake it as trio wakes the waiters of a socket about to be
+            # closed. Only this read waits on the socket (nobody holds the send lock, and without
+            # a subscription nobody else sends), and the socket stays open: the next wait
+            # registers it again. (If a push holds the lock, stop_reading leaves the wait alone:
+            # the shutdown's grace period ends it.)
+            self._read_interrupted = True
+            trio.lowlevel.notify_closing(self.stream.socket.fileno())
 
     async def _send_reading_ahead(self, data: bytearray) -> None:
         """Send a batch's replies; if the socket is full, keep reading (not executing) requests.
@@ -157,7 +298,14 @@ class Connection:
         by the maximum request size, so a client that never reads still cannot make us buffer
         without bound. Fast path: one non-blocking write, no extra task.
         """
-        async with self.send_lock:
+        lock = self.send_lock
+        if lock.locked():
+            await lock.acquire()  # a push frame is being sent: wait for its end
+        else:
+            # No await until the lock is taken: nothing else can start sending meanwhile, and
+            # the common case (the whole batch written at once) never yields to the scheduler.
+            lock.acquire_nowait()
+        try:
             try:
                 sent = os.write(self.stream.socket.fileno(), data)
             except BlockingIOError:
@@ -176,14 +324,18 @@ class Connection:
                         if not chunk:
                             return
                         self.reader.feed(chunk)
+                        self._fed_ahead = True
                         budget -= len(chunk)
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(read_ahead)
                 await self.stream.send_all(memoryview(data)[sent:])
                 reading.cancel()
+        finally:
+            lock.release()
 
     async def _protocol_error(self, message: str) -> None:
+        await self._settle()
         text = message if message.startswith("Protocol error") else f"Protocol error: {message}"
         out = bytearray()
         encode_into(out, ErrorReply("ERR", text), self.protocol)
@@ -260,13 +412,12 @@ class Connection:
             out += reply
             if self.closing:
                 break
-        if deferred:
+        if deferred and not (not out and self._answer_later(deferred)):
             await self._finish(deferred, out)
 
     async def _finish(self, deferred: list[Deferred], out: bytearray) -> None:
         """Wait for a run of appends (in order) and add their replies and the replies held
         behind them to `out`. Appends confirmed by the same flush return without parking."""
-        record = self.server.command_stats.record
         resp3 = self.protocol == 3
         for label, started, append, wait in deferred:
             if append is None:
@@ -275,25 +426,131 @@ class Connection:
                 continue
             assert not isinstance(wait, bytes)
             try:
-                outcome = await wait()
+                outcome: Outcome = await wait()
             except BaseException as exc:  # noqa: BLE001
-                err = reply_for(exc)
-                if err is None:
+                if reply_for(exc) is None:
                     raise
-                encode_into(out, err, self.protocol)
-                if label is not None:
-                    record(label, err.code, time.perf_counter() - started)
-                continue
-            if append.multi:
-                out += self._emappend_reply(append, outcome, resp3)
-            else:
-                out += append_result(
-                    append.events[0].event_id, append.partition_key, append.partition_id,
-                    outcome.first_sequence, outcome.versions[0], outcome.timestamps_ms[0], resp3,
-                )  # fmt: skip
-            if label is not None:
-                record(label, "ok", time.perf_counter() - started)
+                outcome = exc
+            out += self._append_reply(label, started, append, outcome, resp3)
         deferred.clear()
+
+    def _append_reply(
+        self,
+        label: str | None,
+        started: float,
+        append: AppendRequest,
+        outcome: Outcome,
+        resp3: bool,
+    ) -> bytes:
+        """An append's encoded reply (its outcome mapped to an error reply if it failed; the
+        caller checked that it maps), recorded in the command statistics."""
+        if isinstance(outcome, BaseException):
+            err = reply_for(outcome)
+            assert err is not None
+            if label is not None:
+                self.server.command_stats.record(label, err.code, time.perf_counter() - started)
+            return self._encode(err)
+        if append.multi:
+            reply = self._emappend_reply(append, outcome, resp3)
+        else:
+            reply = append_result(
+                append.events[0].event_id, append.partition_key, append.partition_id,
+                outcome.first_sequence, outcome.versions[0], outcome.timestamps_ms[0], resp3,
+            )  # fmt: skip
+        if label is not None:
+            self.server.command_stats.record(label, "ok", time.perf_counter() - started)
+        return reply
+
+    # ----------------------------------------------------- appends answered on confirmation
+    def _answer_later(self, deferred: list[Deferred]) -> bool:
+        """Hand a batch's run of appends to their confirmations (see the module docstring);
+        False (nothing done) if any of them, or the connection's state, needs the waiting
+        path: a subscription or a gate that could write meanwhile, or a waiter of another
+        role (a forwarded append, an idempotent replay)."""
+        if self.subscriptions or self.after_send or self.closing or self._answers is not None:
+            return False
+        for _label, _started, append, wait in deferred:
+            if append is not None and not isinstance(wait, Confirmation):
+                return False
+        answers = self._answers = _Answers(len(deferred))
+        for i, (label, started, append, wait) in enumerate(deferred):
+            if append is None:
+                assert isinstance(wait, bytes)
+                answers.replies[i] = wait
+                answers.missing -= 1
+                continue
+            assert isinstance(wait, Confirmation)
+            wait.when_done(partial(self._confirmed, answers, i, label, started, append))
+        deferred.clear()
+        self._send_answered(answers)
+        return True
+
+    def _confirmed(
+        self,
+        answers: _Answers,
+        index: int,
+        label: str | None,
+        started: float,
+        append: AppendRequest,
+        outcome: Outcome,
+    ) -> None:
+        """A confirmation's callback (on the event loop, from the group commit's completion)."""
+        if answers is not self._answers:
+            return  # the connection is gone
+        try:
+            if isinstance(outcome, BaseException) and reply_for(outcome) is None:
+                raise outcome
+            reply = self._append_reply(label, started, append, outcome, self.protocol == 3)
+        except Exception as exc:  # noqa: BLE001 - fails this connection, as a task would
+            self._failure = exc  # raised by the connection task (never into the commit's path)
+            self._answers = None
+            self._wake_task()
+            return
+        answers.replies[index] = reply
+        answers.missing -= 1
+        self._send_answered(answers)
+
+    def _send_answered(self, answers: _Answers) -> None:
+        """Once the whole run is answered: write its replies with one write (as the waiting
+        path would have), leaving what does not fit to the connection task."""
+        if answers.missing:
+            return
+        self._answers = None
+        unsent = self._unsent
+        unsent += b"".join(answers.replies)  # type: ignore[arg-type]
+        if not self.send_lock.locked():
+            try:
+                sent = os.write(self.stream.socket.fileno(), unsent)
+            except OSError:  # full, or the peer is gone: the task's own send sees which
+                sent = 0
+            del unsent[:sent]
+        self._wake_task()
+
+    def _wake_task(self) -> None:
+        """Let the connection task see that the replies are sent, or that it must send them."""
+        if self._settled is not None:
+            self._settled.set()
+        if self._unsent or self._failure is not None:
+            self._interrupt_read()
+
+    async def _settle(self) -> None:
+        """Return once every reply handed to the confirmations is sent (sending what they
+        could not write); raise an unexpected error one of them met."""
+        while True:
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure
+            if self._unsent:
+                data, self._unsent = self._unsent, bytearray()
+                await self._send_reading_ahead(data)
+                continue
+            if self._answers is None:
+                return
+            self._settled = trio.Event()
+            try:
+                await self._settled.wait()
+            finally:
+                self._settled = None
 
     def _encode(self, value: object) -> bytes:
         out = bytearray()
@@ -340,3 +597,21 @@ class Connection:
                 SimpleString("events"): items,
             }
         )
+
+
+def _stream_error(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
+    """A failed read as trio's streams report it (as ``receive_some`` would have)."""
+    if exc.errno == errno.EBADF:
+        return trio.ClosedResourceError("the connection was already closed")
+    return trio.BrokenResourceError(f"the connection broke: {exc}")
+
+
+class _Answers:
+    """A run of appends answered by their confirmations: the replies in request order (None
+    until known) and how many are still unknown."""
+
+    __slots__ = ("missing", "replies")
+
+    def __init__(self, count: int) -> None:
+        self.replies: list[bytes | None] = [None] * count
+        self.missing = count

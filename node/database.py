@@ -20,7 +20,7 @@ import trio
 from sierradb.storage import Store, Ticket
 
 from .append import Appender, Unavailable
-from .bucket_writer import BucketWriter
+from .bucket_writer import BucketWriter, KickPump
 from .config import Config
 from .confirmation import LocalConfirmer
 from .errors import NodeError
@@ -46,8 +46,9 @@ class Database:
         self.confirmer = LocalConfirmer(store, self.board, self._on_write_failure)
         self._confirm: Callable[[list[Ticket]], None] = self.confirmer.durable
         window = config.sync_window_s or 0.0
+        self._pump = KickPump()
         self.writers = [
-            BucketWriter(store, b, window, self._on_durable, self._on_crash)
+            BucketWriter(store, b, window, self._on_durable, self._on_crash, self._pump)
             for b in range(store.bucket_count)
         ]
         self.roles: list[Appender] = []
@@ -114,7 +115,7 @@ class Database:
                 self._nursery = nursery
                 for w in self.writers:
                     w.start()
-                    nursery.start_soon(w.pump)
+                nursery.start_soon(self._pump.run)
                 task_status.started()
                 await self._crashed.wait()
                 assert self._crash is not None

@@ -21,13 +21,14 @@ appends (TRYAGAIN) until it has durably moved to a new term.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
 
 from sierradb.storage import Event, NewEvent, Promise, Store, Ticket
 
-from .append import AppendOutcome, AppendRequest, Waiter
+from .append import AppendOutcome, AppendRequest, Confirmation, Outcome, Waiter
 from .errors import NodeError, duplicate_event_id
 from .visibility import WatermarkBoard
 
@@ -101,11 +102,7 @@ class LocalLeader:
             else tuple([e.timestamp_ms for e in events])
         )
 
-        async def confirmed() -> AppendOutcome:
-            await self._wait_confirmed(ticket)
-            return AppendOutcome(ticket.first_sequence, tuple(ticket.versions), timestamps)
-
-        return confirmed
+        return LocalConfirmation(self, ticket, timestamps)
 
     async def _wait_confirmed(self, ticket: Ticket) -> None:
         p, last = self.partition_id, ticket.last_sequence
@@ -165,6 +162,46 @@ class LocalLeader:
         self.term = new_term
         self.stepping_down = False
         log.warning("partition %d: new term %d after a write failure", self.partition_id, new_term)
+
+
+class LocalConfirmation(Confirmation):
+    """A fresh append's waiter: awaited, or calling back once the watermark passed its
+    transaction or its write failed. Between watermark moves it sits in the board's queue
+    for its partition (``set`` is how the board wakes it), so no task waits for it."""
+
+    __slots__ = ("_callback", "leader", "ticket", "timestamps")
+
+    def __init__(self, leader: LocalLeader, ticket: Ticket, timestamps: tuple[int, ...]) -> None:
+        self.leader = leader
+        self.ticket = ticket
+        self.timestamps = timestamps
+        self._callback: Callable[[Outcome], None] | None = None
+
+    async def __call__(self) -> AppendOutcome:
+        await self.leader._wait_confirmed(self.ticket)
+        return self._outcome()
+
+    def _outcome(self) -> AppendOutcome:
+        ticket = self.ticket
+        return AppendOutcome(ticket.first_sequence, tuple(ticket.versions), self.timestamps)
+
+    def when_done(self, callback: Callable[[Outcome], None]) -> None:
+        assert self._callback is None, "a confirmation calls back once"
+        self._callback = callback
+        self.set()
+
+    def set(self) -> None:
+        """Report the outcome if it is known, else wait for the next move of the watermark
+        (the board calls this on a move past the transaction, or on a write failure)."""
+        callback = self._callback
+        assert callback is not None
+        ticket, leader = self.ticket, self.leader
+        if ticket.error is not None:
+            callback(ticket.error)
+        elif leader.store.watermark(leader.partition_id) > ticket.last_sequence:
+            callback(self._outcome())
+        else:
+            leader.board.call_past(leader.partition_id, ticket.last_sequence, self)
 
 
 def stored_events(store: Store, request: AppendRequest) -> list[Event] | None:

@@ -10,7 +10,9 @@ Two kinds of waiters are served:
 - Per-partition queues for appends, each waiting for one sequence to become visible. They are
   kept ordered by sequence, so a move wakes exactly the appends it made visible, not every
   waiter on the node. ``wake_partition`` wakes all of a partition's appends at once (a write
-  failed: each checks whether it was its own).
+  failed: each checks whether it was its own). An entry is anything with ``set()``: a parked
+  task's ``trio.Event`` (``wait_past``), or a callback object (``call_past``: the leader's
+  confirmations, which report to their connection without a task waiting).
 
 Blocking reads (``blocking.py``) park in the same per-partition queues, on several partitions at
 once (``wait_past_any``); a waiter that returns, is woken or is cancelled (timeout, disconnect)
@@ -22,17 +24,20 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterable
+from typing import Protocol
 
 import trio
+
+
+class Wakeable(Protocol):
+    def set(self) -> None: ...
 
 
 class WatermarkBoard:
     def __init__(self, partition_count: int) -> None:
         self.version = 0
         self._changed = trio.Event()
-        self._waiting: list[list[tuple[int, int, trio.Event]]] = [
-            [] for _ in range(partition_count)
-        ]
+        self._waiting: list[list[tuple[int, int, Wakeable]]] = [[] for _ in range(partition_count)]
         self._order = itertools.count()  # ties in a heap must never compare the events
 
     def notify(self, moved: Iterable[tuple[int, int]] = ()) -> None:
@@ -56,6 +61,11 @@ class WatermarkBoard:
         if self.version != seen_version:
             return
         await self._changed.wait()
+
+    def call_past(self, partition_id: int, sequence: int, waker: Wakeable) -> None:
+        """Call ``waker.set()`` once a move of the partition's watermark passes `sequence` (or
+        the partition's waiters are woken); it re-checks its condition, as a task would."""
+        heapq.heappush(self._waiting[partition_id], (sequence, next(self._order), waker))
 
     async def wait_past(self, partition_id: int, sequence: int) -> None:
         """Return once a move of the partition's watermark passes `sequence` (or it is woken).

@@ -116,8 +116,11 @@ def encode_command(*args: Any) -> bytes:
 class RawClient:
     """A plain socket speaking RESP; `read()` returns the next frame, typed exactly."""
 
-    def __init__(self, port: int, protocol: int = 2, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(
+        self, port: int, protocol: int = 2, timeout: float = 10.0, sock: socket.socket | None = None
+    ) -> None:
+        """Connects to `port`, or speaks over `sock`, connected already (its options set)."""
+        self.sock = sock or socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.timeout = timeout
         self.buf = bytearray()
         if protocol == 3:

@@ -6,7 +6,9 @@ code prefix, pipelining, and the RESP2/RESP3 shapes of maps, booleans and nulls.
 
 from __future__ import annotations
 
+import socket
 import threading
+import uuid
 
 import pytest
 import redis
@@ -20,6 +22,7 @@ from resp_client import (
     Verbatim,
     as_dict,
     client,
+    encode_command,
     module_node,
     scan,
     unique,
@@ -559,3 +562,35 @@ def test_pipelined_raw_requests_get_replies_in_order(raw):
     assert raw.read() == 0
     assert raw.read() == "INVALIDARG unknown command 'BAD'"
     assert raw.read() == b"end"
+
+
+def test_replies_that_fill_the_socket_arrive_whole_and_in_order(server):
+    """Append replies larger than the socket buffers, from a client that writes everything
+    before reading anything: what the commit's completion cannot write at once, the connection
+    sends while still reading ahead, so nothing deadlocks, is lost or is reordered."""
+    stream = unique()
+    key = str(uuid.uuid4())
+    per_request, requests = 40, 300
+    command = ["EMAPPEND", key]
+    for _ in range(per_request):
+        command += [stream, "Filled", "PAYLOAD", "x" * 64]
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the server's writes fill it
+    sock.settimeout(60)
+    sock.connect(("127.0.0.1", server.port))
+    raw = RawClient(server.port, timeout=60, sock=sock)
+    try:
+        sender = threading.Thread(
+            target=lambda: sock.sendall(encode_command(*command) * requests), daemon=True
+        )
+        sender.start()
+        sender.join(60)
+        assert not sender.is_alive(), "the server stopped reading"
+        versions = []
+        for _ in range(requests):
+            reply = as_dict(raw.read())
+            versions += [as_dict(e)[b"stream_version"] for e in reply[b"events"]]
+        assert versions == list(range(per_request * requests))
+        assert raw.call("PING") == "PONG"
+    finally:
+        raw.close()
