@@ -259,17 +259,22 @@ class BucketReads(BucketMetadata):
                     continue
                 reader = self._sealed_reader(seg)
                 offsets = seg.indexes().stream_offsets(ref, lo, hi)
-            for off in offsets:
-                raw = reader.raw_event_at(off)
-                if raw[0][RAW_SEQUENCE] >= max_seq:
-                    return out
-                version = raw[0][RAW_VERSION]
-                if version < start:
-                    continue
-                out.append(raw)
-                start = version + 1
-                if len(out) >= limit or start > last:
-                    return out
+            done = 0
+            while done < len(offsets):
+                # Checked a run at a time, never more than the page still needs (a run may hold
+                # the rest of a long stream).
+                chunk = offsets[done : done + limit - len(out)]
+                done += len(chunk)
+                for raw in reader.raw_events_at(chunk):
+                    if raw[0][RAW_SEQUENCE] >= max_seq:
+                        return out
+                    version = raw[0][RAW_VERSION]
+                    if version < start:
+                        continue
+                    out.append(raw)
+                    start = version + 1
+                    if len(out) >= limit or start > last:
+                        return out
         return out
 
     def find_event(self, ps: PartitionState, event_id: bytes) -> tuple[Event, bool] | None:
