@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .active_index import event_time_ms, stream_key
@@ -139,12 +140,13 @@ class BucketReads(BucketMetadata):
 
     def _partition_reads(
         self, ps: PartitionState, start: int, last: int, limit: int
-    ) -> list[tuple[RecordReader, list[int]]]:
+    ) -> Iterator[tuple[RecordReader, list[int]]]:
         """(reader, offsets) runs of the surviving durable entries with start <= sequence <=
-        last, at most `limit`, in sequence order. The plan is taken under the lock, the reads
-        are left to the caller (outside it)."""
+        last, at most `limit`, in sequence order. The plan is taken under the lock; a sealed
+        run's offsets are looked up only when the caller gets to it (a catch-up read stops
+        after a few MiB), and the reads are the caller's (outside the lock)."""
         if limit <= 0 or start > last:
-            return []
+            return
         p = ps.partition_id
         with self.lock:
             plan: list[tuple[RecordReader | SealedSegment, object]] = []
@@ -162,14 +164,12 @@ class BucketReads(BucketMetadata):
                     plan.append((seg, (lo, hi)))
                 want -= hi - lo
                 start = base + hi
-        reads = []
         for source, what in plan:
             if isinstance(source, RecordReader):
-                reads.append((source, what))
+                yield source, what  # type: ignore[misc]
             else:
                 offsets = source.indexes().partition_offsets(p, *what)  # type: ignore[misc]
-                reads.append((self._sealed_reader(source), offsets))
-        return reads  # type: ignore[return-value]
+                yield self._sealed_reader(source), offsets
 
     def read_partition_events(
         self, ps: PartitionState, start: int, last: int, limit: int

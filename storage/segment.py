@@ -265,7 +265,7 @@ class RecordReader:
         out: list[RawEvent] = []
         i, n = 0, len(offsets)
         while i < n:
-            out.append(self._checked_at(offsets[i], verify_event))
+            out.append(self.raw_event_at(offsets[i]))
             i += 1
             start, buf = self._buf_start, self._buf
             # offsets[i:j] end at or before offsets[j], inside the buffer (checked all the
@@ -280,7 +280,7 @@ class RecordReader:
                     rels = run if start == 0 else [off - start for off in run]
                     out += verify_events(buf, rels, end)
                 except BadRecord:
-                    out += [self._checked_at(off, verify_event) for off in run]
+                    out += [self.raw_event_at(off) for off in run]
                 i = j
         return out
 
