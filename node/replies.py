@@ -7,7 +7,6 @@ reference's (event map: 11 keys; EAPPEND: 6 keys). In RESP2 a map is a flat arra
 
 from __future__ import annotations
 
-import struct
 from binascii import hexlify
 from collections import OrderedDict
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from sierradb.storage.record import (
     raw_body,
 )
 
-from .identifiers import format_uuid
+from .identifiers import format_uuid, two_uuid_groups, uuid_groups
 
 # The three ids are formatted from slices of one hex string of their 48 bytes.
 _U = b"%s-%s-%s-%s-%s"
@@ -60,12 +59,6 @@ _APPEND2 = (
     b"$12\r\npartition_id\r\n:%d\r\n$18\r\npartition_sequence\r\n:%d\r\n"
     b"$14\r\nstream_version\r\n:%d\r\n$9\r\ntimestamp\r\n:%d\r\n"
 )
-
-
-# A UUID's text groups (8-4-4-4-12 hex digits) cut from the ids' hex string in one call each:
-# two for the event id and partition key, one for the transaction id (after the partition id).
-_two_uuids = struct.Struct("8s4s4s4s12s" * 2).unpack_from
-_one_uuid = struct.Struct("8s4s4s4s12s").unpack_from
 
 
 def _uuid(b: bytes) -> bytes:
@@ -143,7 +136,7 @@ def _map(ids: bytes, partition: int, sequence: int, version: int, timestamp_ms: 
          resp3: bool) -> bytes:  # fmt: skip
     """`ids`: the event id, partition key and transaction id as one hex string (96 digits)."""
     return (_EVENT3 if resp3 else _EVENT2) % (
-        *_two_uuids(ids), partition, *_one_uuid(ids, 64), sequence, version, timestamp_ms,
+        *two_uuid_groups(ids), partition, *uuid_groups(ids, 64), sequence, version, timestamp_ms,
         len(stream_id), stream_id, len(event_name), event_name,
         len(metadata), metadata, len(payload), payload,
     )  # fmt: skip
@@ -198,27 +191,21 @@ def scan_result_raw(records: list[RawEvent], has_more: bool, resp3: bool,
     )
 
 
-def push_message(subscription_id: bytes, cursor: int, ev: Event, resp3: bool) -> bytes:
+def _push_head(subscription_id: bytes, resp3: bool) -> bytes:
+    """A push message's frame up to its cursor's digits."""
     if resp3:
-        return b">4\r\n+message\r\n+%s\r\n:%d\r\n%s" % (
-            _uuid(subscription_id),
-            cursor,
-            event_map(ev, True),
-        )
-    return b"*4\r\n$7\r\nmessage\r\n$36\r\n%s\r\n:%d\r\n%s" % (
-        _uuid(subscription_id),
-        cursor,
-        event_map(ev, False),
-    )
+        return b">4\r\n+message\r\n+%s\r\n:" % _uuid(subscription_id)
+    return b"*4\r\n$7\r\nmessage\r\n$36\r\n%s\r\n:" % _uuid(subscription_id)
+
+
+def push_message(subscription_id: bytes, cursor: int, ev: Event, resp3: bool) -> bytes:
+    return b"%s%d\r\n%s" % (_push_head(subscription_id, resp3), cursor, event_map(ev, resp3))
 
 
 def push_messages_raw(subscription_id: bytes, cursor: int, records: list[RawEvent],
                       resp3: bool) -> bytes:  # fmt: skip
     """push_message of each stored record, with cursors from `cursor` on, in one buffer."""
-    if resp3:
-        head = b">4\r\n+message\r\n+%s\r\n:" % _uuid(subscription_id)
-    else:
-        head = b"*4\r\n$7\r\nmessage\r\n$36\r\n%s\r\n:" % _uuid(subscription_id)
+    head = _push_head(subscription_id, resp3)
     return b"".join(
         [
             b"%s%d\r\n%s" % (head, cursor + i, event_map_raw(raw, resp3))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import json
-import struct
 from binascii import hexlify
 from json.encoder import encode_basestring  # the C encoder: a quoted, escaped JSON string
 from typing import NamedTuple
@@ -34,6 +33,8 @@ from sierradb.storage.record import (
     raw_body,
 )
 
+from ..identifiers import two_uuid_groups, uuid_groups
+
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 # One event as JSON (UTF-8) in one formatting step (pages of thousands of events are the hot
@@ -45,9 +46,6 @@ _EVENT = (
     b'"timestamp":%d,"stream_id":%s,"event_name":%s,"metadata":%s,"metadata_encoding":"%s",'
     b'"payload":%s,"payload_encoding":"%s"}'
 )
-# A UUID's text groups cut from the ids' hex string (as node/replies.py does).
-_two_uuids = struct.Struct("8s4s4s4s12s" * 2).unpack_from
-_one_uuid = struct.Struct("8s4s4s4s12s").unpack_from
 
 
 def _string(text: str) -> bytes:
@@ -77,7 +75,7 @@ def _json(ids: bytes, partition: int, sequence: int, version: int, timestamp_ms:
     meta_json, meta_encoding = _bytes_field(metadata)
     payload_json, payload_encoding = _bytes_field(payload)
     return _EVENT % (
-        *_two_uuids(ids), partition, *_one_uuid(ids, 64), sequence, version, timestamp_ms,
+        *two_uuid_groups(ids), partition, *uuid_groups(ids, 64), sequence, version, timestamp_ms,
         _string(stream_id.decode("utf-8", "replace")),
         _string(event_name.decode("utf-8", "replace")),
         meta_json, meta_encoding, payload_json, payload_encoding,
@@ -119,4 +117,9 @@ def with_events(value: dict, events: list[JsonEvent]) -> bytes:
     head = to_json(value)
     assert head.endswith(b"}")
     sep = b"," if len(head) > 2 else b""
-    return head[:-1] + sep + b'"events":[' + b",".join([e.json for e in events]) + b"]}"
+    return head[:-1] + sep + b'"events":' + events_array(events) + b"}"
+
+
+def events_array(events: list[JsonEvent]) -> bytes:
+    """A JSON array of events."""
+    return b"[" + b",".join([e.json for e in events]) + b"]"

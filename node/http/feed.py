@@ -48,7 +48,7 @@ from ..grammar import CommandError, parse_partition_selector
 from ..relay import Relay
 from . import reads
 from . import tail as tail_mode
-from .events import JsonEvent, json_event, json_event_raw, to_json
+from .events import JsonEvent, events_array, json_event, json_event_raw, to_json
 from .responses import ApiError, bad
 
 if TYPE_CHECKING:
@@ -164,10 +164,6 @@ def _read_round(store: Store, cursor: dict[int, int]) -> list[tuple[int, JsonEve
     return events
 
 
-def _array(events: list[JsonEvent]) -> bytes:
-    return b"[" + b",".join([ev.json for ev in events]) + b"]"
-
-
 def _message(event: str, data: bytes, cursor: dict[int, int]) -> bytes:
     return b"event: %s\nid: %s\ndata: %s\n\n" % (
         event.encode(),
@@ -239,7 +235,7 @@ async def _complete_round(ins: Inspector, cursor: dict[int, int], local: list[in
                       for ev in relay.take(FEED_BATCH_EVENTS - len(events)))  # fmt: skip
     for p, ev in events:
         cursor[p] = ev.partition_sequence + 1
-    await send(_message("events", _array([ev for _, ev in events]), cursor))
+    await send(_message("events", events_array([ev for _, ev in events]), cursor))
     ins.feed_events += len(events)
 
 
@@ -274,5 +270,5 @@ async def _tail_round(ins: Inspector, cursor: dict[int, int], local: list[int],
         ins.feed_skipped += skipped
     for p in counts:
         cursor[p] = ends[p]
-    await send(_message("events", _array([item.event for item in shown]), cursor))
+    await send(_message("events", events_array([item.event for item in shown]), cursor))
     ins.feed_events += len(shown)
