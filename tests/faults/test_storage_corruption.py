@@ -300,33 +300,31 @@ def check(
                 ]
                 if ends != want_ends:
                     problems.append(f"after the cut the ends are {ends}, expected {want_ends}")
+
+        def read_raw_as_events(p: int, start: int, end: int | None, limit: int
+                               ) -> tuple[list, bool]:  # fmt: skip
+            records, more = store.read_partition_raw(p, start, end, limit)
+            return [event_from_raw(r) for r in records], more
+
         for p in range(PARTITIONS):
             store.set_watermark(p, store.durable_next(p))
             want = [expected[(p, s)] for s in range(full_ends[p]) if (p, s) not in gone]
-            got: list = []
-            ok = True
-            try:
-                while True:
-                    batch, more = store.read_partition(p, len(got), None, 500)
-                    got.extend(batch)
-                    if not more:
-                        break
-            except CorruptionError as e:
-                corruption(e, f"read_partition({p})")
-                ok = False
-            prefix(got, want, f"read_partition({p})", ok)
-            # The stored-record path (EPSCAN, EPREAD, the API) checks runs of records at once.
-            got, ok = [], True
-            try:
-                while True:
-                    records, more = store.read_partition_raw(p, len(got), None, 500)
-                    got.extend(event_from_raw(r) for r in records)
-                    if not more:
-                        break
-            except CorruptionError as e:
-                corruption(e, f"read_partition_raw({p})")
-                ok = False
-            prefix(got, want, f"read_partition_raw({p})", ok)
+            # As Events, and as stored records: the path of EPSCAN, EPREAD and the API, which
+            # checks runs of records at once.
+            for name, read in (("read_partition", store.read_partition),
+                               ("read_partition_raw", read_raw_as_events)):  # fmt: skip
+                got: list = []
+                ok = True
+                try:
+                    while True:
+                        batch, more = read(p, len(got), None, 500)
+                        got.extend(batch)
+                        if not more:
+                            break
+                except CorruptionError as e:
+                    corruption(e, f"{name}({p})")
+                    ok = False
+                prefix(got, want, f"{name}({p})", ok)
             for sid in w.all_streams(p):
                 want_s = [e for e in want if e[7] == sid]
                 ok = True
