@@ -91,8 +91,7 @@ class BucketReads(BucketMetadata):
         )
 
     def _active_reader(self) -> RecordReader:
-        end = self.active.end_offset
-        return RecordReader(self.file.path, self.file, end, tail_view=self.file.view(end))
+        return RecordReader(self.file.path, self.file, self.active.end_offset, map_tail=True)
 
     def _term_before(self, ps: PartitionState, sequence: int) -> int:
         """Term of the entry just below `sequence` (queued, in flight or durable)."""

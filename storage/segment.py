@@ -202,13 +202,16 @@ class SealedSegment:
 class RecordReader:
     """Reads records at given offsets of one segment, a chunk or cached block at a time.
 
-    With `tail_view` (the active segment's data mapped, ``DiskFile.view``), records in the last
-    TAIL_VIEW_BYTES before the durable end are read straight from the map: consumers that follow
-    a partition read what was just written, and several partitions interleave in one segment, so
-    chunked preads would copy the same tail once per partition. Older records are read in chunks,
-    so the mapped pages a process keeps resident stay within that window."""
+    With `map_tail` (the active segment), records in the last TAIL_VIEW_BYTES before the durable
+    end are read straight from a map of the file (``DiskFile.view``, taken when the first such
+    record is read): consumers that follow a partition read what was just written, and several
+    partitions interleave in one segment, so chunked preads would copy the same tail once per
+    partition. Older records are read in chunks, so the mapped pages a process keeps resident
+    stay within that window, and a reader that never reaches the tail never maps the file."""
 
-    __slots__ = ("path", "_pread", "_cache", "_key", "_limit", "_buf", "_buf_start", "_tail")
+    __slots__ = (
+        "path", "_pread", "_view", "_cache", "_key", "_limit", "_buf", "_buf_start", "_tail"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -217,22 +220,28 @@ class RecordReader:
         limit: int,
         cache: BlockCache | None = None,
         cache_key: tuple[int, int] | None = None,
-        tail_view: memoryview | None = None,
+        map_tail: bool = False,
     ) -> None:
         self.path = path
         self._pread = file.pread
+        self._view = file.view if map_tail else None
         self._cache = cache
         self._key = cache_key
         self._limit = limit  # nothing at or past this offset may be read (durable end)
         self._buf: bytes | memoryview = b""
         self._buf_start = 0
-        self._tail = tail_view if tail_view is not None and len(tail_view) >= limit else None
+        self._tail: memoryview | None = None
 
     def _load(self, offset: int, need: int) -> None:
-        if self._tail is not None and offset >= self._limit - TAIL_VIEW_BYTES:
-            self._buf = self._tail
-            self._buf_start = 0
-            return
+        if self._view is not None and offset >= self._limit - TAIL_VIEW_BYTES:
+            if self._tail is None:
+                self._tail = self._view(self._limit)
+                if self._tail is None:
+                    self._view = None  # the file cannot be mapped: read it in chunks
+            if self._tail is not None:
+                self._buf = self._tail
+                self._buf_start = 0
+                return
         cache = self._cache
         if cache is not None and self._key is not None:
             block_no = offset // BLOCK_SIZE_BYTES
