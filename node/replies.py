@@ -3,6 +3,9 @@
 Generic encoding (``resp.encode``) walks Python values; these templates produce the same bytes
 for the fixed-shape replies in one formatting step. Key names, order and types are the
 reference's (event map: 11 keys; EAPPEND: 6 keys). In RESP2 a map is a flat array of key, value.
+Stored records (reads and partition subscriptions, the bulk of what is sent) are encoded by the
+compiled ``event_codec``; the templates here encode Events (remote reads, stream subscriptions),
+and the tests hold the two to the same bytes.
 """
 
 from __future__ import annotations
@@ -15,16 +18,12 @@ from typing import Any
 from sierradb.storage import Event
 from sierradb.storage.record import (
     RAW_EVENT_ID,
-    RAW_IDS,
-    RAW_PARTITION,
     RAW_SEQUENCE,
     RAW_TERM,
-    RAW_TIMESTAMP,
-    RAW_VERSION,
     RawEvent,
-    raw_body,
 )
 
+from .event_codec import encode_events
 from .identifiers import format_uuid, two_uuid_groups, uuid_groups
 
 # The three ids are formatted from slices of one hex string of their 48 bytes.
@@ -124,11 +123,9 @@ def _encode_event_map(ev: Event, resp3: bool) -> bytes:
 
 
 def event_map_raw(raw: RawEvent, resp3: bool) -> bytes:
-    """The map of a stored record (``storage.RawEvent``), without building an Event."""
-    f = raw[0]
-    sid, name, metadata, payload = raw_body(raw)
-    return _map(hexlify(raw[1][RAW_IDS]), f[RAW_PARTITION], f[RAW_SEQUENCE], f[RAW_VERSION],
-                f[RAW_TIMESTAMP], sid, name, metadata, payload, resp3)  # fmt: skip
+    """The map of a stored record (``storage.RawEvent``), without building an Event (by the
+    compiled encoder, ``event_codec``; the templates here encode Events)."""
+    return encode_events([raw], resp3)
 
 
 def _map(ids: bytes, partition: int, sequence: int, version: int, timestamp_ms: int,
@@ -185,9 +182,11 @@ def scan_result_raw(records: list[RawEvent], has_more: bool, resp3: bool,
     """scan_result of stored records (a read that only re-encodes its events). With `reuse`,
     through the encoded-event cache (stream reads: aggregates load the same streams again and
     again; a partition consumer reads each event once, so partition reads skip it)."""
-    encode = encoded_events.get_raw if reuse else event_map_raw
+    if not reuse:
+        return _scan_head(len(records), has_more, resp3) + encode_events(records, resp3)
+    get = encoded_events.get_raw
     return _scan_head(len(records), has_more, resp3) + b"".join(
-        [encode(raw, resp3) for raw in records]
+        [get(raw, resp3) for raw in records]
     )
 
 
@@ -205,13 +204,7 @@ def push_message(subscription_id: bytes, cursor: int, ev: Event, resp3: bool) ->
 def push_messages_raw(subscription_id: bytes, cursor: int, records: list[RawEvent],
                       resp3: bool) -> bytes:  # fmt: skip
     """push_message of each stored record, with cursors from `cursor` on, in one buffer."""
-    head = _push_head(subscription_id, resp3)
-    return b"".join(
-        [
-            b"%s%d\r\n%s" % (head, cursor + i, event_map_raw(raw, resp3))
-            for i, raw in enumerate(records)
-        ]
-    )
+    return encode_events(records, resp3, _push_head(subscription_id, resp3), cursor)
 
 
 def push_subscribe(subscription_id: bytes, count: int, resp3: bool) -> bytes:

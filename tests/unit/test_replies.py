@@ -1,16 +1,21 @@
 """Events encoded straight from stored records (RESP maps, the API's JSON) are byte for byte
-those of decoded events."""
+those of decoded events; the compiled encoder of stored records is the one in use, and gives
+the bytes its own source gives uncompiled."""
 
 from __future__ import annotations
 
 import base64
+import importlib.machinery
+import importlib.util
 import json
 import uuid
+from pathlib import Path
+from types import ModuleType
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sierradb.node import replies
+from sierradb.node import event_codec, replies
 from sierradb.node.http.events import event_json, json_event, json_event_raw
 from sierradb.node.replies import _encode_event_map, event_map_raw, scan_result, scan_result_raw
 from sierradb.storage import Event
@@ -72,6 +77,60 @@ def test_raw_push_frames_equal_decoded_push_frames(stored: list[bytes], sub_id: 
             assert replies.push_messages_raw(sub_id, cursor, raws, resp3) == one_by_one
     finally:
         replies.encoded_events = cache
+
+
+def test_the_installed_event_codec_is_compiled() -> None:
+    # The install (pip install, setup.py) builds it; uncompiled it is ~100x slower.
+    assert event_codec.__file__ is not None
+    assert event_codec.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), (
+        f"{event_codec.__file__}: run the install again (.venv/bin/pip install -e .)"
+    )
+
+
+def _codec_source() -> ModuleType:
+    """node/event_codec.py run as plain Python (its typed annotations then mean nothing)."""
+    path = Path(__file__).resolve().parents[2] / "node" / "event_codec.py"
+    spec = importlib.util.spec_from_file_location("event_codec_source", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_CODEC_SOURCE = _codec_source()
+
+
+@given(st.lists(records(), max_size=3), _ids, st.integers(min_value=0, max_value=(1 << 64) - 9))
+def test_the_compiled_codec_gives_the_bytes_of_its_source(stored: list[bytes], sub_id: bytes,
+                                                          cursor: int) -> None:  # fmt: skip
+    # A stale build (the source edited, the install not re-run) or a compiled-only mistake
+    # (a C type too narrow, a size summed wrong) shows here.
+    raws = [verify_event(r, 0, len(r)) for r in stored]
+    for resp3 in (True, False):
+        head = replies._push_head(sub_id, resp3)
+        assert event_codec.encode_events(raws, resp3) == _CODEC_SOURCE.encode_events(raws, resp3)
+        pushed = event_codec.encode_events(raws, resp3, head, cursor)
+        assert pushed == _CODEC_SOURCE.encode_events(raws, resp3, head, cursor)
+
+
+def test_the_codec_encodes_the_largest_fields() -> None:
+    top = (1 << 64) - 1
+    stored = encode_event(
+        term=top, partition_id=65535, sequence=top, version=top, timestamp_ms=top,
+        event_id=b"\xff" * 16, partition_key=bytes(16), transaction_id=bytes(range(16)),
+        stream_id=b"s" * 64, event_name=b"\r\n" * 127, metadata=b"\x00\r\n$",
+        payload=bytes(range(256)) * 4096, unit_index=0, unit_count=1, txn_last=True,
+    )  # fmt: skip
+    raw = verify_event(stored, 0, len(stored))
+    ev = decode_event(stored, 0, len(stored))
+    for resp3 in (True, False):
+        assert event_codec.encode_events([raw], resp3) == _encode_event_map(ev, resp3)
+        head = replies._push_head(b"\x07" * 16, resp3)
+        assert event_codec.encode_events([raw, raw], resp3, head, top - 1) == (
+            replies.push_message(b"\x07" * 16, top - 1, ev, resp3)
+            + replies.push_message(b"\x07" * 16, top, ev, resp3)
+        )
+    assert event_codec.encode_events([], True) == b""
 
 
 @given(records())
