@@ -168,6 +168,43 @@ def test_the_live_tail_under_a_burst_shows_the_newest_and_says_how_many_it_did_n
     no_problems(p)
 
 
+def test_the_live_tail_accounts_for_every_event_across_bursts_between_redraws(
+    node, r, history, page_factory
+):
+    """Three bursts a third of a second apart: batches that arrive between two redraws (once a
+    second) are drawn as their newest 50 rows together, the rest counted as not shown, so
+    every event is either a row or in the count, newest first."""
+    p = page_factory(base(node))
+    p.goto("/live?partitions=all")
+    expect(p.page.locator("#live-status")).to_have_text("live")
+    # The rows each redraw inserts (a redraw inserts its rows in one task: one callback).
+    p.page.evaluate("""() => {
+      window.insertedPerRedraw = [];
+      new MutationObserver((records) => window.insertedPerRedraw.push(
+        records.reduce((n, m) => n + [...m.addedNodes].filter((x) => x.tagName === "TR").length, 0))
+      ).observe(document.querySelector("#live-events"), { childList: true, subtree: true });
+    }""")
+    newest: list[str] = []
+    for burst in range(3):
+        args: list = []
+        for i in range(1000):
+            args += [f"wave-{i % 3}", f"Wave{burst}", "PAYLOAD", str(i)]
+        reply = r.execute_command("EMAPPEND", "6b7f1a05-4d61-4b62-8e59-9c8c3d9f2c1b", *args)
+        newest = [ev[b"event_id"].decode() for ev in reply[b"events"]]
+        p.page.wait_for_timeout(300)
+    expect(p.page.locator("#live-count")).to_have_text("3,000 events")
+    rows = p.page.locator("#live-events tr[data-event-id]")
+    p.page.wait_for_timeout(1500)  # the last redraw
+    shown = rows.evaluate_all("rows => rows.map(r => r.dataset.eventId)")
+    not_shown = int(p.page.locator("#live-skipped-count").text_content().replace(",", ""))
+    assert len(shown) + not_shown == 3000
+    assert 50 <= len(shown) <= 150  # at most 50 per redraw, at least the last burst's
+    # The first burst is drawn at once; the next two usually arrive before the next redraw.
+    assert max(p.page.evaluate("window.insertedPerRedraw")) == 50
+    assert shown[:50] == newest[::-1][:50], "the last burst's newest 50 first, newest first"
+    no_problems(p)
+
+
 def metric(port: int, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
         text = reply.read().decode()
