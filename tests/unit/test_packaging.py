@@ -24,3 +24,21 @@ def test_every_package_directory_is_declared() -> None:
                 )
                 found.add(mapped[parent] + "." + rel[len(parent) + 1 :].replace("/", "."))
     assert found <= declared, f"not in [tool.setuptools] packages: {sorted(found - declared)}"
+
+
+def test_the_image_build_gets_every_file_the_install_needs() -> None:
+    # setup.py compiles node/event_codec.py: without it `pip install .` builds no extension and
+    # the node cannot even import the module (it then needs Cython at run time).
+    needed = ("pyproject.toml", "setup.py", "README.md")
+    copies = [
+        line.split()[1:-1]
+        for line in (ROOT / "docker" / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ")
+    ]
+    copied = {name for names in copies for name in names}
+    kept = {
+        line[1:] for line in (ROOT / ".dockerignore").read_text().splitlines() if line[:1] == "!"
+    }
+    for name in needed:
+        assert name in copied, f"docker/Dockerfile does not COPY {name}"
+        assert name in kept, f".dockerignore keeps {name} out of the build context"
