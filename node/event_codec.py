@@ -7,8 +7,8 @@ This module does it in one pass: it sums the exact size of every map, allocates 
 and writes each piece into it (keys, the three ids as UUID text from the record's 48 id bytes,
 the integers' digits, the record's stream id, name, metadata and payload).
 
-It is plain Python in Cython's "pure Python mode": the annotations (``cython.uchar[::1]``,
-``cython.p_char``, ...) type it when ``setup.py`` compiles it at install (``pip install``
+It is plain Python in Cython's "pure Python mode": the annotations (``cython.p_char``,
+``cython.Py_ssize_t``, ...) type it when ``setup.py`` compiles it at install (``pip install``
 builds it; the built module sits beside this file and wins the import). Uncompiled it runs the
 same code, correct but ~100x slower, so the tests check that the installed node uses the
 compiled module and that both give the bytes of ``replies``' templates. **After editing this
@@ -21,6 +21,19 @@ the reply; the sizes are checked again at the end.
 from __future__ import annotations
 
 import cython
+
+from sierradb.storage.record import (
+    HEADER_SIZE,
+    RAW_IDS,
+    RAW_META_LEN,
+    RAW_NAME_LEN,
+    RAW_PARTITION,
+    RAW_PAYLOAD_LEN,
+    RAW_SEQUENCE,
+    RAW_SID_LEN,
+    RAW_TIMESTAMP,
+    RAW_VERSION,
+)
 
 UUID_TEXT: cython.Py_ssize_t = 36
 _HEX_DIGITS: bytes = b"0123456789abcdef"
@@ -56,19 +69,19 @@ _KEYS2 = (
 _KEYS_SIZE3: cython.Py_ssize_t = sum([len(k) for k in _KEYS3])
 _KEYS_SIZE2: cython.Py_ssize_t = sum([len(k) for k in _KEYS2])
 
-# The record layout (storage/record.py): the body follows the 112-byte header; the event id,
-# partition key and transaction id are its bytes 56..104; the header fields' indexes.
-# (Typed, these are C constants in the compiled module.)
-_HEADER_SIZE: cython.Py_ssize_t = 112
-_IDS_AT: cython.Py_ssize_t = 56
-_F_SID_LEN: cython.Py_ssize_t = 5
-_F_NAME_LEN: cython.Py_ssize_t = 6
-_F_PARTITION: cython.Py_ssize_t = 7
-_F_SEQUENCE: cython.Py_ssize_t = 11
-_F_VERSION: cython.Py_ssize_t = 12
-_F_TIMESTAMP: cython.Py_ssize_t = 13
-_F_META_LEN: cython.Py_ssize_t = 17
-_F_PAYLOAD_LEN: cython.Py_ssize_t = 18
+# The record layout (storage/record.py): the body follows the header; the event id, partition
+# key and transaction id are 48 bytes in a row; the header fields' indexes. Typed, these are C
+# constants in the compiled module.
+_HEADER_SIZE: cython.Py_ssize_t = HEADER_SIZE
+_IDS_AT: cython.Py_ssize_t = RAW_IDS.start
+_F_SID_LEN: cython.Py_ssize_t = RAW_SID_LEN
+_F_NAME_LEN: cython.Py_ssize_t = RAW_NAME_LEN
+_F_PARTITION: cython.Py_ssize_t = RAW_PARTITION
+_F_SEQUENCE: cython.Py_ssize_t = RAW_SEQUENCE
+_F_VERSION: cython.Py_ssize_t = RAW_VERSION
+_F_TIMESTAMP: cython.Py_ssize_t = RAW_TIMESTAMP
+_F_META_LEN: cython.Py_ssize_t = RAW_META_LEN
+_F_PAYLOAD_LEN: cython.Py_ssize_t = RAW_PAYLOAD_LEN
 
 
 @cython.cfunc

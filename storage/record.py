@@ -206,6 +206,7 @@ RawEvent = tuple[tuple[Any, ...], bytes]
 # Indexes in the header fields.
 RAW_PARTITION, RAW_TERM, RAW_SEQUENCE, RAW_VERSION, RAW_TIMESTAMP = 7, 10, 11, 12, 13
 RAW_EVENT_ID, RAW_PARTITION_KEY = 14, 15
+RAW_SID_LEN, RAW_NAME_LEN, RAW_META_LEN, RAW_PAYLOAD_LEN = 5, 6, 17, 18
 RAW_IDS = slice(56, 104)  # event id, partition key and transaction id: 48 bytes in a row
 
 
