@@ -20,3 +20,17 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_s_named(name: str) -> float:
+    """CPU seconds so far of every process whose command name is `name` (e.g. a browser's)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == name:
+                total += cpu_s(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError):  # gone meanwhile
+            continue
+    return total
