@@ -183,7 +183,7 @@ def scan_result_raw(records: list[RawEvent], has_more: bool, resp3: bool,
     through the encoded-event cache (stream reads: aggregates load the same streams again and
     again; a partition consumer reads each event once, so partition reads skip it)."""
     if not reuse:
-        return _scan_head(len(records), has_more, resp3) + encode_events(records, resp3)
+        return encode_events(records, resp3, prefix=_scan_head(len(records), has_more, resp3))
     get = encoded_events.get_raw
     return _scan_head(len(records), has_more, resp3) + b"".join(
         [get(raw, resp3) for raw in records]

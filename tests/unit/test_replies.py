@@ -131,6 +131,12 @@ def test_the_codec_encodes_the_largest_fields() -> None:
             + replies.push_message(b"\x07" * 16, top, ev, resp3)
         )
     assert event_codec.encode_events([], True) == b""
+    # Compiled, the reply is a new bytes object written in place: never a shared one.
+    assert event_codec.encode_events([], True, prefix=b"x") == b"x"
+    assert event_codec.encode_events([], False, prefix=b"*0\r\n") == b"*0\r\n"
+    assert bytes(1) == b"\x00" and bytes(0) == b"" and b"x" * 2 == b"xx"
+    head = replies._scan_head(1, True, True)
+    assert event_codec.encode_events([raw], True, prefix=head) == head + _encode_event_map(ev, True)
 
 
 @given(records())
