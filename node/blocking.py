@@ -37,6 +37,7 @@ from . import grammar as g
 from .context import Client, Reader
 from .errors import NodeError, partition_unavailable
 from .forwarding import forward_read
+from .read_pool import INLINE_READ_EVENTS
 from .relay import LONG_POLL_MS
 from .replies import scan_result, scan_result_raw
 
@@ -249,12 +250,15 @@ async def _read_partitions(
     """(partition, encoded scan result) of every listed partition with visible events, in order.
 
     Local partitions whose watermark shows nothing at their position are skipped without a
-    read, and the others are read in one hop to the read threads, as stored records that are
-    encoded without being decoded: a consumer of every partition that is woken by one append
-    reads one partition, not all of them."""
+    read, and the others are read as stored records that are encoded without being decoded:
+    a consumer of every partition that is woken by one append reads one partition, not all of
+    them. A read of at most INLINE_READ_EVENTS runs on the event loop (a consumer following
+    the live end reads what was just written, from memory); a larger one (catching up) in one
+    hop to the read threads."""
     store = conn.db.store
     resp3 = conn.protocol == 3
     local = [(p, s) for p, s in positions if _held_here(conn, p) and store.watermark(p) > s]
+    events = sum(min(count, store.watermark(p) - s) for p, s in local)
 
     def read_local() -> dict[int, bytes]:
         found = {}
@@ -264,7 +268,12 @@ async def _read_partitions(
                 found[p] = scan_result_raw(records, more, resp3)
         return found
 
-    found = await conn.db.read(read_local) if local else {}
+    if not local:
+        found = {}
+    elif events <= INLINE_READ_EVENTS:
+        found = read_local()
+    else:
+        found = await conn.db.read(read_local)
     out = []
     for p, s in positions:
         if p in found:

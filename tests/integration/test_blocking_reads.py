@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
 import pytest
 from resp_client import (
@@ -17,6 +18,8 @@ from resp_client import (
     unique,
     wait_until,
 )
+
+from sierradb.node.read_pool import INLINE_READ_EVENTS
 
 PARTITIONS = 32
 # Generous: a blocked read that is never woken fails the test by this deadline.
@@ -233,6 +236,37 @@ def test_epread_over_all_partitions_of_a_busy_node_returns_every_event_once(serv
     assert len(ids) == len(set(ids))
     assert set(appended) <= set(ids)
     assert len(ids) == total  # nobody else appends in these partitions meanwhile
+    r.close()
+
+
+def test_epread_serves_small_reads_on_the_loop_and_large_ones_in_the_read_threads_alike(server):
+    """A read of at most INLINE_READ_EVENTS events runs on the event loop, a larger one in the
+    read threads: both give the same events, in order, with the same has_more."""
+    r = client(server.port)
+    key = str(uuid.uuid4())
+    total = INLINE_READ_EVENTS + 300  # and one more event after them
+    ids: list[bytes] = []
+    replies = []
+    for first in range(0, total + 1, 500):
+        args: list = []
+        for i in range(first, min(total + 1, first + 500)):
+            args += [f"inline-{i % 7}", "Counted", "PAYLOAD", str(i)]
+        replies.append(as_dict(r.execute_command("EMAPPEND", key, *args)))
+        ids += [as_dict(e)[b"event_id"] for e in replies[-1][b"events"]]
+    p = replies[0][b"partition_id"]
+    start = replies[0][b"first_partition_sequence"]
+    assert replies[-1][b"last_partition_sequence"] == start + total  # one partition, no gap
+
+    def epread(count: int, sequence: int) -> tuple[bool, list[bytes]]:
+        reply = as_dict(r.execute_command("EPREAD", "COUNT", count, "FROM", p, sequence))
+        more, events = scan(reply[p])
+        return more, [e[b"event_id"] for e in events]
+
+    large = epread(total, start)  # more than INLINE_READ_EVENTS: the read threads
+    assert large == (True, ids[:total])
+    small = [epread(INLINE_READ_EVENTS, start), epread(300, start + INLINE_READ_EVENTS)]
+    assert small == [(True, ids[:INLINE_READ_EVENTS]), (True, ids[INLINE_READ_EVENTS:total])]
+    assert epread(10, start + total) == (False, ids[total:])
     r.close()
 
 
