@@ -28,7 +28,7 @@ T = TypeVar("T")
 # of that size holds its one thread. A consumer following the live end reads what was just
 # written, from memory, and handing that to a thread made the two contend for the GIL.
 # Measured with bench/consumer_bench.py (EPREAD over 32 partitions, 10k appends/s): the node's
-# CPU per delivered event 6-10 us instead of 11-17, delay p50 ~90 ms instead of 175-260 ms.
+# CPU per delivered event 5-12 us instead of 11-17, EPREAD delay p50 79-266 ms (175-260 before).
 INLINE_READ_EVENTS = 1000
 
 _Job = tuple[Callable[..., Any], tuple[object, ...], Any, trio.lowlevel.TrioToken]
