@@ -37,7 +37,6 @@ from . import grammar as g
 from .context import Client, Reader
 from .errors import NodeError, partition_unavailable
 from .forwarding import forward_read
-from .read_pool import INLINE_READ_EVENTS
 from .relay import LONG_POLL_MS
 from .replies import scan_result, scan_result_raw
 
@@ -268,12 +267,7 @@ async def _read_partitions(
                 found[p] = scan_result_raw(records, more, resp3)
         return found
 
-    if not local:
-        found = {}
-    elif events <= INLINE_READ_EVENTS:
-        found = read_local()
-    else:
-        found = await conn.db.read(read_local)
+    found = await conn.db.read(read_local, events=events) if local else {}
     out = []
     for p, s in positions:
         if p in found:

@@ -25,7 +25,7 @@ from .config import Config
 from .confirmation import LocalConfirmer
 from .errors import NodeError
 from .leader import LocalLeader
-from .read_pool import ReadPool
+from .read_pool import INLINE_READ_EVENTS, ReadPool
 from .visibility import WatermarkBoard
 
 if TYPE_CHECKING:
@@ -144,7 +144,11 @@ class Database:
         self.store.persist_watermarks()
         self.store.close()
 
-    async def read(self, fn: Callable[..., T], *args: object) -> T:
+    async def read(self, fn: Callable[..., T], *args: object, events: int | None = None) -> T:
+        """`fn(*args)` in the read threads; on the event loop instead when the caller knows the
+        read takes at most ``read_pool.INLINE_READ_EVENTS`` events (`events`)."""
+        if events is not None and events <= INLINE_READ_EVENTS:
+            return fn(*args)
         return await self.reads.run(fn, *args)
 
     @property

@@ -31,7 +31,6 @@ import trio
 from sierradb.storage import CorruptionError, Event, Store
 from sierradb.storage.record import RAW_SEQUENCE
 
-from .read_pool import INLINE_READ_EVENTS
 from .relay import Relay
 from .replies import push_message, push_messages_raw
 from .visibility import WatermarkBoard
@@ -187,7 +186,7 @@ class Subscription:
     async def _deliver_local(self) -> bool:
         """The partitions stored here with visible events at their positions: their stored
         records are encoded straight into push frames, on the event loop when they are few
-        (``read_pool.INLINE_READ_EVENTS``), else in one hop to the read threads."""
+        (``Database.read``'s `events`), else in one hop to the read threads."""
         store = self.store
         ready = [
             t
@@ -199,10 +198,9 @@ class Subscription:
             return False
         starts = [(t.partition_id, t.next_sequence) for t in ready]
         events = sum(min(DELIVERY_BATCH, store.watermark(p) - s) for p, s in starts)
-        if min(events, room) <= INLINE_READ_EVENTS:
-            found: object = self._read_frames(starts, self.cursor, room)
-        else:
-            found = await self._read(self._read_frames, starts, self.cursor, room)
+        found = await self._read(
+            self._read_frames, starts, self.cursor, room, events=min(events, room)
+        )
         frames, nexts, cursor = cast(tuple[bytes, list[int], int], found)
         for target, nxt in zip(ready, nexts, strict=True):
             target.next_sequence = nxt
