@@ -175,7 +175,7 @@ class Connection:
                     # it in any case, so take what comes meanwhile too, as one batch.
                     self._client_pipelines = True
                     await self._settle()
-                    more = self._read_now()
+                    more = self._read_now(self.stream.socket.fileno())
                     if more:
                         reader.feed(more)
                     elif more == b"":
@@ -219,37 +219,29 @@ class Connection:
         # With replies still to come, a client that does not pipeline is waiting for them and
         # has sent nothing: skip the read that would fail, wait at once.
         if self._answers is None:
-            try:
-                data = os.read(fd, RECEIVE_BYTES)
-            except BlockingIOError:
-                self._client_pipelines = False
-            except OSError as exc:
-                raise _stream_error(exc) from exc
-            else:
+            data = self._read_now(fd)
+            if data is not None:
                 await trio.lowlevel.checkpoint()
                 return data
+            self._client_pipelines = False
         if self._unsent or self._failure is not None or self.closing:
             return None  # replies to send first (see _answer_later), or stopping
         if deadline == INFINITY and not self.subscriptions and not self.send_lock.locked():
             return await self._wait_and_read(fd)
         with trio.CancelScope(deadline=deadline) as scope:
             self._receive_scope = scope
-            while True:
+            data = None
+            while data is None:
                 await trio.lowlevel.wait_readable(fd)
-                try:
-                    data = os.read(fd, RECEIVE_BYTES)
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    raise _stream_error(exc) from exc
-                break
+                data = self._read_now(fd)
         self._receive_scope = None
         return None if scope.cancelled_caught else data
 
-    def _read_now(self) -> bytes | None:
+    @staticmethod
+    def _read_now(fd: int) -> bytes | None:
         """What the socket holds now, without waiting (None: nothing; b"": the client's end)."""
         try:
-            return os.read(self.stream.socket.fileno(), RECEIVE_BYTES)
+            return os.read(fd, RECEIVE_BYTES)
         except BlockingIOError:
             return None
         except OSError as exc:
@@ -262,12 +254,9 @@ class Connection:
         try:
             while True:
                 await trio.lowlevel.wait_readable(fd)
-                try:
-                    return os.read(fd, RECEIVE_BYTES)
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    raise _stream_error(exc) from exc
+                data = self._read_now(fd)
+                if data is not None:
+                    return data
         except trio.ClosedResourceError:
             if not self._read_interrupted:
                 raise
