@@ -4,7 +4,7 @@
 "use strict";
 
 const LIVE_MAX_ROWS = 200; // rows the live tail keeps on the page
-const LIVE_TAIL_EVENTS = 50; // the feed's tail=N (4 rounds a second), and the new rows per redraw
+const LIVE_TAIL_EVENTS = 50; // the feed's tail=N (a round a second), and the new rows per redraw
 const LIVE_RENDER_MS = 1000; // the live tail redraws at most this often (a table relayout is costly)
 const OVERVIEW_REFRESH_MS = 2000;
 const PAGE_SIZES = [25, 50, 100, 500];
