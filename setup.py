@@ -1,7 +1,8 @@
 """The build's one compiled step; everything else about the package is in pyproject.toml.
 
-``node/event_codec.py`` (the read path's encoder of stored records into replies) is compiled
-with Cython from its own Python source ("pure Python mode"), so there is one implementation.
+Two read-path modules are compiled with Cython from their own Python sources ("pure Python
+mode"), so each has one implementation: ``storage/record_check.py`` (every stored record a read
+returns is checked there) and ``node/event_codec.py`` (checked records into reply bytes).
 The generated C goes under build/; the built module lands beside the source in an editable
 install (``pip install -e .``), or in the wheel.
 """
@@ -11,7 +12,10 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=cythonize(
-        [Extension("sierradb.node.event_codec", ["node/event_codec.py"])],
+        [
+            Extension("sierradb.node.event_codec", ["node/event_codec.py"]),
+            Extension("sierradb.storage.record_check", ["storage/record_check.py"]),
+        ],
         language_level=3,
         build_dir="build/cython",
     )

@@ -17,14 +17,8 @@ from .active_index import event_time_ms, stream_key
 from .bucket_metadata import BucketMetadata
 from .hashing import bytes_hash64
 from .partition_state import PartitionState
-from .record import (
-    RAW_SEQUENCE,
-    RAW_VERSION,
-    Event,
-    RawEvent,
-    decode_event,
-    event_from_raw,
-)
+from .record import RAW_SEQUENCE, RAW_VERSION, Event, RawEvent, event_from_raw
+from .record_check import decode_event
 from .segment import (
     RecordReader,
     SealedSegment,

@@ -31,7 +31,6 @@ boundaries inside a unit are kept by the TXN_LAST flag, for replication frames a
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import google_crc32c
@@ -208,45 +207,6 @@ RAW_PARTITION, RAW_TERM, RAW_SEQUENCE, RAW_VERSION, RAW_TIMESTAMP = 7, 10, 11, 1
 RAW_EVENT_ID, RAW_PARTITION_KEY = 14, 15
 RAW_SID_LEN, RAW_NAME_LEN, RAW_META_LEN, RAW_PAYLOAD_LEN = 5, 6, 17, 18
 RAW_IDS = slice(56, 104)  # event id, partition key and transaction id: 48 bytes in a row
-
-
-def verify_event(buf: bytes | bytearray | memoryview, offset: int, end: int) -> RawEvent:
-    """The event record at `offset`, fully checked: its header fields and its bytes."""
-    return verify_events(buf, (offset,), end)[0]
-
-
-def verify_events(buf: bytes | bytearray | memoryview, offsets: Iterable[int], end: int
-                  ) -> list[RawEvent]:  # fmt: skip
-    """verify_event at each offset, none of whose records may reach past `end` (one loop: a
-    read of a thousand records pays for one call, not a thousand). Raises at the first bad one."""
-    out: list[RawEvent] = []
-    append = out.append
-    unpack_from = HEADER.unpack_from
-    crc32c = _crc32c
-    for offset in offsets:
-        if offset + HEADER_SIZE > end:
-            raise BadRecord("truncated header")
-        fields = unpack_from(buf, offset)
-        (crc, magic, kind, flags, length, sid_len, name_len, partition, unit_index, unit_count,
-         term, seq, version, ts, eid, pk, txn, meta_len, payload_len) = fields  # fmt: skip
-        if magic != MAGIC or kind != KIND_EVENT:
-            raise BadRecord("bad magic" if magic != MAGIC else "not an event record")
-        body = sid_len + name_len + meta_len + payload_len
-        if offset + length > end or length != HEADER_SIZE + body:
-            raise BadRecord("bad length")
-        if unit_index >= unit_count:
-            raise BadRecord("bad unit position")
-        record = bytes(buf[offset : offset + length])
-        if crc32c(record[4:]) != crc:
-            raise BadRecord("CRC32C mismatch")
-        append((fields, record))
-    return out
-
-
-def decode_event(buf: bytes | bytearray | memoryview, offset: int, end: int) -> Event:
-    """The event record at `offset`, fully checked (the same checks as decode_header, in one
-    step without a Header: this runs for every event a read returns)."""
-    return event_from_raw(verify_event(buf, offset, end))
 
 
 def raw_body(raw: RawEvent) -> tuple[bytes, bytes, bytes, bytes]:

@@ -21,16 +21,8 @@ import google_crc32c
 
 from .cache import BLOCK_SIZE_BYTES, BlockCache
 from .errors import CorruptionError
-from .record import (
-    HEADER_SIZE,
-    BadRecord,
-    Event,
-    RawEvent,
-    decode_event,
-    peek_length,
-    verify_event,
-    verify_events,
-)
+from .record import HEADER_SIZE, BadRecord, Event, RawEvent, peek_length
+from .record_check import decode_event, verify_event, verify_events
 from .sealed import SealedIndexes
 from .sectionfile import BadSectionFile
 

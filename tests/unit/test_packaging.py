@@ -27,8 +27,9 @@ def test_every_package_directory_is_declared() -> None:
 
 
 def test_the_image_build_gets_every_file_the_install_needs() -> None:
-    # setup.py compiles node/event_codec.py: without it `pip install .` builds no extension and
-    # the node cannot even import the module (it then needs Cython at run time).
+    # setup.py compiles the read path's modules (node/event_codec.py, storage/record_check.py):
+    # without it `pip install .` builds no extension, and the node cannot even import them (they
+    # then need Cython at run time).
     needed = ("pyproject.toml", "setup.py", "README.md")
     copies = [
         line.split()[1:-1]

@@ -10,11 +10,11 @@ from sierradb.storage.record import (
     HEADER_SIZE,
     KIND_DISCARD,
     BadRecord,
-    decode_event,
     decode_header,
     encode_discard,
     encode_event,
 )
+from sierradb.storage.record_check import decode_event
 
 
 def make(**over):

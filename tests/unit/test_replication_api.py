@@ -10,7 +10,8 @@ import pytest
 
 from sierradb.node.replication.storage import PromiseWrites, StoreStorage
 from sierradb.storage import Event, MemoryDisk, NewEvent, Promise, Store
-from sierradb.storage.record import BadRecord, decode_event, peek_length
+from sierradb.storage.record import BadRecord, peek_length
+from sierradb.storage.record_check import decode_event
 
 KEY = b"K" * 16
 

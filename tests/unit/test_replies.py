@@ -19,7 +19,8 @@ from sierradb.node import event_codec, replies
 from sierradb.node.http.events import event_json, json_event, json_event_raw
 from sierradb.node.replies import _encode_event_map, event_map_raw, scan_result, scan_result_raw
 from sierradb.storage import Event
-from sierradb.storage.record import decode_event, encode_event, verify_event
+from sierradb.storage.record import encode_event
+from sierradb.storage.record_check import decode_event, verify_event
 
 _ids = st.binary(min_size=16, max_size=16)
 _u64 = st.integers(min_value=0, max_value=(1 << 64) - 1)
