@@ -32,9 +32,10 @@ from .record import HEADER_SIZE, KIND_EVENT, MAGIC, BadRecord, Event, RawEvent, 
 
 _crc32c = google_crc32c.value
 
-_HEADER_SIZE: cython.Py_ssize_t = HEADER_SIZE
-_MAGIC: cython.ulonglong = MAGIC
-_KIND_EVENT: cython.ulonglong = KIND_EVENT
+# C variables in the compiled module (cython.declare: an annotated global stays a Python object).
+_HEADER_SIZE = cython.declare(cython.Py_ssize_t, HEADER_SIZE)
+_MAGIC = cython.declare(cython.ulonglong, MAGIC)
+_KIND_EVENT = cython.declare(cython.ulonglong, KIND_EVENT)
 
 
 @cython.cfunc
