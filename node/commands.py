@@ -182,7 +182,7 @@ async def escan(conn: Reader, req: g.EScan) -> bytes:
         )  # fmt: skip
         if records and records[0][0][RAW_PARTITION_KEY] != req.partition_key:
             records, more = [], False  # the stream id is bound to another key in this partition
-        first[:] = [scan_result_raw(records, more, resp3, reuse=True)]
+        first[:] = [scan_result_raw(records, more, resp3)]
         return first[0] if records else None
 
     first: list[bytes] = []

@@ -12,14 +12,9 @@ from __future__ import annotations
 
 from binascii import hexlify
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
 
 from sierradb.storage import Event
 from sierradb.storage.record import (
-    RAW_EVENT_ID,
-    RAW_SEQUENCE,
-    RAW_TERM,
     RawEvent,
 )
 
@@ -67,10 +62,12 @@ def _uuid(b: bytes) -> bytes:
 class EncodedEvents:
     """An LRU of encoded event maps, bounded in bytes.
 
-    Stored events never change, so the bytes of an event map can be reused by every read and
-    every subscriber that sends it (hot streams are read again and again when aggregates are
-    loaded). The key includes the position and term, so an entry a discard replaced (same
-    position, other event) is never confused with its replacement.
+    Stored events never change, so the bytes of an event map can be reused by every reply that
+    sends the same Event (EGET, events another node sent for a read or a subscription), whose
+    templates cost ~6 us an event. Stored records are encoded by the compiled codec instead
+    (``event_codec``, ~0.5 us), which is cheaper than a lookup here. The key includes the
+    position and term, so an entry a discard replaced (same position, other event) is never
+    confused with its replacement.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -82,23 +79,13 @@ class EncodedEvents:
 
     def get(self, ev: Event, resp3: bool) -> bytes:
         key = (ev.event_id, ev.partition_sequence, ev.term, resp3)
-        return self._get(key, _encode_event_map, ev, resp3)
-
-    def get_raw(self, raw: RawEvent, resp3: bool) -> bytes:
-        """The same map of a stored record (the same key, from its header fields)."""
-        f = raw[0]
-        key = (f[RAW_EVENT_ID], f[RAW_SEQUENCE], f[RAW_TERM], resp3)
-        return self._get(key, event_map_raw, raw, resp3)
-
-    def _get(self, key: tuple, encode: Callable[[Any, bool], bytes], event: Any, resp3: bool
-             ) -> bytes:  # fmt: skip
         encoded = self._maps.get(key)
         if encoded is not None:
             self._maps.move_to_end(key)
             self.hits += 1
             return encoded
         self.misses += 1
-        encoded = encode(event, resp3)
+        encoded = _encode_event_map(ev, resp3)
         if len(encoded) <= self.max_bytes // 64:
             self._maps[key] = encoded
             self.bytes += len(encoded)
@@ -177,17 +164,11 @@ def _scan_head(count: int, has_more: bool, resp3: bool) -> bytes:
     )
 
 
-def scan_result_raw(records: list[RawEvent], has_more: bool, resp3: bool,
-                    reuse: bool = False) -> bytes:  # fmt: skip
-    """scan_result of stored records (a read that only re-encodes its events). With `reuse`,
-    through the encoded-event cache (stream reads: aggregates load the same streams again and
-    again; a partition consumer reads each event once, so partition reads skip it)."""
-    if not reuse:
-        return encode_events(records, resp3, prefix=_scan_head(len(records), has_more, resp3))
-    get = encoded_events.get_raw
-    return _scan_head(len(records), has_more, resp3) + b"".join(
-        [get(raw, resp3) for raw in records]
-    )
+def scan_result_raw(records: list[RawEvent], has_more: bool, resp3: bool) -> bytes:
+    """scan_result of stored records (a read that only re-encodes its events), in one pass of
+    the compiled codec: ~0.5 us an event, cheaper than a lookup in the encoded-event cache
+    (~1 us in Python), so stream reads no longer go through it."""
+    return encode_events(records, resp3, prefix=_scan_head(len(records), has_more, resp3))
 
 
 def _push_head(subscription_id: bytes, resp3: bool) -> bytes:
