@@ -11,7 +11,9 @@ annotations type it when ``setup.py`` compiles it at install, and the header is 
 straight from the buffer as C integers (the record's bytes are copied once, and once more
 without the CRC for the checksum, as before). Uncompiled it runs the same code, correct but
 slower, so the tests check that the installed package uses the compiled module and that both
-give ``struct``'s fields. **After editing this file, re-run the install** (``.venv/bin/pip
+give ``struct``'s fields. The record is copied once its length is known to fit, and every
+further check, the CRC and the fields are read from that copy: what is returned is what the
+CRC vouched for. **After editing this file, re-run the install** (``.venv/bin/pip
 install -e .``), or the old build keeps running.
 
 The layout (``record.HEADER``, little-endian): crc u32 @0, magic u16 @4, kind u8 @6, flags u8 @7,
@@ -76,6 +78,7 @@ def verify_events(buf: bytes | bytearray | memoryview, offsets: Iterable[int], e
     length: cython.Py_ssize_t
     body: cython.Py_ssize_t
     record: bytes
+    r: cython.p_const_uchar  # the record's bytes, copied: every check and field is read here
     for offset in offsets:
         o = offset
         if o < 0 or o + _HEADER_SIZE > limit:
@@ -85,20 +88,23 @@ def verify_events(buf: bytes | bytearray | memoryview, offsets: Iterable[int], e
         if p[o + 6] != _KIND_EVENT:
             raise BadRecord("not an event record")
         length = _le(p, o + 8, 4)
-        body = p[o + 12] + p[o + 13] + _le(p, o + 104, 4) + _le(p, o + 108, 4)
-        if o + length > limit or length != _HEADER_SIZE + body:
+        if length < _HEADER_SIZE or o + length > limit:
             raise BadRecord("bad length")
-        if _le(p, o + 16, 4) >= _le(p, o + 20, 4):
-            raise BadRecord("bad unit position")
+        # From here on everything is read from the copy, which the CRC then vouches for.
         record = _bytes(p, o, o + length)
-        if _crc32c(_bytes(p, o + 4, o + length)) != _le(p, o, 4):
+        r = record
+        body = r[12] + r[13] + _le(r, 104, 4) + _le(r, 108, 4)
+        if _le(r, 8, 4) != length or length != _HEADER_SIZE + body:
+            raise BadRecord("bad length")
+        if _le(r, 16, 4) >= _le(r, 20, 4):
+            raise BadRecord("bad unit position")
+        if _crc32c(_bytes(r, 4, length)) != _le(r, 0, 4):
             raise BadRecord("CRC32C mismatch")
         fields = (
-            _le(p, o, 4), _le(p, o + 4, 2), p[o + 6], p[o + 7], length, p[o + 12], p[o + 13],
-            _le(p, o + 14, 2), _le(p, o + 16, 4), _le(p, o + 20, 4), _le(p, o + 24, 8),
-            _le(p, o + 32, 8), _le(p, o + 40, 8), _le(p, o + 48, 8),
-            _bytes(p, o + 56, o + 72), _bytes(p, o + 72, o + 88), _bytes(p, o + 88, o + 104),
-            _le(p, o + 104, 4), _le(p, o + 108, 4),
+            _le(r, 0, 4), _le(r, 4, 2), r[6], r[7], length, r[12], r[13], _le(r, 14, 2),
+            _le(r, 16, 4), _le(r, 20, 4), _le(r, 24, 8), _le(r, 32, 8), _le(r, 40, 8),
+            _le(r, 48, 8), _bytes(r, 56, 72), _bytes(r, 72, 88), _bytes(r, 88, 104),
+            _le(r, 104, 4), _le(r, 108, 4),
         )  # fmt: skip
         out.append((fields, record))
     return out
