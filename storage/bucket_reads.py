@@ -191,14 +191,18 @@ class BucketReads(BucketMetadata):
         self, ps: PartitionState, sid: bytes, start: int, last: int, limit: int, max_seq: int
     ) -> list[Event]:
         """Surviving durable events of a stream, start <= version <= last, below `max_seq`."""
-        return [
-            event_from_raw(r) for r in self.read_stream_raw(ps, sid, start, last, limit, max_seq)
-        ]
+        raws = self.read_stream_raw(ps, sid, start, last, limit, max_seq)
+        assert raws is not None  # every segment may be read
+        return [event_from_raw(r) for r in raws]
 
     def read_stream_raw(
-        self, ps: PartitionState, sid: bytes, start: int, last: int, limit: int, max_seq: int
-    ) -> list[RawEvent]:
-        """As read_stream_events, the records undecoded (see ``record.RawEvent``)."""
+        self, ps: PartitionState, sid: bytes, start: int, last: int, limit: int, max_seq: int,
+        active_only: bool = False,
+    ) -> list[RawEvent] | None:  # fmt: skip
+        """As read_stream_events, the records undecoded (see ``record.RawEvent``). With
+        `active_only`, None instead of reading any sealed segment (nor its index files): a read
+        of the active segment only is served from memory (the file's tail mapped, the rest
+        written lately and in the page cache), which the event loop may do itself."""
         out: list[RawEvent] = []
         if limit <= 0 or start > last:
             return out
@@ -231,6 +235,8 @@ class BucketReads(BucketMetadata):
             and sealed
             and self.stream_filter.may_contain(bytes_hash64(key))
         ):
+            if active_only:
+                return None
             for seg in reversed(sealed):
                 found = seg.indexes().stream_range(key)
                 if found is None:

@@ -388,11 +388,29 @@ class Store:
         self, partition_id: int, stream_id: bytes, start: int, end: int | None, limit: int
     ) -> tuple[list[RawEvent], bool]:
         """As read_stream, the records undecoded, for readers that only re-encode them."""
+        found = self._read_stream_raw(partition_id, stream_id, start, end, limit, False)
+        assert found is not None  # every segment may be read
+        return found
+
+    def read_stream_raw_active(
+        self, partition_id: int, stream_id: bytes, start: int, end: int | None, limit: int
+    ) -> tuple[list[RawEvent], bool] | None:
+        """As read_stream_raw, or None when the range needs a sealed segment: what it reads is
+        the active segment's, in memory (its tail mapped, the rest written lately), so the event
+        loop may call it; a None costs a lock and an index lookup."""
+        return self._read_stream_raw(partition_id, stream_id, start, end, limit, True)
+
+    def _read_stream_raw(
+        self, partition_id: int, stream_id: bytes, start: int, end: int | None, limit: int,
+        active_only: bool,
+    ) -> tuple[list[RawEvent], bool] | None:  # fmt: skip
         ps = self.partitions[partition_id]
         last = (1 << 64) - 1 if end is None else end
         raws = self.buckets[partition_id % self.bucket_count].read_stream_raw(
-            ps, stream_id, start, last, limit + 1, ps.watermark
+            ps, stream_id, start, last, limit + 1, ps.watermark, active_only
         )
+        if raws is None:
+            return None
         if len(raws) > limit:
             return raws[:limit], True
         return raws, False

@@ -985,6 +985,10 @@ class StorageModel(RuleBasedStateMachine):
         wanted = [e for e in wanted if end is None or e.stream_version <= end]
         assert_events(got, wanted[:limit], f"read_stream({p}, {sid!r}, {start}, {end}, {limit})")
         assert more == (len(wanted) > limit), (more, len(wanted), limit)
+        # The event loop's read of the active segment: the same answer, or none at all.
+        active = store.read_stream_raw_active(p, sid, start, end, limit)
+        if active is not None:
+            assert active == store.read_stream_raw(p, sid, start, end, limit)
         last = store.last_stream_version(p, sid)
         assert last == (mine[-1].stream_version if mine else None), (p, sid, last)
 
@@ -1141,4 +1145,33 @@ def test_find_event_between_flush_phases_after_a_discard_replaced_the_written_en
     store.flush(0)
     assert store.find_event(0, _eid(2)) == (replacement, True)
     assert store.find_event(0, _eid(1)) is None
+    store.close()
+
+
+def test_the_event_loops_stream_read_answers_from_the_active_segment_only() -> None:
+    """read_stream_raw_active: the records when the range lies in the active segment, None when
+    it needs a sealed one (whose files the event loop must not read)."""
+    store = _one_partition_store(MemoryDisk())
+    key = main_key(0)
+    tickets = []
+    for n in range(3):  # ~150 KB: the first two events end up in a sealed segment
+        event = NewEvent(_eid(n), b"old", b"E", 0, b"", bytes(50_000))
+        tickets.append(store.append_leader(0, key, bytes(16), [event], 1))
+        store.flush_all()
+    for n in range(3, 6):
+        tickets.append(
+            store.append_leader(0, key, bytes(16), [NewEvent(_eid(n), b"new", b"E", 0)], 1)
+        )
+    store.flush_all()
+    assert all(t.done and t.error is None for t in tickets)
+    store.set_watermark(0, 6)
+    assert store.read_stream_raw_active(0, b"old", 0, None, 10) is None
+    assert store.read_stream_raw_active(0, b"old", 2, None, 10) == store.read_stream_raw(
+        0, b"old", 2, None, 10
+    )
+    active = store.read_stream_raw_active(0, b"new", 0, None, 2)
+    assert active is not None
+    assert active == store.read_stream_raw(0, b"new", 0, None, 2)
+    assert [raw[0][12] for raw in active[0]] == [0, 1] and active[1]  # versions; more follow
+    assert store.read_stream_raw_active(0, b"none", 0, None, 10) in (([], False), None)
     store.close()
