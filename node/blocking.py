@@ -37,6 +37,7 @@ from . import grammar as g
 from .context import Client, Reader
 from .errors import NodeError, partition_unavailable
 from .forwarding import forward_read
+from .read_pool import INLINE_READ_EVENTS
 from .relay import LONG_POLL_MS
 from .replies import scan_result, scan_result_raw
 
@@ -251,23 +252,35 @@ async def _read_partitions(
     Local partitions whose watermark shows nothing at their position are skipped without a
     read, and the others are read as stored records that are encoded without being decoded:
     a consumer of every partition that is woken by one append reads one partition, not all of
-    them. A read of at most INLINE_READ_EVENTS runs on the event loop (a consumer following
-    the live end reads what was just written, from memory); a larger one (catching up) in one
-    hop to the read threads."""
+    them. A read of at most INLINE_READ_EVENTS runs on the event loop as far as it lies in the
+    active segment (a consumer following the live end reads what was just written, from
+    memory); the partitions whose read needs a sealed segment, or all of a larger read
+    (catching up), are read in one hop to the read threads."""
     store = conn.db.store
     resp3 = conn.protocol == 3
     local = [(p, s) for p, s in positions if _held_here(conn, p) and store.watermark(p) > s]
     events = sum(min(count, store.watermark(p) - s) for p, s in local)
-
-    def read_local() -> dict[int, bytes]:
-        found = {}
+    found: dict[int, bytes] = {}
+    rest = local
+    if events <= INLINE_READ_EVENTS:
+        rest = []
         for p, s in local:
+            got = store.read_partition_raw_active(p, s, None, count)
+            if got is None:
+                rest.append((p, s))
+            elif got[0]:
+                found[p] = scan_result_raw(got[0], got[1], resp3)
+
+    def read_rest() -> dict[int, bytes]:
+        read = {}
+        for p, s in rest:
             records, more = store.read_partition_raw(p, s, None, count)
             if records:
-                found[p] = scan_result_raw(records, more, resp3)
-        return found
+                read[p] = scan_result_raw(records, more, resp3)
+        return read
 
-    found = await conn.db.read(read_local, events=events) if local else {}
+    if rest:
+        found.update(await conn.db.read(read_rest))
     out = []
     for p, s in positions:
         if p in found:

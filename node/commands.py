@@ -217,10 +217,9 @@ async def epscan(conn: Reader, req: g.EPScan) -> bytes:
     resp3 = conn.protocol == 3
 
     async def read() -> bytes | None:
-        records, more = await db.read(
-            db.store.read_partition_raw, p, req.start_sequence, req.end_sequence,
-            conn.config.read_count(req.count),
-        )  # fmt: skip
+        records, more = await db.read_partition_raw(
+            p, req.start_sequence, req.end_sequence, conn.config.read_count(req.count)
+        )
         first[:] = [scan_result_raw(records, more, resp3)]
         return first[0] if records else None
 

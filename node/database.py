@@ -165,6 +165,16 @@ class Database:
                 return found
         return await self.reads.run(self.store.read_stream_raw, p, stream_id, start, end, count)
 
+    async def read_partition_raw(self, p: int, start: int, end: int | None, count: int
+                                 ) -> tuple[list[RawEvent], bool]:  # fmt: skip
+        """A partition's records (``Store.read_partition_raw``), on the event loop or in the
+        read threads by the same rule as read_stream_raw's."""
+        if count <= INLINE_READ_EVENTS:
+            found = self.store.read_partition_raw_active(p, start, end, count)
+            if found is not None:
+                return found
+        return await self.reads.run(self.store.read_partition_raw, p, start, end, count)
+
     @property
     def partition_count(self) -> int:
         return self.store.partition_count

@@ -138,11 +138,26 @@ class BucketReads(BucketMetadata):
         last, at most `limit`, in sequence order. The plan is taken under the lock; a sealed
         run's offsets are looked up only when the caller gets to it (a catch-up read stops
         after a few MiB), and the reads are the caller's (outside the lock)."""
+        plan = self._partition_plan(ps, start, last, limit, False)
+        assert plan is not None  # every segment may be read
+        p = ps.partition_id
+        for source, what in plan:
+            if isinstance(source, RecordReader):
+                yield source, what  # type: ignore[misc]
+            else:
+                offsets = source.indexes().partition_offsets(p, *what)  # type: ignore[misc]
+                yield self._sealed_reader(source), offsets
+
+    def _partition_plan(
+        self, ps: PartitionState, start: int, last: int, limit: int, active_only: bool
+    ) -> list[tuple[RecordReader | SealedSegment, Any]] | None:
+        """_partition_reads' plan, under the lock; with `active_only`, None if it needs a
+        sealed segment."""
+        plan: list[tuple[RecordReader | SealedSegment, Any]] = []
         if limit <= 0 or start > last:
-            return
+            return plan
         p = ps.partition_id
         with self.lock:
-            plan: list[tuple[RecordReader | SealedSegment, object]] = []
             want = min(limit, last - start + 1)
             for seg, base, count in self.partition_runs(ps, start):
                 if base + count <= start or want <= 0:
@@ -153,16 +168,13 @@ class BucketReads(BucketMetadata):
                 hi = min(count, lo + want)
                 if seg is None:
                     plan.append((self._active_reader(), self.active.partition_offsets(p, lo, hi)))
+                elif active_only:
+                    return None
                 else:
                     plan.append((seg, (lo, hi)))
                 want -= hi - lo
                 start = base + hi
-        for source, what in plan:
-            if isinstance(source, RecordReader):
-                yield source, what  # type: ignore[misc]
-            else:
-                offsets = source.indexes().partition_offsets(p, *what)  # type: ignore[misc]
-                yield self._sealed_reader(source), offsets
+        return plan
 
     def read_partition_events(
         self, ps: PartitionState, start: int, last: int, limit: int
@@ -181,6 +193,19 @@ class BucketReads(BucketMetadata):
         out: list[RawEvent] = []
         for reader, offsets in self._partition_reads(ps, start, last, limit):
             out += reader.raw_events_at(offsets)
+        return out
+
+    def read_partition_raw_active(
+        self, ps: PartitionState, start: int, last: int, limit: int
+    ) -> list[RawEvent] | None:
+        """As read_partition_raw, or None instead of reading any sealed segment (nor its index
+        files): see read_stream_raw's `active_only`."""
+        plan = self._partition_plan(ps, start, last, limit, True)
+        if plan is None:
+            return None
+        out: list[RawEvent] = []
+        for reader, offsets in plan:
+            out += reader.raw_events_at(offsets)  # type: ignore[union-attr]
         return out
 
     def _read_seq(self, ps: PartitionState, sequence: int) -> Event | None:

@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, overload
 
 from .bucket import Bucket, Written
 from .cache import BlockCache, CacheStatistics
@@ -361,19 +361,42 @@ class Store:
         """As read_partition, the records undecoded, for readers that only re-encode them."""
         return self._partition_range(Bucket.read_partition_raw, partition_id, start, end, limit)
 
+    def read_partition_raw_active(
+        self, partition_id: int, start: int, end: int | None, limit: int
+    ) -> tuple[list[RawEvent], bool] | None:
+        """As read_partition_raw, or None when the range needs a sealed segment: see
+        read_stream_raw_active (the event loop may call it)."""
+        return self._partition_range(
+            Bucket.read_partition_raw_active, partition_id, start, end, limit
+        )
+
+    @overload
+    def _partition_range(
+        self, read: Callable[[Bucket, PartitionState, int, int, int], list[T]],
+        partition_id: int, start: int, end: int | None, limit: int,
+    ) -> tuple[list[T], bool]: ...  # fmt: skip
+
+    @overload
+    def _partition_range(
+        self, read: Callable[[Bucket, PartitionState, int, int, int], list[T] | None],
+        partition_id: int, start: int, end: int | None, limit: int,
+    ) -> tuple[list[T], bool] | None: ...  # fmt: skip
+
     def _partition_range(
         self,
-        read: Callable[[Bucket, PartitionState, int, int, int], list[T]],
+        read: Callable[[Bucket, PartitionState, int, int, int], list[T] | None],
         partition_id: int,
         start: int,
         end: int | None,
         limit: int,
-    ) -> tuple[list[T], bool]:
+    ) -> tuple[list[T], bool] | None:
         ps = self.partitions[partition_id]
         last = ps.watermark - 1 if end is None else min(end, ps.watermark - 1)
         if start > last:
             return [], False
         found = read(self.buckets[partition_id % self.bucket_count], ps, start, last, limit + 1)
+        if found is None:
+            return None
         if len(found) > limit:
             return found[:limit], True
         return found, False
