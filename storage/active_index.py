@@ -12,9 +12,12 @@ Event ids are indexed lazily: writing an event only appends its id to ``event_id
 table, the id bloom filter and the time range cover the first ``ids_indexed`` events and are
 brought up to date in one pass (``index_ids``) by the first lookup, discard, checkpoint or seal
 that needs them. Most appends carry no client-supplied id, so most batches are never looked up
-by id before the segment is sealed, and the per-event work of a flush stays small. Likewise the
-stream bloom filter is only ever written to files, so it is brought up to date when one is
-(``index_streams``).
+by id before the segment is sealed, and the per-event work of a flush stays small. A lookup
+searches the ids not yet indexed directly (one ``bytearray.find`` over at most
+``SCAN_UNINDEXED_IDS`` of them) rather than index a handful at a time: appends with supplied
+ids (idempotent clients check each one) would otherwise pay the pass's fixed cost per append.
+Likewise the stream bloom filter is only ever written to files, so it is brought up to date when
+one is (``index_streams``).
 
 Memory is a few arrays per bucket plus one small array and one dict entry per stream: no object
 per event, so the garbage collector never has millions of objects to walk. The whole state can be
@@ -34,6 +37,9 @@ from .hashing import _GOLDEN, _M64, Bloom, SlotTable, bytes_hash64, id_hash64
 BLOOM_BYTES_PER_ITEM = 128
 # index_ids works through this many events at a time, bounding its temporary lists (~5 MB).
 INDEX_IDS_CHUNK = 65536
+# A lookup by id indexes the ids added since the last pass once more than this many wait; fewer
+# are searched directly (~16 KiB at most: a few microseconds).
+SCAN_UNINDEXED_IDS = 1024
 # Events per segment the id slot table is first sized for: one per this many bytes (it holds
 # up to half as many events as slots, and doubles beyond that).
 SLOT_BYTES_PER_EVENT = 1024
@@ -300,7 +306,16 @@ class ActiveIndex:
         """The event number of a surviving event with this id, or None."""
         if not self.offsets:
             return None
-        self.index_ids()
+        if len(self.offsets) - self.ids_indexed > SCAN_UNINDEXED_IDS:
+            self.index_ids()
+        elif len(event_id) == 16:
+            # The ids added since the last pass all survive (a discard indexes first).
+            ids, start, end = self.event_ids, self.ids_indexed * 16, len(self.offsets) * 16
+            at = ids.find(event_id, start, end)
+            while at >= 0:
+                if (at - start) % 16 == 0:
+                    return at // 16
+                at = ids.find(event_id, at + 1, end)
         h = id_hash64(event_id)
         if not self.id_bloom.may_contain(h):
             return None

@@ -160,3 +160,28 @@ def test_lazily_indexed_ids_match_indexing_each_id_as_written(monkeypatch):
     assert copy.ids_indexed == len(ids)
     assert copy.streams_bloomed == len(copy.stream_keys) == 30  # not added to the bloom again
     assert [copy.find_event(eid) for eid in ids] == list(range(len(ids)))
+
+
+def test_a_lookup_searches_ids_not_yet_indexed_and_indexes_them_past_the_bound():
+    import sierradb.storage.active_index as active_index
+
+    idx = ActiveIndex(segment_id=0, segment_size_bytes=1 << 20, start_offset=64)
+    # Consecutive ids whose bytes, read across their boundary, spell a third id: a search that
+    # matched off the 16-byte grid would find it.
+    ids = [bytes(range(16)), bytes(range(16, 32)), os.urandom(16)]
+    straddling = ids[0][8:] + ids[1][:8]
+    for i, eid in enumerate(ids):
+        idx.add_units([(64 + i * 100, 1, [(0, i, i, b"s", bytes(16), eid)])])
+    assert [idx.find_event(eid) for eid in ids] == [0, 1, 2]
+    assert idx.find_event(straddling) is None
+    assert idx.find_event(os.urandom(16)) is None
+    assert idx.ids_indexed == 0  # searched, not indexed
+    bound = active_index.SCAN_UNINDEXED_IDS
+    more = [os.urandom(16) for _ in range(bound)]
+    for i, eid in enumerate(more, start=len(ids)):
+        idx.add_units([(64 + i * 100, 1, [(0, i, i, b"s", bytes(16), eid)])])
+    assert idx.find_event(more[-1]) == len(ids) + bound - 1
+    assert idx.ids_indexed == len(ids) + bound  # past the bound: indexed by the lookup
+    idx.discard(1, 2)  # a discard indexes first: what it drops is gone from every lookup
+    assert idx.find_event(ids[2]) is None and idx.find_event(more[0]) is None
+    assert idx.find_event(ids[1]) == 1
