@@ -110,9 +110,7 @@ class BucketReads(BucketMetadata):
         recent events never opens the index files of old segments.
         """
         runs: list = []
-        base, count = self.active.partition_range(ps.partition_id)
-        if count and ps.pending_discard is not None:
-            count = max(0, min(count, ps.pending_discard - base))
+        base, count = self._active_run(ps)
         if count:
             runs.append((None, base, count))
             if base <= start:
@@ -130,6 +128,14 @@ class BucketReads(BucketMetadata):
                     break
         runs.reverse()
         return runs
+
+    def _active_run(self, ps: PartitionState) -> tuple[int, int]:
+        """(first sequence, count) of the partition's surviving durable entries in the active
+        segment (under the lock)."""
+        base, count = self.active.partition_range(ps.partition_id)
+        if count and ps.pending_discard is not None:
+            count = max(0, min(count, ps.pending_discard - base))
+        return base, count
 
     def _partition_reads(
         self, ps: PartitionState, start: int, last: int, limit: int
@@ -158,6 +164,10 @@ class BucketReads(BucketMetadata):
             return plan
         p = ps.partition_id
         with self.lock:
+            if active_only:
+                base, count = self._active_run(ps)
+                if not count or base > start:
+                    return None  # before partition_runs opens a sealed segment's index files
             want = min(limit, last - start + 1)
             for seg, base, count in self.partition_runs(ps, start):
                 if base + count <= start or want <= 0:

@@ -970,6 +970,10 @@ class StorageModel(RuleBasedStateMachine):
         ]
         assert_events(got, wanted[:limit], f"read_partition({p}, {start}, {end}, {limit})")
         assert more == (len(wanted) > limit), (more, len(wanted), limit)
+        # The event loop's read of the active segment: the same answer, or none at all.
+        active = store.read_partition_raw_active(p, start, end, limit)
+        if active is not None:
+            assert active == store.read_partition_raw(p, start, end, limit)
 
     def _read_stream(self, data: st.DataObject) -> None:
         store = self.store
@@ -1148,9 +1152,10 @@ def test_find_event_between_flush_phases_after_a_discard_replaced_the_written_en
     store.close()
 
 
-def test_the_event_loops_stream_read_answers_from_the_active_segment_only() -> None:
-    """read_stream_raw_active: the records when the range lies in the active segment, None when
-    it needs a sealed one (whose files the event loop must not read)."""
+def test_the_event_loops_reads_answer_from_the_active_segment_only() -> None:
+    """read_stream_raw_active, read_partition_raw_active: the records when the range lies in
+    the active segment, None when it needs a sealed one (whose files the event loop must not
+    read)."""
     store = _one_partition_store(MemoryDisk())
     key = main_key(0)
     tickets = []
@@ -1174,4 +1179,8 @@ def test_the_event_loops_stream_read_answers_from_the_active_segment_only() -> N
     assert active == store.read_stream_raw(0, b"new", 0, None, 2)
     assert [raw[0][12] for raw in active[0]] == [0, 1] and active[1]  # versions; more follow
     assert store.read_stream_raw_active(0, b"none", 0, None, 10) in (([], False), None)
+    assert store.read_partition_raw_active(0, 0, None, 10) is None  # from the sealed segments
+    in_active = store.read_partition_raw_active(0, 4, None, 10)
+    assert in_active is not None and in_active == store.read_partition_raw(0, 4, None, 10)
+    assert [raw[0][11] for raw in in_active[0]] == [4, 5]  # sequences
     store.close()
