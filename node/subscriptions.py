@@ -31,6 +31,7 @@ import trio
 from sierradb.storage import CorruptionError, Event, Store
 from sierradb.storage.record import RAW_SEQUENCE
 
+from .read_pool import INLINE_READ_EVENTS
 from .relay import Relay
 from .replies import push_message, push_messages_raw
 from .visibility import WatermarkBoard
@@ -186,7 +187,9 @@ class Subscription:
     async def _deliver_local(self) -> bool:
         """The partitions stored here with visible events at their positions: their stored
         records are encoded straight into push frames, on the event loop when they are few
-        (``Database.read``'s `events`), else in one hop to the read threads."""
+        (at most INLINE_READ_EVENTS) and lie in the active segment; the partitions from the
+        first whose read needs a sealed segment on, or all of a larger delivery, in one hop to
+        the read threads (the frames stay numbered in partition order)."""
         store = self.store
         ready = [
             t
@@ -198,10 +201,17 @@ class Subscription:
             return False
         starts = [(t.partition_id, t.next_sequence) for t in ready]
         events = sum(min(DELIVERY_BATCH, store.watermark(p) - s) for p, s in starts)
-        found = await self._read(
-            self._read_frames, starts, self.cursor, room, events=min(events, room)
-        )
-        frames, nexts, cursor = cast(tuple[bytes, list[int], int], found)
+        frames, cursor = b"", self.cursor
+        nexts: list[int] = []
+        if min(events, room) <= INLINE_READ_EVENTS:
+            frames, nexts, cursor = self._read_frames(starts, cursor, room, True)
+        if len(nexts) < len(starts):
+            found = await self._read(
+                self._read_frames, starts[len(nexts) :], cursor, room - (cursor - self.cursor)
+            )
+            more, more_nexts, cursor = cast(tuple[bytes, list[int], int], found)
+            frames += more
+            nexts += more_nexts
         for target, nxt in zip(ready, nexts, strict=True):
             target.next_sequence = nxt
         sent, self.cursor = cursor - self.cursor, cursor
@@ -210,16 +220,25 @@ class Subscription:
             await self._send(frames)
         return sent > 0
 
-    def _read_frames(self, starts: list[tuple[int, int]], cursor: int, room: int
-                     ) -> tuple[bytes, list[int], int]:  # fmt: skip
-        """In a read thread: push frames of the visible records at each (partition, next
-        sequence), at most DELIVERY_BATCH per partition and `room` in all, numbered from
-        `cursor`; each partition's next sequence after them; the next cursor."""
+    def _read_frames(self, starts: list[tuple[int, int]], cursor: int, room: int,
+                     active_only: bool = False) -> tuple[bytes, list[int], int]:  # fmt: skip
+        """Push frames of the visible records at each (partition, next sequence), at most
+        DELIVERY_BATCH per partition and `room` in all, numbered from `cursor`; each
+        partition's next sequence after them; the next cursor. In a read thread; with
+        `active_only`, on the event loop, stopping before the first partition whose read needs
+        a sealed segment (fewer next sequences than `starts` then)."""
         chunks = []
-        nexts = []
+        nexts: list[int] = []
         for p, start in starts:
             want = min(room, DELIVERY_BATCH)
-            records = self.store.read_partition_raw(p, start, None, want)[0] if want > 0 else []
+            records: list = []
+            if want > 0 and active_only:
+                got = self.store.read_partition_raw_active(p, start, None, want)
+                if got is None:
+                    break
+                records = got[0]
+            elif want > 0:
+                records = self.store.read_partition_raw(p, start, None, want)[0]
             if records:
                 chunks.append(push_messages_raw(self.id, cursor, records, self.resp3))
                 cursor += len(records)
