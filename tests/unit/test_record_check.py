@@ -3,32 +3,20 @@ bytes, and refuses every damaged, truncated or out-of-bounds record, compiled an
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import mmap
 import os
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from compiled import is_compiled, source_module
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sierradb.storage import record_check
 from sierradb.storage.record import HEADER, BadRecord, encode_discard, encode_event
 
-
-def _source() -> ModuleType:
-    """storage/record_check.py run as plain Python (its typed annotations then mean nothing)."""
-    path = Path(__file__).resolve().parents[2] / "storage" / "record_check.py"
-    spec = importlib.util.spec_from_file_location("sierradb.storage.record_check_source", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SOURCE = _source()
+SOURCE = source_module("storage/record_check.py", "sierradb.storage.record_check_source")
 BOTH = pytest.mark.parametrize("check", [record_check, SOURCE], ids=["compiled", "source"])
 
 
@@ -53,8 +41,7 @@ def expected(buf: bytes, offsets: list[int]) -> list:
 
 def test_the_installed_record_check_is_compiled() -> None:
     # The install (pip install, setup.py) builds it; uncompiled it is ~20x slower.
-    assert record_check.__file__ is not None
-    assert record_check.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), (
+    assert is_compiled(record_check), (
         f"{record_check.__file__}: run the install again (.venv/bin/pip install -e .)"
     )
 

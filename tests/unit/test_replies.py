@@ -5,13 +5,10 @@ the bytes its own source gives uncompiled."""
 from __future__ import annotations
 
 import base64
-import importlib.machinery
-import importlib.util
 import json
 import uuid
-from pathlib import Path
-from types import ModuleType
 
+from compiled import is_compiled, source_module
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -82,23 +79,12 @@ def test_raw_push_frames_equal_decoded_push_frames(stored: list[bytes], sub_id: 
 
 def test_the_installed_event_codec_is_compiled() -> None:
     # The install (pip install, setup.py) builds it; uncompiled it is ~100x slower.
-    assert event_codec.__file__ is not None
-    assert event_codec.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), (
+    assert is_compiled(event_codec), (
         f"{event_codec.__file__}: run the install again (.venv/bin/pip install -e .)"
     )
 
 
-def _codec_source() -> ModuleType:
-    """node/event_codec.py run as plain Python (its typed annotations then mean nothing)."""
-    path = Path(__file__).resolve().parents[2] / "node" / "event_codec.py"
-    spec = importlib.util.spec_from_file_location("event_codec_source", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_CODEC_SOURCE = _codec_source()
+_CODEC_SOURCE = source_module("node/event_codec.py", "event_codec_source")
 
 
 @given(st.lists(records(), max_size=3), _ids, st.integers(min_value=0, max_value=(1 << 64) - 9))
