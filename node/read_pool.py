@@ -23,10 +23,11 @@ import trio
 
 T = TypeVar("T")
 
-# The most events a consumer's read (EPREAD, EPSCAN ... BLOCK, a partition subscription's
-# delivery) serves on the event loop instead of here: ~5 ms of work at most, as a Redis XREAD
-# of that size holds its one thread. A consumer following the live end reads what was just
-# written, from memory, and handing that to a thread made the two contend for the GIL.
+# The most events a read (ESCAN, EPSCAN, EPREAD, a partition subscription's delivery) serves
+# on the event loop instead of here, when it lies in the active segment (in memory; a read that
+# needs a sealed segment always comes here, see Database.read_stream_raw): ~5 ms of work at
+# most, as a Redis XREAD of that size holds its one thread. A consumer following the live end
+# reads what was just written, and handing that to a thread made the two contend for the GIL.
 # Measured with bench/consumer_bench.py (EPREAD over 32 partitions, 10k appends/s): the node's
 # CPU per delivered event 5-12 us instead of 11-17, EPREAD delay p50 79-266 ms (175-260 before).
 INLINE_READ_EVENTS = 1000
