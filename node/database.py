@@ -145,11 +145,8 @@ class Database:
         self.store.persist_watermarks()
         self.store.close()
 
-    async def read(self, fn: Callable[..., T], *args: object, events: int | None = None) -> T:
-        """`fn(*args)` in the read threads; on the event loop instead when the caller knows the
-        read takes at most ``read_pool.INLINE_READ_EVENTS`` events (`events`)."""
-        if events is not None and events <= INLINE_READ_EVENTS:
-            return fn(*args)
+    async def read(self, fn: Callable[..., T], *args: object) -> T:
+        """`fn(*args)` in the read threads (see read_stream_raw for reads on the event loop)."""
         return await self.reads.run(fn, *args)
 
     async def read_stream_raw(self, p: int, stream_id: bytes, start: int, end: int | None,
