@@ -215,7 +215,8 @@ class BucketReads(BucketMetadata):
             return None
         out: list[RawEvent] = []
         for reader, offsets in plan:
-            out += reader.raw_events_at(offsets)  # type: ignore[union-attr]
+            assert isinstance(reader, RecordReader)  # an active-only plan holds no sealed one
+            out += reader.raw_events_at(offsets)
         return out
 
     def _read_seq(self, ps: PartitionState, sequence: int) -> Event | None:
