@@ -14,9 +14,7 @@ from binascii import hexlify
 from collections import OrderedDict
 
 from sierradb.storage import Event
-from sierradb.storage.record import (
-    RawEvent,
-)
+from sierradb.storage.record import RawEvent
 
 from .event_codec import encode_events
 from .identifiers import format_uuid, two_uuid_groups, uuid_groups
