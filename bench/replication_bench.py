@@ -111,9 +111,12 @@ def wait(check, timeout_s: float) -> float:  # type: ignore[no-untyped-def]
     return time.monotonic() - start
 
 
-def benchmark(ports: list[int], requests: int, pipeline: int) -> tuple[float, float, float]:
-    """Total requests/s and the worst p50/p99 (ms) of one redis-benchmark per port at once."""
-    clients = max(1, 50 // len(ports))
+def benchmark(
+    ports: list[int], requests: int, pipeline: int, clients: int = 50
+) -> tuple[float, float, float]:
+    """Total requests/s and the worst p50/p99 (ms) of one redis-benchmark per port at once,
+    `clients` connections in all."""
+    clients = max(1, clients // len(ports))
     procs = [
         subprocess.Popen(
             [

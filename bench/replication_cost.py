@@ -1,12 +1,14 @@
 """Per-append cost of the replicated write path: CPU and channel traffic per append, per node.
 
     .venv/bin/python bench/replication_cost.py [--requests N] [--pipeline P] [--spread] [--nodes 3]
+        [--clients 50]
 
-Starts a local cluster (RF = node count), loads it with redis-benchmark (EAPPEND, -c 50, the
-payload of ../shared/bench/payload.json) through node 0 (or spread over all nodes), and prints,
-per node, the CPU microseconds it spent per append and the replication channel frames and
-socket writes it made per append. CPU per append is the number to move: it holds on a busy
-machine, where appends/s does not. Prints appends/s and p50/p99 too, with the load average.
+Starts a local cluster (RF = node count), loads it with redis-benchmark (EAPPEND, `--clients`
+connections, the payload of ../shared/bench/payload.json) through node 0 (or spread over all
+nodes), and prints, per node, the CPU microseconds it spent per append and the replication
+channel frames and socket writes it made per append. CPU per append is the number to move: it
+holds on a busy machine, where appends/s does not. Prints appends/s and p50/p99 too, with the
+load average.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--pipeline", type=int, default=1)
     parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--spread", action="store_true", help="load every node, not just node 0")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
@@ -42,11 +45,11 @@ def main() -> None:
         try:
             procs = [psutil.Process(n.proc.pid) for n in nodes]  # type: ignore[union-attr]
             ports = [n.port for n in nodes] if args.spread else [nodes[0].port]
-            benchmark(ports, min(2_000, args.requests), args.pipeline)  # warm up
+            benchmark(ports, min(2_000, args.requests), args.pipeline, args.clients)  # warm up
             cpu0 = [sum(p.cpu_times()[:2]) for p in procs]
             ch0 = [counters(n.port) for n in nodes]
             load = open("/proc/loadavg").read().split()[0]
-            rps, p50, p99 = benchmark(ports, args.requests, args.pipeline)
+            rps, p50, p99 = benchmark(ports, args.requests, args.pipeline, args.clients)
             cpu1 = [sum(p.cpu_times()[:2]) for p in procs]
             ch1 = [counters(n.port) for n in nodes]
         finally:
@@ -54,8 +57,8 @@ def main() -> None:
                 n.kill()
     n = args.requests
     where = "spread over all" if args.spread else "through node 0"
-    print(f"{args.nodes} nodes, -P {args.pipeline}, {where}: {rps:,.0f} appends/s, "
-          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (load {load})")  # fmt: skip
+    print(f"{args.nodes} nodes, -c {args.clients} -P {args.pipeline}, {where}: "
+          f"{rps:,.0f} appends/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms (load {load})")  # fmt: skip
     total = 0.0
     for i in range(len(nodes)):
         cpu = (cpu1[i] - cpu0[i]) / n * 1e6

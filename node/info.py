@@ -155,10 +155,12 @@ def _cluster_section(server: ServerView) -> list[tuple[str, object]]:
         rows.append(("forwarded_requests", replication.forwarded))
         rows.append(("stale_reads", replication.stale_reads))
         if cluster.channels is not None:
-            frames, writes, dropped = cluster.channels.counts()
+            frames, writes, dropped, lingered = cluster.channels.counts()
             rows.append(("channel_frames_sent", frames))
             rows.append(("channel_writes", writes))
             rows.append(("channel_frames_dropped", dropped))
+            rows.append(("channel_lingers", lingered))
+            rows.append(("event_loop_busy", round(cluster.channels.load.busy(), 2)))
         for r in stats:
             followers = ";".join(f"{n}:{match}:{lag}" for n, match, lag in r.followers)
             fields = {

@@ -11,6 +11,14 @@ from (P1). Only a peer with an accepted control link (handshake passed, not refu
 channels: a stream from anyone else is closed at once, and frames for a peer without one are
 dropped. A channel whose stream breaks drops what it held (the protocols above tolerate loss
 and resend) and opens a new stream when there is something to send again.
+
+Lingering (Nagle's idea, gated on load). A write wakes as soon as a frame is queued, so with
+many clients each sending one request at a time, frames trickle in and almost every write
+carried one of them: the node spent its CPU on py-libp2p's per-write cost, which made every
+round slower, which kept the batches small. So while the event loop is busy (``LoopLoad``:
+at least ``BUSY_TO_LINGER`` of the last window not waiting for I/O), a channel writes at most
+once per ``LINGER_S``, and what queues meanwhile goes in that write. An idle or lightly loaded
+loop writes at once, so a lone request pays no delay.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import trio
 from .errors import FrameError, P2PError
 from .framing import FrameReader, frame
 from .host import Host, Stream
+from .loop_load import LoopLoad
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus  # trio's own type, as the stubs mypy reads name it
@@ -41,7 +50,19 @@ MAX_OUTBOX_FRAMES = 8192
 # Bytes written per wake-up at most (later frames go in the next write).
 MAX_WRITE_BYTES = 4 * 1024 * 1024
 
+# While the loop is this busy, a channel writes at most once per LINGER_S (see the docstring).
+BUSY_TO_LINGER = 0.5
+LINGER_S = 0.02
+
 FrameHandler = Callable[[int, bytes], None]  # (sender's node index, frame body)
+
+
+def linger_s(now: float, last_write: float, busy: float) -> float:
+    """How long a woken channel waits before it writes: while the loop is busy, until
+    LINGER_S after its last write; otherwise not at all."""
+    if busy < BUSY_TO_LINGER:
+        return 0.0
+    return max(0.0, last_write + LINGER_S - now)
 
 
 class _Channel:
@@ -53,6 +74,8 @@ class _Channel:
         self.dropped = 0
         self.sent = 0  # frames
         self.writes = 0  # stream writes (each carries every frame queued at its wake-up)
+        self.last_write = -LINGER_S  # trio clock
+        self.lingered = 0  # wake-ups that waited for more frames
 
 
 class Channels:
@@ -63,12 +86,17 @@ class Channels:
         self._handlers: dict[str, FrameHandler] = {}
         self._channels: dict[tuple[str, str], _Channel] = {}
         self._nursery: trio.Nursery | None = None
+        self.load = LoopLoad()
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            task_status.started()
-            await trio.sleep_forever()
+            trio.lowlevel.add_instrument(self.load)
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                trio.lowlevel.remove_instrument(self.load)
 
     def register(self, protocol: str, handler: FrameHandler) -> None:
         """Receive this class's frames (the handler runs in the stream's reader task, which
@@ -108,16 +136,26 @@ class Channels:
     def dropped(self) -> int:
         return sum(c.dropped for c in self._channels.values())
 
-    def counts(self) -> tuple[int, int, int]:
-        """(frames sent, stream writes, frames dropped) over every channel since start."""
+    def counts(self) -> tuple[int, int, int, int]:
+        """(frames sent, stream writes, frames dropped, lingering wake-ups) over every
+        channel since start."""
         chans = self._channels.values()
-        return sum(c.sent for c in chans), sum(c.writes for c in chans), self.dropped()
+        return (
+            sum(c.sent for c in chans),
+            sum(c.writes for c in chans),
+            self.dropped(),
+            sum(c.lingered for c in chans),
+        )
 
     async def _send_loop(self, channel: _Channel) -> None:
         stream: Stream | None = None
         try:
             while True:
                 await channel.wake.wait()
+                delay = linger_s(trio.current_time(), channel.last_write, self.load.busy())
+                if delay > 0:
+                    channel.lingered += 1
+                    await trio.sleep(delay)
                 channel.wake = trio.Event()
                 if not channel.outbox:
                     continue
@@ -128,6 +166,7 @@ class Channels:
                 try:
                     if stream is None:
                         stream = await self.host.open_stream(channel.peer_id, channel.protocol)
+                    channel.last_write = trio.current_time()
                     while channel.outbox:
                         batch: list[bytes] = []
                         size = 0
