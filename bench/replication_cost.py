@@ -6,9 +6,9 @@
 Starts a local cluster (RF = node count), loads it with redis-benchmark (EAPPEND, `--clients`
 connections, the payload of ../shared/bench/payload.json) through node 0 (or spread over all
 nodes), and prints, per node, the CPU microseconds it spent per append and the replication
-channel frames and socket writes it made per append. CPU per append is the number to move: it
-holds on a busy machine, where appends/s does not. Prints appends/s and p50/p99 too, with the
-load average.
+channel frames, socket writes and lingering writes it made per append. CPU per append is the
+number to move: it holds on a busy machine, where appends/s does not. Prints appends/s and
+p50/p99 too, with the load average.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from clusterproc import info_cluster  # noqa: E402
 
 
-def counters(port: int) -> tuple[int, int]:
+def counters(port: int) -> tuple[int, int, int]:
     info = info_cluster(port)
-    return int(info.get("channel_frames_sent", 0)), int(info.get("channel_writes", 0))
+    names = ("channel_frames_sent", "channel_writes", "channel_lingers")
+    frames, writes, lingers = (int(info.get(name, 0)) for name in names)
+    return frames, writes, lingers
 
 
 def main() -> None:
@@ -65,8 +67,9 @@ def main() -> None:
         total += cpu
         frames = (ch1[i][0] - ch0[i][0]) / n
         writes = (ch1[i][1] - ch0[i][1]) / n
+        lingers = (ch1[i][2] - ch0[i][2]) / n
         print(f"  node {i}: {cpu:,.0f} us CPU/append, {frames:.2f} frames/append, "
-              f"{writes:.2f} writes/append")  # fmt: skip
+              f"{writes:.2f} writes/append, {lingers:.2f} lingers/append")  # fmt: skip
     print(f"  all nodes: {total:,.0f} us CPU/append")
 
 

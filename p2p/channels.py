@@ -51,7 +51,7 @@ MAX_OUTBOX_FRAMES = 8192
 MAX_WRITE_BYTES = 4 * 1024 * 1024
 
 # While the loop is this busy, a channel writes at most once per LINGER_S (see the docstring).
-BUSY_TO_LINGER = 0.5
+BUSY_TO_LINGER = 0.8
 LINGER_S = 0.02
 
 FrameHandler = Callable[[int, bytes], None]  # (sender's node index, frame body)
