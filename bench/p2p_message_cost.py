@@ -21,6 +21,7 @@ import os
 import resource
 import struct
 import time
+from typing import Protocol
 
 import trio
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -36,6 +37,32 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class MessageStream(Protocol):
+    async def send(self, data: bytes) -> None: ...
+    async def receive(self) -> bytes: ...
+
+
+async def answer(stream: MessageStream, messages: int, out: mp.Queue) -> None:
+    """Answer every newline-terminated message with a 2-byte one, then report the CPU."""
+    got, started = 0, cpu_s()
+    while got < messages:
+        n = (await stream.receive()).count(b"\n")
+        got += n
+        await stream.send(b"k\n" * n)
+    out.put(("answerer CPU per message (us)", (cpu_s() - started) / messages * 1e6))
+
+
+async def ask(stream: MessageStream, messages: int, size: int, out: mp.Queue) -> None:
+    """Send `messages` messages of `size` bytes, each after the last one's answer."""
+    message = b"x" * (size - 1) + b"\n"
+    started, wall = cpu_s(), time.perf_counter()
+    for _ in range(messages):
+        await stream.send(message)
+        await stream.receive()
+    out.put(("sender CPU per message (us)", (cpu_s() - started) / messages * 1e6))
+    out.put(("wall per round trip (us)", (time.perf_counter() - wall) / messages * 1e6))
+
+
 def answerer(messages: int, out: mp.Queue) -> None:
     async def main() -> None:
         host = Host(os.urandom(32), parse_listen_address("127.0.0.1:0"))
@@ -43,13 +70,7 @@ def answerer(messages: int, out: mp.Queue) -> None:
             done = trio.Event()
 
             async def on_stream(stream: Stream) -> None:
-                got, started = 0, cpu_s()
-                while got < messages:
-                    data = await stream.receive()
-                    n = data.count(b"\n")
-                    got += n
-                    await stream.send(b"k\n" * n)
-                out.put(("answerer CPU per message (us)", (cpu_s() - started) / messages * 1e6))
+                await answer(stream, messages, out)
                 done.set()
 
             host.set_handler(on_stream, PROTOCOL)
@@ -65,14 +86,7 @@ def sender(peer: str, port: int, messages: int, size: int, out: mp.Queue) -> Non
         host = Host(os.urandom(32), parse_listen_address("127.0.0.1:0"))
         async with host.run():
             await host.dial(parse_peer_address(f"/ip4/127.0.0.1/tcp/{port}"), peer)
-            stream = await host.open_stream(peer, PROTOCOL)
-            message = b"x" * (size - 1) + b"\n"
-            started, wall = cpu_s(), time.perf_counter()
-            for _ in range(messages):
-                await stream.send(message)
-                await stream.receive()
-            out.put(("sender CPU per message (us)", (cpu_s() - started) / messages * 1e6))
-            out.put(("wall per round trip (us)", (time.perf_counter() - wall) / messages * 1e6))
+            await ask(await host.open_stream(peer, PROTOCOL), messages, size, out)
 
     trio.run(main)
 
@@ -113,13 +127,7 @@ def aead_answerer(messages: int, key: bytes, out: mp.Queue) -> None:
         listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
         out.put(("", listener.socket.getsockname()[1]))
         async with listener:
-            stream = AeadStream(await listener.accept(), key)
-            got, started = 0, cpu_s()
-            while got < messages:
-                n = (await stream.receive()).count(b"\n")
-                got += n
-                await stream.send(b"k\n" * n)
-            out.put(("answerer CPU per message (us)", (cpu_s() - started) / messages * 1e6))
+            await answer(AeadStream(await listener.accept(), key), messages, out)
 
     trio.run(main)
 
@@ -127,13 +135,7 @@ def aead_answerer(messages: int, key: bytes, out: mp.Queue) -> None:
 def aead_sender(port: int, messages: int, size: int, key: bytes, out: mp.Queue) -> None:
     async def main() -> None:
         stream = AeadStream(await trio.open_tcp_stream("127.0.0.1", port), key)
-        message = b"x" * (size - 1) + b"\n"
-        started, wall = cpu_s(), time.perf_counter()
-        for _ in range(messages):
-            await stream.send(message)
-            await stream.receive()
-        out.put(("sender CPU per message (us)", (cpu_s() - started) / messages * 1e6))
-        out.put(("wall per round trip (us)", (time.perf_counter() - wall) / messages * 1e6))
+        await ask(stream, messages, size, out)
 
     trio.run(main)
 
