@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 import redis
@@ -90,7 +91,11 @@ def test_pages_cut_at_8_mib_are_followed_from_where_they_stop(node, r, page_fact
     }
 
 
-def test_events_appended_during_a_run_are_read_once_and_in_order(node, r, page_factory):
+def test_a_run_under_a_nonstop_writer_reads_up_to_its_start_once_and_in_order(
+    node, r, page_factory
+):
+    # The writer never pauses and outpaces the slowed projection: the run must still finish
+    # (it reads up to the ends when it started, not the moving live end).
     before = partition_ends(r)
     stop = threading.Event()
 
@@ -120,3 +125,51 @@ def test_events_appended_during_a_run_are_read_once_and_in_order(node, r, page_f
         assert s["count"] == s["last"] + 1  # every position from 0, once
         assert before[part] <= s["count"] <= after[part], (part, s, before, after)
     assert sum(s["count"] for s in state.values()) > sum(before.values())  # some late ones read
+    assert sum(s["count"] for s in state.values()) < sum(after.values())  # and not the latest
+
+
+def test_a_live_run_under_a_nonstop_writer_hands_over_to_the_feed_without_gap_or_repeat(
+    node, r, page_factory
+):
+    # The catch-up reads up to the ends at its start, the live feed goes on from there: once the
+    # writer stops, every partition's state must reach its end, each position once and in order.
+    stop = threading.Event()
+
+    def append() -> None:
+        with redis.Redis(port=node.port, protocol=3) as w:
+            i = 0
+            while not stop.is_set():
+                w.execute_command("EAPPEND", f"handover-{i % 17}", "Handover")
+                i += 1
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        p = page_factory(f"http://127.0.0.1:{node.http_port}")
+        p.goto("/projections")
+        p.page.select_option("#scope", "all")
+        p.page.fill(
+            "#code",
+            GAPLESS.replace(
+                "return state;\n}",
+                "const t = Date.now(); while (Date.now() - t < 1) {}\n  return state;\n}",
+            ),
+        )
+        p.page.fill("#initial", "{}")
+        p.page.check("#live")
+        p.page.click("#run")
+        expect(p.page.locator("#projection-status")).to_have_text("live", timeout=120_000)
+    finally:
+        stop.set()
+        writer.join()
+    ends = {part: end for part, end in partition_ends(r).items() if end}
+    deadline = time.monotonic() + 60
+    while True:
+        state = json.loads(p.page.locator("#result").get_attribute("data-state") or "null") or {}
+        seen = {part: (s["count"], s["last"] + 1, s["gapless"]) for part, s in state.items()}
+        if seen == {part: (end, end, True) for part, end in ends.items()}:
+            break
+        assert time.monotonic() < deadline, (seen, ends)
+        time.sleep(0.2)
+    p.page.click("#abort")
+    assert p.problems == [], p.problems

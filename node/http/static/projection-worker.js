@@ -74,9 +74,11 @@ async function getJSON(url) {
 // request ahead left the node idle while the browser parsed each page). They follow a plan
 // made from each range's end when the run started (`end`: positions are gapless, so a full page
 // from `from` is followed by one from `from + pageEvents`). Each page's `next` is checked
-// against the plan: where they differ (a page cut at 8 MiB, or events appended since the plan)
-// the requests planned for that range are dropped and its reading goes on from `next`, so every
-// position is read once, in order, up to the range's end at the time it is read.
+// against the plan: where they differ (a page cut at 8 MiB) the requests planned for that range
+// are dropped and its reading goes on from `next`, so every position is read once, in order.
+// A range ends at its `end`: events appended since the run started are left to the live feed,
+// so a run finishes however fast a writer appends (a run that chased the live end would finish
+// only once the projection outpaced every writer). `at(event)` is an event's position.
 const PAGES_IN_FLIGHT = 3;
 
 async function* plannedPages(ranges, pageEvents) {
@@ -100,7 +102,12 @@ async function* plannedPages(ranges, pageEvents) {
   fill();
   while (inFlight.length) {
     const { r, page: pending } = inFlight.shift();
-    const page = await pending;
+    const { end, at } = ranges[r];
+    const fetched = await pending;
+    const page = {
+      events: fetched.events.filter((event) => at(event) < end),
+      next: fetched.next !== null && fetched.next < end ? fetched.next : null,
+    };
     const planned = inFlight.length && inFlight[0].r === r ? inFlight[0].from : null;
     if (page.next !== planned) {
       while (inFlight.length && inFlight[0].r === r) inFlight.shift();
@@ -118,6 +125,7 @@ async function catchUpPartitions(partitions, ends, pageEvents) {
   for (const p of partitions) positions[p] = 0;
   const ranges = partitions.map((p) => ({
     end: ends[p] || 0,
+    at: (event) => event.partition_sequence,
     url: (from, limit) => `/api/partitions/${p}/events?from=${from}&limit=${limit}`,
   }));
   for await (const [r, page] of plannedPages(ranges, pageEvents)) {
@@ -135,7 +143,7 @@ async function catchUpPartitions(partitions, ends, pageEvents) {
 async function catchUpStream(streamId, key, version, below, pageEvents) {
   const q = new URLSearchParams({ stream_id: streamId, partition_key: key });
   positions.version = 0;
-  const range = { end: version + 1, url: (from, limit) => `/api/stream/events?${q}&from=${from}&limit=${limit}` };
+  const range = { end: version + 1, at: (event) => event.stream_version, url: (from, limit) => `/api/stream/events?${q}&from=${from}&limit=${limit}` };
   for await (const [, page] of plannedPages([range], pageEvents)) {
     for (const event of page.events) {
       if (event.partition_sequence >= below) return;
