@@ -31,11 +31,14 @@ PROOF_CONTEXT = b"sierradb/cluster-proof/1"
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why a link was refused: the field, a readable reason, and whether the peer said so."""
+    """Why a link was refused: the field, a readable reason, whether the peer said so, and
+    whether it was only slow (a handshake that did not finish in time: retried at the usual
+    backoff, not after a configuration fix's long wait)."""
 
     field_name: str
     reason: str
     by_peer: bool = False
+    transient: bool = False
 
     def describe(self) -> str:
         return f"refused by peer: {self.reason}" if self.by_peer else self.reason

@@ -443,7 +443,9 @@ class ClusterRuntime:
         if hs.accepted:
             assert hs.remote is not None
             return hs.remote
-        refusal = hs.refusal or Refusal("handshake", "the handshake did not finish in time")
+        refusal = hs.refusal or Refusal(
+            "handshake", "the handshake did not finish in time", transient=True
+        )
         self.membership.on_refused(stream.peer_id, refusal, trio.current_time())
         self._log_state_changes()
         return None
@@ -649,7 +651,7 @@ class ClusterRuntime:
         if linked and trio.current_time() - started >= STABLE_LINK_S:
             backoff = BACKOFF_INITIAL_S
         refusal = self.membership.refusal_of(peer_id) if peer_id else None
-        delay = REFUSED_RETRY_S if refusal is not None else backoff
+        delay = REFUSED_RETRY_S if refusal is not None and not refusal.transient else backoff
         await trio.sleep(delay * random.uniform(0.5, 1.0))
         return min(backoff * 2, BACKOFF_MAX_S)
 

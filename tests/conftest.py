@@ -9,6 +9,8 @@ import pytest
 import redis
 from nodeproc import NodeProcess
 
+LOG_TAIL_CHARS = 6000
+
 
 @pytest.fixture
 def node_factory(tmp_path: Path) -> Iterator:
@@ -21,8 +23,11 @@ def node_factory(tmp_path: Path) -> Iterator:
         return node.start() if start else node
 
     yield make
-    for node in nodes:
+    for i, node in enumerate(nodes):
         node.kill()
+        # Shown by pytest only when the test failed: what each node logged, last part first cut.
+        print(f"--- node {i} ({node.data_dir}) log, last {LOG_TAIL_CHARS} chars ---")
+        print(node.output()[-LOG_TAIL_CHARS:])
 
 
 @pytest.fixture
