@@ -61,6 +61,7 @@ class User(Aggregate):
 
 # ------------------------------------------------------------------------------ systems
 NODE_PIDS: list[int] = []  # the running node, so that its CPU per event can be reported
+NODE_FLAGS: list[str] = []  # extra node flags for part 1 (--node-flag)
 
 
 @contextmanager
@@ -126,7 +127,7 @@ def private_postgres() -> Iterator[dict[str, str]]:
 @contextmanager
 def system_env(name: str) -> Iterator[dict[str, str]]:
     if name == "sierradb":
-        with sierradb_node() as address:
+        with sierradb_node(*NODE_FLAGS) as address:
             yield {"PERSISTENCE_MODULE": "sierradb.eventsourcing", "SIERRADB_ADDRESSES": address}
     elif name == "sqlite":
         with tempfile.TemporaryDirectory(prefix="es-bench-sqlite-") as tmp:
@@ -274,7 +275,11 @@ def main() -> None:
     parser.add_argument("--writers", default="1,8")
     parser.add_argument("--systems", default="sierradb,sqlite,postgres")
     parser.add_argument("--appends", type=int, default=5000, help="part 2's appends; 0 skips it")
+    parser.add_argument(
+        "--node-flags", default="", help="extra flags for part 1's node, e.g. '--sync none'"
+    )
     args = parser.parse_args()
+    NODE_FLAGS.extend(args.node_flags.split())
     systems = args.systems.split(",")
     if "postgres" in systems and not (PG_BIN.exists() and os.geteuid() == 0):
         print("# skipping postgres: needs root and PostgreSQL 15", file=sys.stderr)

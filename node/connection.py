@@ -53,9 +53,9 @@ from .command_stats import command_label
 from .commands import HANDLERS
 from .errors import NodeError, reply_for
 from .forwarding import forward_read
-from .identifiers import format_uuid, partition_id
-from .replies import append_result
-from .resp import ErrorReply, ProtocolError, RequestReader, SimpleString, encode_into
+from .identifiers import partition_id
+from .replies import append_result, multi_append_result
+from .resp import ErrorReply, ProtocolError, RequestReader, encode_into
 from .subscriptions import Subscription
 
 if TYPE_CHECKING:
@@ -565,27 +565,16 @@ class Connection:
 
     # ------------------------------------------------------------------------- appends
     def _emappend_reply(self, append: AppendRequest, outcome: AppendOutcome, resp3: bool) -> bytes:
-        items = [
-            {
-                SimpleString("event_id"): SimpleString(format_uuid(e.event_id)),
-                SimpleString("stream_id"): SimpleString(e.stream_id.decode("utf-8", "replace")),
-                SimpleString("stream_version"): version,
-                SimpleString("timestamp"): ts,
-            }
-            for e, version, ts in zip(
-                append.events, outcome.versions, outcome.timestamps_ms, strict=True
-            )
-        ]
-        first = outcome.first_sequence
-        return self._encode(
-            {
-                SimpleString("partition_key"): SimpleString(format_uuid(append.partition_key)),
-                SimpleString("partition_id"): append.partition_id,
-                SimpleString("first_partition_sequence"): first,
-                SimpleString("last_partition_sequence"): first + len(append.events) - 1,
-                SimpleString("events"): items,
-            }
-        )
+        return multi_append_result(
+            append.partition_key, append.partition_id, outcome.first_sequence,
+            [
+                (e.event_id, e.stream_id, version, ts)
+                for e, version, ts in zip(
+                    append.events, outcome.versions, outcome.timestamps_ms, strict=True
+                )
+            ],
+            resp3,
+        )  # fmt: skip
 
 
 def _stream_error(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:

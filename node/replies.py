@@ -53,8 +53,65 @@ _APPEND2 = (
 )
 
 
+# EMAPPEND: the head (partition, first and last sequence, the events' count), then per event.
+_MULTI3 = (
+    b"%%5\r\n+partition_key\r\n+%s\r\n+partition_id\r\n:%d\r\n"
+    b"+first_partition_sequence\r\n:%d\r\n+last_partition_sequence\r\n:%d\r\n+events\r\n*%d\r\n"
+)
+_MULTI2 = (
+    b"*10\r\n$13\r\npartition_key\r\n$36\r\n%s\r\n$12\r\npartition_id\r\n:%d\r\n"
+    b"$24\r\nfirst_partition_sequence\r\n:%d\r\n$23\r\nlast_partition_sequence\r\n:%d\r\n"
+    b"$6\r\nevents\r\n*%d\r\n"
+)
+_MULTI_EVENT3 = (
+    b"%%4\r\n+event_id\r\n+%s\r\n+stream_id\r\n+%s\r\n"
+    b"+stream_version\r\n:%d\r\n+timestamp\r\n:%d\r\n"
+)
+_MULTI_EVENT2 = (
+    b"*8\r\n$8\r\nevent_id\r\n$36\r\n%s\r\n$9\r\nstream_id\r\n$%d\r\n%s\r\n"
+    b"$14\r\nstream_version\r\n:%d\r\n$9\r\ntimestamp\r\n:%d\r\n"
+)
+
+
 def _uuid(b: bytes) -> bytes:
     return format_uuid(b).encode()
+
+
+def _stream_id_text(stream_id: bytes, resp3: bool) -> bytes:
+    """A stream id as the generic encoder sends the reply's SimpleString: UTF-8 (invalid bytes
+    replaced); in RESP3 (a `+` line) with CR and LF as spaces, in RESP2 (a bulk string) as is."""
+    if stream_id.isascii() and (not resp3 or (b"\r" not in stream_id and b"\n" not in stream_id)):
+        return stream_id
+    text = stream_id.decode("utf-8", "replace")
+    if resp3:
+        text = text.replace("\r", " ").replace("\n", " ")
+    return text.encode()
+
+
+def multi_append_result(
+    partition_key: bytes,
+    partition_id: int,
+    first_sequence: int,
+    events: list[tuple[bytes, bytes, int, int]],
+    resp3: bool,
+) -> bytes:
+    """EMAPPEND's reply; `events`: (event id, stream id, stream version, timestamp ms) each."""
+    head = (_MULTI3 if resp3 else _MULTI2) % (
+        _uuid(partition_key), partition_id, first_sequence, first_sequence + len(events) - 1,
+        len(events),
+    )  # fmt: skip
+    if resp3:
+        return head + b"".join(
+            [
+                _MULTI_EVENT3 % (_uuid(event_id), _stream_id_text(stream_id, True), version, ts)
+                for event_id, stream_id, version, ts in events
+            ]
+        )
+    parts = [head]
+    for event_id, stream_id, version, ts in events:
+        text = _stream_id_text(stream_id, False)
+        parts.append(_MULTI_EVENT2 % (_uuid(event_id), len(text), text, version, ts))
+    return b"".join(parts)
 
 
 class EncodedEvents:

@@ -14,13 +14,16 @@ from hypothesis import strategies as st
 
 from sierradb.node import event_codec, replies
 from sierradb.node.http.events import event_json, json_event, json_event_raw
+from sierradb.node.identifiers import format_uuid
 from sierradb.node.replies import _encode_event_map, event_map_raw, scan_result, scan_result_raw
+from sierradb.node.resp import SimpleString, encode_into
 from sierradb.storage import Event
 from sierradb.storage.record import encode_event
 from sierradb.storage.record_check import decode_event, verify_event
 
 _ids = st.binary(min_size=16, max_size=16)
 _u64 = st.integers(min_value=0, max_value=(1 << 64) - 1)
+_i63 = st.integers(min_value=0, max_value=(1 << 63) - 1)
 
 
 @st.composite
@@ -171,3 +174,37 @@ def test_the_encoded_event_cache_hits_on_the_same_event(stored: bytes) -> None:
         assert cache.get(ev, resp3) == _encode_event_map(ev, resp3)  # a miss, then kept
         assert cache.get(ev, resp3) == _encode_event_map(ev, resp3)  # the same key: a hit
     assert (cache.misses, cache.hits) == (2, 2)
+
+
+@given(
+    _ids,
+    st.integers(min_value=0, max_value=65535),
+    st.integers(min_value=0, max_value=1 << 62),
+    st.lists(
+        st.tuples(_ids, st.binary(min_size=1, max_size=64), _i63, _i63),
+        min_size=1, max_size=5,
+    ),
+)  # fmt: skip
+def test_the_multi_append_template_is_the_generic_encoding(
+    partition_key: bytes, partition_id: int, first: int, events: list
+) -> None:
+    # What the reply was before the template: a map of SimpleStrings through resp.encode_into.
+    generic = {
+        SimpleString("partition_key"): SimpleString(format_uuid(partition_key)),
+        SimpleString("partition_id"): partition_id,
+        SimpleString("first_partition_sequence"): first,
+        SimpleString("last_partition_sequence"): first + len(events) - 1,
+        SimpleString("events"): [
+            {
+                SimpleString("event_id"): SimpleString(format_uuid(event_id)),
+                SimpleString("stream_id"): SimpleString(stream_id.decode("utf-8", "replace")),
+                SimpleString("stream_version"): version,
+                SimpleString("timestamp"): ts,
+            }
+            for event_id, stream_id, version, ts in events
+        ],
+    }
+    for resp3 in (True, False):
+        out = bytearray()
+        encode_into(out, generic, 3 if resp3 else 2)
+        assert replies.multi_append_result(partition_key, partition_id, first, events, resp3) == out
