@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,21 @@ COMMIT_NOTICE_DELAY_S = 0.002
 WATERMARK_PERSIST_S = 1.0
 # Forwarded requests waiting for an answer, at most (more get TRYAGAIN).
 MAX_PENDING_FORWARDS = 10_000
+
+
+# Request ids of one start of a node begin at (incarnation << this) plus a random offset below
+# half that step (see first_request_id).
+REQUEST_ID_INCARNATION_SHIFT = 40
+
+
+def first_request_id(incarnation: int) -> int:
+    """Where a start's request ids begin. A leader may answer a forward after its origin
+    restarted; that answer must not match a new request that reuses the id (the origin would
+    acknowledge the new append with the old one's position). The incarnation grows at every
+    start, so each start's ids begin above the last start's by at least 2^39; the random offset
+    covers a wiped data dir, whose incarnation starts over."""
+    offset = random.getrandbits(REQUEST_ID_INCARNATION_SHIFT - 1)
+    return (incarnation << REQUEST_ID_INCARNATION_SHIFT) + offset + 1
 
 
 # A relay asks for at most this many events per request.
@@ -135,7 +151,7 @@ class ReplicationService:
         self._fresh = {p for p, r in self.replicas.items() if r.fresh}
         self._leader_hints: dict[int, int] = {}
         self._pending: dict[int, _Pending] = {}
-        self._request_ids = itertools.count(1)
+        self._request_ids = itertools.count(first_request_id(incarnation))
         self._notice_due = False
         self._moved: set[int] = set()  # led partitions whose watermark moved since the notice
         # Led partitions with local appends not yet sent to followers (see replicate_soon).
