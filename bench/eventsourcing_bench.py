@@ -18,6 +18,7 @@ it in the wall time.
 
 Needs: pip install -e '.[test]' 'eventsourcing[postgres]'  (psycopg for the PostgreSQL module)
 Usage: python bench/eventsourcing_bench.py [--seconds 10] [--writers 1,8] [--systems ...]
+       [--node-flags '--sync none']  (extra flags for part 1's node)
 Machine-readable: one JSON object per line on stdout.
 """
 
