@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -91,34 +93,43 @@ def test_pages_cut_at_8_mib_are_followed_from_where_they_stop(node, r, page_fact
     }
 
 
-def test_a_run_under_a_nonstop_writer_reads_up_to_its_start_once_and_in_order(
-    node, r, page_factory
-):
-    # The writer never pauses and outpaces the slowed projection: the run must still finish
-    # (it reads up to the ends when it started, not the moving live end).
-    before = partition_ends(r)
+@contextmanager
+def nonstop_writer(node, stream_prefix: str, event_name: str) -> Iterator[None]:
+    """A thread appending without pause (to 17 streams) while the block runs."""
     stop = threading.Event()
 
     def append() -> None:
         with redis.Redis(port=node.port, protocol=3) as w:
             i = 0
             while not stop.is_set():
-                w.execute_command("EAPPEND", f"late-{i % 17}", "Late")
+                w.execute_command("EAPPEND", f"{stream_prefix}-{i % 17}", event_name)
                 i += 1
 
     writer = threading.Thread(target=append)
     writer.start()
     try:
-        # A slow projection, so that the appends land while its pages are read.
-        slow = GAPLESS.replace(
-            "return state;\n}",
-            "const t = Date.now(); while (Date.now() - t < 2) {}\n  return state;\n}",
-        )
-        p = run_projection(node, page_factory, slow)
-        state = result(p)
+        yield
     finally:
         stop.set()
         writer.join()
+
+
+def slowed(ms: int) -> str:
+    """GAPLESS taking `ms` of CPU per event, so that appends land while a run reads."""
+    return GAPLESS.replace(
+        "return state;\n}",
+        f"const t = Date.now(); while (Date.now() - t < {ms}) {{}}\n  return state;\n}}",
+    )
+
+
+def test_a_run_under_a_nonstop_writer_reads_up_to_its_start_once_and_in_order(
+    node, r, page_factory
+):
+    # The writer never pauses and outpaces the slowed projection: the run must still finish
+    # (it reads up to the ends when it started, not the moving live end).
+    before = partition_ends(r)
+    with nonstop_writer(node, "late", "Late"):
+        state = result(run_projection(node, page_factory, slowed(2)))
     after = partition_ends(r)
     for part, s in state.items():
         assert s["gapless"], (part, s)
@@ -133,35 +144,15 @@ def test_a_live_run_under_a_nonstop_writer_hands_over_to_the_feed_without_gap_or
 ):
     # The catch-up reads up to the ends at its start, the live feed goes on from there: once the
     # writer stops, every partition's state must reach its end, each position once and in order.
-    stop = threading.Event()
-
-    def append() -> None:
-        with redis.Redis(port=node.port, protocol=3) as w:
-            i = 0
-            while not stop.is_set():
-                w.execute_command("EAPPEND", f"handover-{i % 17}", "Handover")
-                i += 1
-
-    writer = threading.Thread(target=append)
-    writer.start()
-    try:
+    with nonstop_writer(node, "handover", "Handover"):
         p = page_factory(f"http://127.0.0.1:{node.http_port}")
         p.goto("/projections")
         p.page.select_option("#scope", "all")
-        p.page.fill(
-            "#code",
-            GAPLESS.replace(
-                "return state;\n}",
-                "const t = Date.now(); while (Date.now() - t < 1) {}\n  return state;\n}",
-            ),
-        )
+        p.page.fill("#code", slowed(1))
         p.page.fill("#initial", "{}")
         p.page.check("#live")
         p.page.click("#run")
         expect(p.page.locator("#projection-status")).to_have_text("live", timeout=120_000)
-    finally:
-        stop.set()
-        writer.join()
     ends = {part: end for part, end in partition_ends(r).items() if end}
     deadline = time.monotonic() + 60
     while True:
