@@ -501,8 +501,11 @@ class Connection:
 
     def _send_answered(self, answers: _Answers) -> None:
         """Once the whole run is answered: write its replies with one write (as the waiting
-        path would have), leaving what does not fit to the connection task."""
-        if answers.missing:
+        path would have), leaving what does not fit to the connection task. Only once: a
+        confirmation decided already when handed over (a retry of a confirmed append) calls
+        back inside ``_answer_later``, which then finds the run sent and must not send it again
+        (the client would take the copies for the replies to its next requests)."""
+        if answers.missing or answers is not self._answers:
             return
         self._answers = None
         unsent = self._unsent

@@ -29,6 +29,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -37,7 +38,7 @@ from sierradb.p2p import FrameError
 from sierradb.p2p.channels import REPLICATION_PROTOCOL, REQUESTS_PROTOCOL
 from sierradb.storage import Event, Store, Ticket
 
-from ..append import AppendOutcome, AppendRequest, Waiter
+from ..append import AppendOutcome, AppendRequest, Confirmation, Outcome, Waiter
 from ..errors import NodeError, reply_for
 from ..leader import stored_events
 from ..placement import placement
@@ -55,6 +56,7 @@ from .codec import (
     decode,
     encode,
 )
+from .confirmations import ClusterConfirmation, Deadlines
 from .replica import Replica, ReplicaConfig, ReplicaStatistics, Role
 from .storage import PromiseToken, PromiseWrites, StoreStorage, leader_events
 
@@ -151,6 +153,7 @@ class ReplicationService:
         self._fresh = {p for p, r in self.replicas.items() if r.fresh}
         self._leader_hints: dict[int, int] = {}
         self._pending: dict[int, _Pending] = {}
+        self.deadlines = Deadlines()  # led appends confirmed by callback, for their TIMEOUT
         self._request_ids = itertools.count(first_request_id(incarnation))
         self._notice_due = False
         self._moved: set[int] = set()  # led partitions whose watermark moved since the notice
@@ -179,6 +182,7 @@ class ReplicationService:
                     replica.tick(now)
                     self._after(replica)
                 self._expire_requests(now)
+                self.deadlines.expire(now)
 
     async def _persist_watermarks(self) -> None:
         """Keep the persisted watermarks recent: after a restart they are where a new leader's
@@ -362,7 +366,7 @@ class ReplicationService:
             return
         assert self._nursery is not None
         if isinstance(message, ForwardAppend):
-            self._nursery.start_soon(self._serve_append, node, message)
+            self._serve_append(node, message)
         elif isinstance(message, ForwardRead):
             self._nursery.start_soon(self._serve_read, node, message)
         elif isinstance(message, FetchEvents):
@@ -374,20 +378,37 @@ class ReplicationService:
         else:
             raise FrameError(f"unexpected message on the requests channel: {message!r}")
 
-    async def _serve_append(self, origin: int, m: ForwardAppend) -> None:
-        """Execute a forwarded append as its leader (never forwarding it again)."""
-        p = m.request.partition_id
+    def _serve_append(self, origin: int, m: ForwardAppend) -> None:
+        """Execute a forwarded append as its leader (never forwarding it again); the answer
+        goes back from the confirmation's callback (no task per append)."""
         try:
-            wait = self.roles[p].submit_local(m.request)
-            outcome = await wait()
-            reply = ForwardReply(m.request_id, outcome)
+            wait = self.roles[m.request.partition_id].submit_local(m.request)
         except BaseException as exc:  # noqa: BLE001 - mapped to an error reply, or re-raised
-            err = reply_for(exc)
+            self._answer_forward(origin, m, exc)
+            return
+        if isinstance(wait, Confirmation):
+            wait.when_done(partial(self._answer_forward, origin, m))
+        else:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._await_forward, origin, m, wait)
+
+    async def _await_forward(self, origin: int, m: ForwardAppend, wait: Waiter) -> None:
+        try:
+            outcome: Outcome = await wait()
+        except BaseException as exc:  # noqa: BLE001 - mapped to an error reply, or re-raised
+            outcome = exc
+        self._answer_forward(origin, m, outcome)
+
+    def _answer_forward(self, origin: int, m: ForwardAppend, outcome: Outcome) -> None:
+        if isinstance(outcome, BaseException):
+            err = reply_for(outcome)
             if err is None:
-                raise
-            leader = self.leader_of(p)
+                raise outcome
+            leader = self.leader_of(m.request.partition_id)
             reply = ForwardReply(m.request_id, None, err.code, err.message,
                                  -1 if leader is None else leader)  # fmt: skip
+        else:
+            reply = ForwardReply(m.request_id, outcome)
         self._reply(origin, reply)
 
     async def _serve_read(self, origin: int, m: ForwardRead) -> None:
@@ -582,32 +603,14 @@ class ClusterRole:
 
     def _confirmed(
         self, replica: Replica, last: int, outcome: AppendOutcome, event_id: bytes
-    ) -> Waiter:
-        """Wait until the watermark covers `last` with the entry still ours, while we lead."""
+    ) -> ClusterConfirmation:
+        """Confirmed once the watermark covers `last` with the entry still ours (see
+        ``confirmations``)."""
         service = self.service
-        term = replica.promise.term
-
-        async def wait() -> AppendOutcome:
-            p = self.partition
-            with trio.move_on_after(service.write_timeout_s):
-                while True:
-                    if service.store.watermark(p) > last:
-                        if replica.role is Role.LEADER and replica.promise.term == term:
-                            return outcome  # a leader never replaces its log in its own term
-                        found = service.store.find_event(p, event_id)
-                        if found is not None and found[0].partition_sequence == last:
-                            return outcome
-                        raise NodeError("QUORUMFAILED", "write replication quorum not achieved")
-                    if replica.role is not Role.LEADER or replica.promise.term != term:
-                        raise NodeError(
-                            "QUORUMFAILED",
-                            "write replication quorum not achieved (the leader stepped down; "
-                            "outcome unknown, retry with the same EVENT_ID)",
-                        )
-                    await service.board.wait_past(p, last)
-            raise NodeError("TIMEOUT", "write operation timed out")
-
-        return wait
+        return ClusterConfirmation(
+            service.store, service.board, service.deadlines, replica, last, outcome, event_id,
+            service.write_timeout_s,
+        )  # fmt: skip
 
     def _forwarded(self, request: AppendRequest, leader: int) -> Waiter:
         """Send the request to the leader now (a pipeline of appends goes out together, not

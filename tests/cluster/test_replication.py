@@ -94,6 +94,27 @@ def test_a_retry_with_the_same_event_id_through_another_node_appends_once(node_f
     assert len(events[b"events"]) == 1
 
 
+def test_a_retry_of_a_confirmed_append_is_answered_once_on_its_connection(node_factory):
+    # On the node that leads the partition, a retry of an append that is confirmed already is
+    # decided as soon as it is handed over; its reply must be sent once, or the client takes
+    # the copy for the reply to its next request. Every node, streams over every partition.
+    nodes = cluster(node_factory, 3)
+    for node in nodes:
+        r = redis.Redis(port=node.port, protocol=3)
+        for i in range(2 * PARTITIONS):
+            stream = f"retry-{node.port}-{i}"
+            key = partition_key_for_stream(stream.encode())
+            eid = format_uuid(new_event_id(partition_hash(key)))
+            first = r.execute_command("EAPPEND", stream, "E", "EVENT_ID", eid)
+            assert r.execute_command("EAPPEND", stream, "E", "EVENT_ID", eid) == first
+            assert r.execute_command("PING") is True, (node.port, stream)
+            pipe = r.pipeline(transaction=False)
+            pipe.execute_command("EAPPEND", stream, "E", "EVENT_ID", eid)
+            pipe.execute_command("PING")
+            pipe.execute_command("ESVER", stream)
+            assert pipe.execute() == [first, True, 0], (node.port, stream)
+
+
 def test_kill_9_of_a_leader_under_load_loses_no_acknowledged_append(node_factory):
     nodes = cluster(node_factory, 3)
     writers = Writers([n.port for n in nodes]).start()
