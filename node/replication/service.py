@@ -9,17 +9,17 @@ write) and, if the replica moved its watermark, wakes waiting appends and subscr
 
 Appends reach a partition through its ``ClusterRole``: where this node leads the partition and
 accepts writes, the role sequences the request locally (idempotency decided here, the leader)
-and waits until the watermark covers it; elsewhere it forwards the whole request, as one
-message on the requests channel, to the leader it knows (the replica's view, or the preferred
-order), which answers with the outcome or NOTLEADER and the leader it knows; the origin retries
-once on that hint within the deadline, else TRYAGAIN. A forwarded request is never forwarded
-again. Batching: a forward leaves when the append is submitted (a client's pipeline travels
-together, not one round trip after another), and the leader sends the appends of one scheduling
-round to each follower together, in the round after (``replicate_soon``). The node that
-answers a client waits, where it holds a replica, until its own watermark covers the append
-(read-your-writes on that connection). An append whose fate is not decided
-by its deadline gets TIMEOUT, and one whose leader stepped down before confirming it
-QUORUMFAILED: both mean "outcome unknown; retry with the same EVENT_ID".
+and confirms it once the watermark covers it (``confirmations``: by callback, no task per
+append); elsewhere it forwards the whole request, as one message on the requests channel, to the
+leader it knows (the replica's view, or the preferred order), which answers with the outcome or
+NOTLEADER and the leader it knows; the origin retries once on that hint within the deadline,
+else TRYAGAIN. A forwarded request is never forwarded again. Batching: a forward leaves when the
+append is submitted (a client's pipeline travels together, not one round trip after another),
+and the leader sends the appends of one scheduling round to each follower together, in the round
+after (``replicate_soon``). The node that answers a client waits, where it holds a replica,
+until its own watermark covers the append (read-your-writes on that connection). An append whose
+fate is not decided by its deadline gets TIMEOUT, and one whose leader stepped down before
+confirming it QUORUMFAILED: both mean "outcome unknown; retry with the same EVENT_ID".
 """
 
 from __future__ import annotations
