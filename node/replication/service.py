@@ -38,7 +38,7 @@ from sierradb.p2p import FrameError
 from sierradb.p2p.channels import REPLICATION_PROTOCOL, REQUESTS_PROTOCOL
 from sierradb.storage import Event, Store, Ticket
 
-from ..append import AppendOutcome, AppendRequest, Confirmation, Outcome, Waiter
+from ..append import AppendOutcome, AppendRequest, Outcome, Waiter
 from ..errors import NodeError, reply_for
 from ..leader import stored_events
 from ..placement import placement
@@ -386,18 +386,7 @@ class ReplicationService:
         except BaseException as exc:  # noqa: BLE001 - mapped to an error reply, or re-raised
             self._answer_forward(origin, m, exc)
             return
-        if isinstance(wait, Confirmation):
-            wait.when_done(partial(self._answer_forward, origin, m))
-        else:
-            assert self._nursery is not None
-            self._nursery.start_soon(self._await_forward, origin, m, wait)
-
-    async def _await_forward(self, origin: int, m: ForwardAppend, wait: Waiter) -> None:
-        try:
-            outcome: Outcome = await wait()
-        except BaseException as exc:  # noqa: BLE001 - mapped to an error reply, or re-raised
-            outcome = exc
-        self._answer_forward(origin, m, outcome)
+        wait.when_done(partial(self._answer_forward, origin, m))
 
     def _answer_forward(self, origin: int, m: ForwardAppend, outcome: Outcome) -> None:
         if isinstance(outcome, BaseException):
@@ -556,7 +545,7 @@ class ClusterRole:
             raise NodeError("TRYAGAIN", f"partition {self.partition} has no leader yet; retry")
         return self._forwarded(request, leader)
 
-    def submit_local(self, request: AppendRequest) -> Waiter:
+    def submit_local(self, request: AppendRequest) -> ClusterConfirmation:
         """Sequence here, as the partition's leader, or refuse with NOTLEADER."""
         service = self.service
         replica = service.replicas.get(self.partition)

@@ -21,6 +21,11 @@ OURS = b"o" * 16
 OUTCOME = AppendOutcome(LAST, (0,), (1,))
 
 
+@dataclass(frozen=True)
+class FoundEvent:
+    partition_sequence: int
+
+
 @dataclass
 class FakeStore:
     mark: int = 0
@@ -29,15 +34,8 @@ class FakeStore:
     def watermark(self, partition: int) -> int:
         return self.mark
 
-    def find_event(self, partition: int, event_id: bytes):  # type: ignore[no-untyped-def]
-        if event_id != self.at_last:
-            return None
-
-        @dataclass
-        class Found:
-            partition_sequence: int = LAST
-
-        return Found(), True
+    def find_event(self, partition: int, event_id: bytes) -> tuple[FoundEvent, bool] | None:
+        return (FoundEvent(LAST), True) if event_id == self.at_last else None
 
 
 @dataclass
