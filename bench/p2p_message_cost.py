@@ -1,6 +1,7 @@
 """What one message costs on a py-libp2p stream (TCP + Noise + Yamux, as the nodes use it).
 
-    .venv/bin/python bench/p2p_message_cost.py [--messages 3000] [--size 600] [--transport aead]
+    .venv/bin/python bench/p2p_message_cost.py [--messages 3000] [--size 600]
+        [--transport data-link]
 
 Two hosts (`sierradb.p2p.host.Host`) in two processes on loopback: one sends a message of SIZE
 bytes and waits for a 2-byte answer, MESSAGES times. Prints each process's CPU time (user +
@@ -8,9 +9,9 @@ system) per message and the wall time per round trip. Every frame a node sends t
 (replication batches, acknowledgements, forwarded requests and their replies, commit notices)
 pays about this once on each side, which is why the replicated path batches frames per write.
 
-`--transport aead` runs the same exchange without py-libp2p, as the floor a leaner data channel
-could reach: a trio TCP stream, each message one length-prefixed ChaCha20-Poly1305 frame (the
-cipher Noise uses here) under a key both processes share.
+`--transport data-link` runs the same exchange over the nodes' data links
+(`sierradb.p2p.data_links`: a trio TCP stream, each message one length-prefixed ChaCha20-Poly1305
+frame), which carry replication and forwarded requests since py-libp2p cost ~5x as much.
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ import argparse
 import multiprocessing as mp
 import os
 import resource
-import struct
 import time
 from typing import Protocol
 
 import trio
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from sierradb.p2p.addresses import parse_listen_address, parse_peer_address
+from sierradb.p2p.data_links import DataLinks, DataStream
 from sierradb.p2p.host import Host, Stream
 
 PROTOCOL = "/sierradb-bench/message-cost/1.0.0"
@@ -91,51 +91,38 @@ def sender(peer: str, port: int, messages: int, size: int, out: mp.Queue) -> Non
     trio.run(main)
 
 
-class AeadStream:
-    """Length-prefixed ChaCha20-Poly1305 frames on a trio stream, a counter as the nonce."""
-
-    def __init__(self, stream: trio.SocketStream, key: bytes) -> None:
-        self.stream = stream
-        self.aead = ChaCha20Poly1305(key)
-        self.sent = 0
-        self.received = 0
-        self.buffer = bytearray()
-
-    async def send(self, data: bytes) -> None:
-        sealed = self.aead.encrypt(self.sent.to_bytes(12, "little"), data, None)
-        self.sent += 1
-        await self.stream.send_all(struct.pack(">I", len(sealed)) + sealed)
-
-    async def receive(self) -> bytes:
-        while True:
-            if len(self.buffer) >= 4:
-                (size,) = struct.unpack_from(">I", self.buffer)
-                if len(self.buffer) >= 4 + size:
-                    sealed = bytes(self.buffer[4 : 4 + size])
-                    del self.buffer[: 4 + size]
-                    nonce = self.received.to_bytes(12, "little")
-                    self.received += 1
-                    return self.aead.decrypt(nonce, sealed, None)
-            chunk = await self.stream.receive_some(65536)
-            if not chunk:
-                raise EOFError
-            self.buffer += chunk
+SENDER, ANSWERER = "bench-sender", "bench-answerer"
 
 
-def aead_answerer(messages: int, key: bytes, out: mp.Queue) -> None:
+def data_link_answerer(messages: int, key: bytes, out: mp.Queue) -> None:
     async def main() -> None:
-        listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
-        out.put(("", listener.socket.getsockname()[1]))
-        async with listener:
-            await answer(AeadStream(await listener.accept(), key), messages, out)
+        links = DataLinks(ANSWERER, "127.0.0.1")
+        await links.bind()
+        links.admit(SENDER, key, ("127.0.0.1",), 1)
+        done = trio.Event()
+
+        async def on_stream(stream: DataStream) -> None:
+            await answer(stream, messages, out)
+            done.set()
+
+        links.set_handler(on_stream, PROTOCOL)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(links.run)
+            out.put(("", links.port))
+            await done.wait()
+            await trio.sleep(0.2)
+            nursery.cancel_scope.cancel()
 
     trio.run(main)
 
 
-def aead_sender(port: int, messages: int, size: int, key: bytes, out: mp.Queue) -> None:
+def data_link_sender(port: int, messages: int, size: int, key: bytes, out: mp.Queue) -> None:
     async def main() -> None:
-        stream = AeadStream(await trio.open_tcp_stream("127.0.0.1", port), key)
+        links = DataLinks(SENDER, "127.0.0.1")
+        links.admit(ANSWERER, key, ("127.0.0.1",), port)
+        stream = await links.open_stream(ANSWERER, PROTOCOL)
         await ask(stream, messages, size, out)
+        await stream.close()
 
     trio.run(main)
 
@@ -144,18 +131,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--size", type=int, default=600)
-    parser.add_argument("--transport", choices=("libp2p", "aead"), default="libp2p")
+    parser.add_argument("--transport", choices=("libp2p", "data-link"), default="libp2p")
     args = parser.parse_args()
     out: mp.Queue = mp.Queue()
     key = os.urandom(32)
-    if args.transport == "aead":
-        answering = mp.Process(target=aead_answerer, args=(args.messages, key, out))
+    if args.transport == "data-link":
+        answering = mp.Process(target=data_link_answerer, args=(args.messages, key, out))
     else:
         answering = mp.Process(target=answerer, args=(args.messages, out))
     answering.start()
     peer, port = out.get(timeout=60)
-    if args.transport == "aead":
-        sending = mp.Process(target=aead_sender, args=(port, args.messages, args.size, key, out))
+    if args.transport == "data-link":
+        args_ = (port, args.messages, args.size, key, out)
+        sending = mp.Process(target=data_link_sender, args=args_)
     else:
         sending = mp.Process(target=sender, args=(peer, port, args.messages, args.size, out))
     sending.start()

@@ -57,6 +57,7 @@ def cluster_runtime(
         placement_version=PLACEMENT_VERSION,
         member_id=db.store.member_id,
         listen=parse_listen_address(config.cluster_address),
+        data_port=config.data_port,
         peers=tuple(parse_peer_address(p) for p in config.peers),
         mdns=config.mdns,
         heartbeat_interval_s=config.heartbeat_interval_s,

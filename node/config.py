@@ -19,6 +19,8 @@ node_count                 node_count, node.count       -n/--node-count   1
 node_index                 node_index, node.index       -i/--node-index   0
 cluster_address            cluster_address,             --cluster-address /ip4/0.0.0.0/tcp/7000
                            network.cluster_address
+data_port                  data_port,                   --data-port       0 (a free port)
+                           network.data_port
 cluster_name               cluster_name                 --cluster-name    sierradb
 cluster_secret             cluster_secret               (none: env/file)  none
 cluster_secret_file        cluster_secret_file          --cluster-secret- none
@@ -292,6 +294,7 @@ class Config:
     node_count: int = 1
     node_index: int = 0
     cluster_address: str = DEFAULT_CLUSTER_ADDRESS
+    data_port: int = 0
     cluster_name: str = "sierradb"
     cluster_secret: str | None = field(default=None, repr=False)
     cluster_secret_file: Path | None = None
@@ -400,6 +403,11 @@ def _validate(config: Config) -> None:
         "node_index",
         f"node_index must be in 0..{c.node_count - 1} for node_count {c.node_count}, "
         f"got {c.node_index}",
+    )
+    _check(
+        0 <= c.data_port <= 65535,
+        "data_port",
+        f"data_port must be in 0..65535 (0 picks a free port), got {c.data_port}",
     )
     for peer in c.peers:
         try:
@@ -661,6 +669,11 @@ _SETTINGS: tuple[_Setting, ...] = (
         "cluster_address", _to_str, ("--cluster-address",), "MULTIADDR",
         "address for peer connections: a multiaddr or HOST:PORT (port 0 picks a free one)",
         DEFAULT_CLUSTER_ADDRESS, "cluster", "network.cluster_address",
+    ),
+    _Setting(
+        "data_port", _to_int, ("--data-port",), "PORT",
+        "TCP port for replication traffic between nodes, on the cluster address's host",
+        "0 (a free port, told to peers in the handshake)", "cluster", "network.data_port",
     ),
     _Setting(
         "cluster_name", _to_str, ("--cluster-name",), "NAME",

@@ -138,6 +138,8 @@ def _cluster_section(server: ServerView) -> list[tuple[str, object]]:
         ("member_id", st.member_id),
         ("incarnation", st.incarnation),
         ("listen_addresses", ";".join(st.listen_addresses)),
+        ("data_port", st.data_port),
+        ("data_connections_refused", st.data_refused),
         ("nodes_alive", m.nodes_alive),
         ("replication_factor", st.replication_factor),
         ("placement", placement),

@@ -4,13 +4,15 @@ Theory of operation. Replication and forwarded requests travel on streams of the
 from the control link and from each other, so a large catch-up batch never delays heartbeats or
 acknowledgements of other partitions (cluster-safety P9). Each node opens its own outbound
 stream to a peer for each class and only writes on it; it reads what the peer sends on the
-stream the peer opened. A channel keeps a bounded outbox of frames (opaque bytes; the node
+stream the peer opened. Streams are data links (``data_links``: TCP sealed with
+ChaCha20-Poly1305, keyed by the control link's handshake), not py-libp2p streams, which cost
+~0.8 ms of CPU per message. A channel keeps a bounded outbox of frames (opaque bytes; the node
 encodes them) and one sender task that writes everything queued in a single write per wake-up:
-py-libp2p costs about a millisecond of CPU per write, so batching is where the throughput comes
+each write is a seal and a system call on each side, so batching is where the throughput comes
 from (P1). Only a peer with an accepted control link (handshake passed, not refused) may use
-channels: a stream from anyone else is closed at once, and frames for a peer without one are
-dropped. A channel whose stream breaks drops what it held (the protocols above tolerate loss
-and resend) and opens a new stream when there is something to send again.
+channels: a connection from anyone else is refused in its opening exchange, and frames for a
+peer without one are dropped. A channel whose stream breaks drops what it held (the protocols
+above tolerate loss and resend) and opens a new stream when there is something to send again.
 
 Lingering (Nagle's idea, gated on load). A write wakes as soon as a frame is queued, so with
 many clients each sending one request at a time, frames trickle in and almost every write
@@ -30,9 +32,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .data_links import DataLinks, DataStream
 from .errors import FrameError, P2PError
 from .framing import FrameReader, frame
-from .host import Host, Stream
 from .loop_load import LoopLoad
 
 if TYPE_CHECKING:
@@ -79,9 +81,9 @@ class _Channel:
 
 
 class Channels:
-    def __init__(self, host: Host, node_of: Callable[[str], int | None]) -> None:
+    def __init__(self, links: DataLinks, node_of: Callable[[str], int | None]) -> None:
         """`node_of(peer id)` is the node index of a peer with an accepted link, else None."""
-        self.host = host
+        self.links = links
         self.node_of = node_of
         self._handlers: dict[str, FrameHandler] = {}
         self._channels: dict[tuple[str, str], _Channel] = {}
@@ -100,23 +102,13 @@ class Channels:
 
     def register(self, protocol: str, handler: FrameHandler) -> None:
         """Receive this class's frames (the handler runs in the stream's reader task, which
-        is ours: a broken invariant in it stops the node instead of vanishing into libp2p)."""
+        is ours: a broken invariant in it stops the node)."""
         self._handlers[protocol] = handler
 
-        async def on_stream(stream: Stream) -> None:
-            assert self._nursery is not None
-            done = trio.Event()
+        async def on_stream(stream: DataStream) -> None:
+            await self._read(stream, protocol, handler)
 
-            async def read() -> None:
-                try:
-                    await self._read(stream, protocol, handler)
-                finally:
-                    done.set()
-
-            self._nursery.start_soon(read)
-            await done.wait()
-
-        self.host.set_handler(on_stream, protocol)
+        self.links.set_handler(on_stream, protocol)
 
     def send(self, peer_id: str, protocol: str, body: bytes) -> bool:
         """Queue one frame for a peer; False if it was dropped (no link, or a full outbox)."""
@@ -148,7 +140,7 @@ class Channels:
         )
 
     async def _send_loop(self, channel: _Channel) -> None:
-        stream: Stream | None = None
+        stream: DataStream | None = None
         try:
             while True:
                 await channel.wake.wait()
@@ -165,7 +157,7 @@ class Channels:
                     continue
                 try:
                     if stream is None:
-                        stream = await self.host.open_stream(channel.peer_id, channel.protocol)
+                        stream = await self.links.open_stream(channel.peer_id, channel.protocol)
                     channel.last_write = trio.current_time()
                     while channel.outbox:
                         batch: list[bytes] = []
@@ -187,7 +179,7 @@ class Channels:
             if stream is not None:
                 await stream.close()
 
-    async def _read(self, stream: Stream, protocol: str, handler: FrameHandler) -> None:
+    async def _read(self, stream: DataStream, protocol: str, handler: FrameHandler) -> None:
         reader = FrameReader(MAX_DATA_FRAME_BYTES)
         try:
             node = self.node_of(stream.peer_id)

@@ -59,6 +59,11 @@ class Stream:
         self.peer_id = peer_id
         self.muxed_conn = raw.muxed_conn  # the connection carrying it
 
+    def remote_host(self) -> str | None:
+        """The IP this stream's connection reaches the peer at, if the transport knows it."""
+        address = self._raw.get_remote_address()
+        return str(address[0]) if address else None
+
     async def send(self, data: bytes) -> None:
         try:
             await self._raw.write(data)

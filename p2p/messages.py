@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 
 from .errors import FrameError
 
-PROTOCOL_VERSION = 1
+# 2: Hello carries the data link's port and secret (p2p/data_links.py).
+PROTOCOL_VERSION = 2
 
 DEFAULT_MAX_STR = 256
 DEFAULT_MAX_BYTES = 64
@@ -80,7 +81,11 @@ class Hello:
     software_version: str = limit(64)
     addresses: list[str] = limit(32)
     nonce: bytes = limit(32, 16)
-    secret_set: bool = False
+    secret_set: bool = limit(1)  # (a required field; the bound means nothing for a bool)
+    # The data link (p2p/data_links.py): this node's data listener port, and its half of the
+    # link key (fresh per handshake; only sent over Noise, to the peer id Noise proved).
+    data_port: int = limit(65535)
+    data_secret: bytes = limit(32, 32)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,9 @@ path, ``_apply``.
   resolves to) have a probe loop that learns the id in the Noise handshake and then behaves the
   same. libp2p's own dial retries and negative cache are bypassed (see ``host``), so a restarted
   peer is linked again within about a second.
+- The data channels (replication, forwarded requests) do not ride the link: they use the data
+  links (``data_links``), keyed in the link's handshake. Accepting a link admits the peer there;
+  losing it forgets the peer and closes its data connections.
 - Peer states are logged once per change (up, down, learner, refused with the reason).
 """
 
@@ -37,8 +40,9 @@ import trio
 from .addresses import PeerAddress, parse_peer_address
 from .channels import Channels
 from .cluster_state import ClusterState
+from .data_links import DataLinks, link_key, new_secret
 from .discovery import MdnsDiscovery, resolve
-from .errors import FrameError, P2PError
+from .errors import AddressError, FrameError, P2PError
 from .framing import FrameReader, encode_frame
 from .handshake import Handshake, Refusal
 from .host import Host, Stream
@@ -83,6 +87,7 @@ class ClusterSettings:
     placement_version: int
     member_id: str
     listen: PeerAddress
+    data_port: int  # the data links' listener (0: any free port)
     peers: tuple[PeerAddress, ...]
     mdns: bool
     heartbeat_interval_s: float
@@ -101,6 +106,8 @@ class ClusterStatistics:
     member_id: str
     incarnation: int
     listen_addresses: tuple[str, ...]
+    data_port: int  # the data links' listener (p2p/data_links.py)
+    data_refused: int  # data connections refused in their opening exchange
     links: int
     connections: int
     stalled_s: float
@@ -116,6 +123,18 @@ def reachable_client_address(client_address: str, advertised: list[str]) -> str:
         return client_address
     ip = parse_peer_address(advertised[0]).host
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _data_hosts(stream: Stream, hello: Hello) -> tuple[str, ...]:
+    """Where to reach a peer's data listener: the IP its control link reaches it at, then the
+    IPs it advertises."""
+    hosts = [stream.remote_host()]
+    for text in hello.addresses:
+        try:
+            hosts.append(parse_peer_address(text).host)
+        except AddressError:
+            continue  # an address we could not dial anyway
+    return tuple(dict.fromkeys(h for h in hosts if h))
 
 
 def _first(group: BaseExceptionGroup) -> BaseException:
@@ -148,6 +167,7 @@ class ClusterRuntime:
         self.peer_id = peer_id_from_seed(seed)
         self.table = MemberTable(self.peer_id, state.cluster_id, state.registry)
         self.host: Host | None = None
+        self.data_links: DataLinks | None = None
         self.channels: Channels | None = None
         self.membership: Membership | None = None
         self.local: LocalNode | None = None
@@ -191,8 +211,10 @@ class ClusterRuntime:
                 new_cluster_id=lambda: uuid.uuid4().hex,
             )
             await self._apply(Output(persist=True))
+            data_links = self.data_links = DataLinks(self.peer_id, s.listen.host, s.data_port)
+            await data_links.bind()
             host.set_handler(self._on_inbound)
-            self.channels = Channels(host, self.node_of)
+            self.channels = Channels(data_links, self.node_of)
             for address in s.peers:
                 if address.peer_id and not address.is_dns:
                     known = self._static_ids.get(address.peer_id, ())
@@ -200,6 +222,7 @@ class ClusterRuntime:
             try:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
+                    nursery.start_soon(data_links.run)
                     await nursery.start(self.channels.run)
                     nursery.start_soon(self._tick_loop)
                     nursery.start_soon(self._dial_supervisor)
@@ -247,6 +270,8 @@ class ClusterRuntime:
             member_id=self.settings.member_id,
             incarnation=self.state.incarnation,
             listen_addresses=self.local.addresses,
+            data_port=self.data_links.port if self.data_links is not None else 0,
+            data_refused=self.data_links.refused if self.data_links is not None else 0,
             links=len(self._links),
             connections=self.host.connection_count() if self.host is not None else 0,
             stalled_s=self.membership.stalled_s,
@@ -399,11 +424,17 @@ class ClusterRuntime:
             if peer_id == self.peer_id or self._leaving:
                 return False  # dialled ourselves through an address of our own, or stopping
             reader = FrameReader()
-            hello = await self._handshake(stream, reader)
-            if hello is None:
+            agreed = await self._handshake(stream, reader)
+            if agreed is None:
                 return False
+            hello, data_key = agreed
             link = _Link(stream, opener, hello)
             accepted = self._register(link)
+            if accepted:
+                assert self.data_links is not None
+                self.data_links.admit(
+                    peer_id, data_key, _data_hosts(stream, hello), hello.data_port
+                )
             assert self.host is not None
             # Whichever link won, the connection that carries it is the only one kept.
             await self.host.keep_one_connection(self._links[peer_id].stream)
@@ -426,14 +457,18 @@ class ClusterRuntime:
             await stream.close()
         return accepted
 
-    async def _handshake(self, stream: Stream, reader: FrameReader) -> Hello | None:
+    async def _handshake(self, stream: Stream, reader: FrameReader) -> tuple[Hello, bytes] | None:
+        """The peer's Hello and the link's data key if accepted; None if refused."""
         assert self.membership is not None and self.local is not None
+        assert self.data_links is not None
         s = self.settings
+        data_secret = new_secret()
         hello = Hello(
             PROTOCOL_VERSION, s.cluster_name, self.table.cluster_id, s.member_id, s.node_index,
             s.node_count, s.replication_factor, s.partitions, s.buckets, s.placement_version,
             self.state.incarnation, self.local.client_address, s.software_version,
             list(self.local.addresses), secrets.token_bytes(16), s.secret is not None,
+            self.data_links.port, data_secret,
         )  # fmt: skip
         hs = Handshake(hello, s.secret, self.peer_id, stream.peer_id)
         await self._send_now(stream, hs.start())
@@ -441,8 +476,9 @@ class ClusterRuntime:
             while not hs.finished:
                 await self._send_now(stream, hs.receive(await self._read(stream, reader)))
         if hs.accepted:
-            assert hs.remote is not None
-            return hs.remote
+            remote = hs.remote
+            assert remote is not None
+            return remote, link_key(self.peer_id, data_secret, stream.peer_id, remote.data_secret)
         refusal = hs.refusal or Refusal(
             "handshake", "the handshake did not finish in time", transient=True
         )
@@ -466,7 +502,8 @@ class ClusterRuntime:
         if self._links.get(link.peer_id) is link:
             del self._links[link.peer_id]
             self._peers_by_index = None
-            assert self.membership is not None
+            assert self.membership is not None and self.data_links is not None
+            self.data_links.forget(link.peer_id)
             self.membership.on_link_down(link.peer_id)
         link.closed.set()
         link.drained.set()

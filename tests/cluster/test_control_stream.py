@@ -92,7 +92,7 @@ async def test_a_wrong_hello_gets_a_refusal_naming_the_field(node):
     async def body(host: Host, stream: Stream) -> None:
         hello = Hello(
             PROTOCOL_VERSION, "sierradb", None, "f" * 32, 1, 5, 3, 32, 4, 1, 1, "h:1", "x",
-            [], os.urandom(16), False,
+            [], os.urandom(16), False, 7001, os.urandom(32),
         )  # fmt: skip
         await stream.send(encode_frame(encode_message(hello)))
         messages = await read_until_closed(stream, 10)

@@ -5,6 +5,7 @@ subscriptions across failovers; a history checker after each."""
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 
@@ -14,7 +15,9 @@ from clusterload import Writers, check_history, partition_log
 from clusterproc import (
     DOWN_TIMEOUT_S,
     alive,
+    cluster_args,
     info_cluster,
+    peer_arg,
     pin_cluster_port,
     start_cluster,
     wait_for,
@@ -26,6 +29,8 @@ from sierradb.node.identifiers import (
     partition_hash,
     partition_key_for_stream,
 )
+from sierradb.p2p.channels import REPLICATION_PROTOCOL
+from sierradb.p2p.data_links import MAGIC, SALT_BYTES
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
@@ -77,6 +82,46 @@ def test_appends_through_every_node_are_readable_on_every_node_at_once(node_fact
 
 def visible_everywhere(r: redis.Redis) -> bool:
     return all(r.execute_command("ESCAN", f"s{i}", "-", "+")[b"events"] for i in range(3))
+
+
+def test_replication_rides_the_data_port_which_refuses_strangers(node_factory):
+    with socket.socket() as probe:  # a free port for node 0's --data-port
+        probe.bind(("127.0.0.1", 0))
+        fixed = probe.getsockname()[1]
+    shape = ("--partitions", str(PARTITIONS), "--buckets", "2")
+    first = node_factory(*cluster_args(3, 0, *shape, "--data-port", str(fixed)))
+    nodes = [first] + [node_factory(*cluster_args(3, i, *peer_arg(first), *shape)) for i in (1, 2)]
+    for node in nodes:
+        wait_for(lambda n=node: alive(n) == 3 and all_led(n), FORM_S, "formation and leaders")
+    ports = [int(info_cluster(n.port)["data_port"]) for n in nodes]
+    assert ports[0] == fixed and all(ports) and len(set(ports)) == 3
+    # Someone who is not a linked member: garbage, then a member's peer id with a made-up MAC.
+    member = nodes[1].peer_id.encode()
+    protocol = REPLICATION_PROTOCOL.encode()
+    openings = [
+        b"GET / HTTP/1.0\r\n\r\n" + bytes(60),
+        MAGIC + bytes([len(member)]) + member + bytes([len(protocol)]) + protocol + bytes(48),
+    ]
+    for opening in openings:
+        with socket.create_connection(("127.0.0.1", fixed), timeout=10) as sock:
+            salt = b""
+            while len(salt) < SALT_BYTES:
+                salt += sock.recv(SALT_BYTES - len(salt))
+            sock.sendall(opening)
+            assert sock.recv(1) == b""  # closed, never accepted
+    assert info_cluster(first.port)["data_connections_refused"] == "2"
+    for i, node in enumerate(nodes):  # the members' own traffic still flows, every way round
+        append(node.port, f"after{i}", "x")
+    wait_visible_everywhere(nodes, [f"after{i}" for i in range(3)])
+
+
+def wait_visible_everywhere(nodes, streams: list[str]) -> None:  # type: ignore[no-untyped-def]
+    def present(r: redis.Redis) -> bool:
+        return all(r.execute_command("ESCAN", s, "-", "+")[b"events"] for s in streams)
+
+    for node in nodes:
+        r = redis.Redis(port=node.port, protocol=3)
+        wait_for(lambda r=r: present(r), 10, "every append visible on every node")
 
 
 def test_a_retry_with_the_same_event_id_through_another_node_appends_once(node_factory):

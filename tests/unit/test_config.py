@@ -514,6 +514,8 @@ def test_http_address_off() -> None:
         (["--cluster-address", "/dns4/x/tcp/7000"], "cluster_address: cluster address"),
         (["--cluster-address", "/ip4/1.2.3/tcp/7000"], "cluster_address: cluster address"),
         (["--cluster-address", "/ip4/0.0.0.0/udp/7000"], "cluster_address: cluster address"),
+        (["--data-port", "65536"], "data_port must be in 0..65535 (0 picks a free port), got"),
+        (["--data-port", "-1"], "data_port must be in 0..65535"),
         (["--cluster-name", "a b"], "cluster_name must be 1..64 letters"),
         (["--cluster-name", "x" * 65], "cluster_name must be 1..64 letters"),
         (["--heartbeat-interval", "0"], "heartbeat_interval_s must be positive"),
@@ -592,6 +594,7 @@ ALL_FLAGS = [
     "--node-count",
     "--node-index",
     "--cluster-address",
+    "--data-port",
     "--cluster-name",
     "--cluster-secret-file",
     "--heartbeat-interval",
@@ -681,6 +684,12 @@ def test_loopback_only_unless_password_or_protected_mode_off() -> None:
 )
 def test_cluster_address_takes_a_multiaddr_or_host_port(address: str) -> None:
     assert load("--cluster-address", address).cluster_address == address
+
+
+def test_the_data_port_is_a_free_one_unless_given() -> None:
+    assert load().data_port == 0
+    assert load("--data-port", "7100").data_port == 7100
+    assert load(SIERRA_DATA_PORT="7101").data_port == 7101
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import pytest
 from sierradb.p2p.errors import FrameError
 from sierradb.p2p.framing import FrameReader, encode_frame
 from sierradb.p2p.messages import (
+    PROTOCOL_VERSION,
     Claim,
     Gossip,
     Heartbeat,
@@ -25,8 +26,8 @@ from sierradb.p2p.messages import (
 )
 
 HELLO = Hello(
-    1, "sierradb", None, "a" * 32, 1, 3, 3, 32, 4, 1, 7, "127.0.0.1:9090", "0.1.0",
-    ["/ip4/10.0.0.2/tcp/7000"], b"n" * 16, False,
+    PROTOCOL_VERSION, "sierradb", None, "a" * 32, 1, 3, 3, 32, 4, 1, 7, "127.0.0.1:9090", "0.1.0",
+    ["/ip4/10.0.0.2/tcp/7000"], b"n" * 16, False, 7001, b"s" * 32,
 )  # fmt: skip
 HB = {"t": "hb", "incarnation": 1, "ping": 1, "echo": 0, "held_ms": 0}
 MESSAGES = [

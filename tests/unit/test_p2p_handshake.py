@@ -7,15 +7,15 @@ import dataclasses
 import pytest
 
 from sierradb.p2p.handshake import Handshake, mismatch, proof_mac
-from sierradb.p2p.messages import Hello, Proof, Ready, Refuse
+from sierradb.p2p.messages import PROTOCOL_VERSION, Hello, Proof, Ready, Refuse
 
 A, B = "12D3KooWAAAA", "12D3KooWBBBB"
 
 
 def hello(**changes: object) -> Hello:
     base = Hello(
-        1, "sierradb", None, "a" * 32, 0, 3, 3, 32, 4, 1, 1, "127.0.0.1:9090", "0.1.0",
-        ["/ip4/10.0.0.1/tcp/7000"], b"\x01" * 16, False,
+        PROTOCOL_VERSION, "sierradb", None, "a" * 32, 0, 3, 3, 32, 4, 1, 1, "127.0.0.1:9090",
+        "0.1.0", ["/ip4/10.0.0.1/tcp/7000"], b"\x01" * 16, False, 7001, b"\x02" * 32,
     )  # fmt: skip
     return dataclasses.replace(base, **changes)
 
@@ -95,7 +95,7 @@ def test_a_replayed_proof_for_another_nonce_is_refused() -> None:
         ("partitions", 64),
         ("buckets", 8),
         ("placement_version", 2),
-        ("protocol_version", 2),
+        ("protocol_version", PROTOCOL_VERSION + 1),
         ("cluster_id", "f" * 32),
     ],
 )

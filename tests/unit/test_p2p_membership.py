@@ -9,7 +9,7 @@ import pytest
 
 from sierradb.p2p.member_table import MemberTable
 from sierradb.p2p.membership import AdmitError, LocalNode, Membership
-from sierradb.p2p.messages import Claim, Gossip, Heartbeat, Hello, Leave
+from sierradb.p2p.messages import PROTOCOL_VERSION, Claim, Gossip, Heartbeat, Hello, Leave
 
 HB, DOWN = 1.0, 6.0
 
@@ -25,8 +25,9 @@ def local(index: int = 0, count: int = 3) -> LocalNode:
 
 def hello(index: int, member: str | None = None, cluster_id: str | None = None) -> Hello:
     return Hello(
-        1, "sierradb", cluster_id, member or f"{index:032x}", index, 3, 3, 32, 4, 1, 1,
-        f"h:{index}", "0.1.0", [f"/ip4/10.0.0.{index}/tcp/7000"], b"\x01" * 16, False,
+        PROTOCOL_VERSION, "sierradb", cluster_id, member or f"{index:032x}", index, 3, 3, 32, 4,
+        1, 1, f"h:{index}", "0.1.0", [f"/ip4/10.0.0.{index}/tcp/7000"], b"\x01" * 16, False,
+        7001, b"\x02" * 32,
     )  # fmt: skip
 
 
