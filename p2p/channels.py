@@ -16,7 +16,7 @@ above tolerate loss and resend) and opens a new stream when there is something t
 
 Lingering (Nagle's idea, gated on load). A write wakes as soon as a frame is queued, so with
 many clients each sending one request at a time, frames trickle in and almost every write
-carried one of them: the node spent its CPU on py-libp2p's per-write cost, which made every
+carried one of them: the node spent its CPU on the per-write cost, which made every
 round slower, which kept the batches small. So while the event loop is busy (``LoopLoad``:
 at least ``BUSY_TO_LINGER`` of the last window not waiting for I/O), a channel writes at most
 once per ``LINGER_S``, and what queues meanwhile goes in that write. An idle or lightly loaded
