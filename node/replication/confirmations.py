@@ -21,14 +21,15 @@ QUORUMFAILED. The watermark does not cover it yet and the node no longer leads i
 QUORUMFAILED (the outcome is unknown; a retry with the same EVENT_ID is safe). Otherwise: not yet.
 
 Client connections and forwarded appends (``ReplicationService``) both take the callback, so a
-replicated append costs its leader no task and no cancel scope.
+replicated append costs its leader no task and no cancel scope; on the node that forwarded it,
+``forwarded.ForwardedAppend`` does the same from the leader's answer, and shares ``Deadlines``.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -42,24 +43,38 @@ if TYPE_CHECKING:
     from ..visibility import WatermarkBoard
 
 
+class Expiring(Protocol):
+    """A callback confirmation as ``Deadlines`` sees it: ``set`` re-checks it, and reports
+    TIMEOUT once its current deadline has passed."""
+
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def deadline(self) -> float: ...
+
+    def set(self) -> None: ...
+
+
 class Deadlines:
     """Callback confirmations in deadline order (they share one timeout, so the order they were
-    handed over in is their deadlines' order): ``expire`` reports TIMEOUT for each past its
-    deadline, and forgets those already done at the front."""
+    handed over in is their deadlines' order): ``expire`` calls ``set`` on each past the
+    deadline it was added with, and forgets those already done at the front. One that starts a
+    new deadline is added again; its old entry then only makes it re-check early."""
 
     def __init__(self) -> None:
-        self._queue: deque[ClusterConfirmation] = deque()
+        self._queue: deque[tuple[float, Expiring]] = deque()
 
     def __len__(self) -> int:
         return len(self._queue)
 
-    def add(self, confirmation: ClusterConfirmation) -> None:
-        self._queue.append(confirmation)
+    def add(self, confirmation: Expiring) -> None:
+        self._queue.append((confirmation.deadline, confirmation))
 
     def expire(self, now: float) -> None:
         queue = self._queue
-        while queue and (queue[0].done or queue[0].deadline <= now):
-            queue.popleft().set()
+        while queue and (queue[0][1].done or queue[0][0] <= now):
+            queue.popleft()[1].set()
 
 
 class ClusterConfirmation(Confirmation):

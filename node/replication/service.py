@@ -13,7 +13,8 @@ and confirms it once the watermark covers it (``confirmations``: by callback, no
 append); elsewhere it forwards the whole request, as one message on the requests channel, to the
 leader it knows (the replica's view, or the preferred order), which answers with the outcome or
 NOTLEADER and the leader it knows; the origin retries once on that hint within the deadline,
-else TRYAGAIN. A forwarded request is never forwarded again. Batching: a forward leaves when the
+else TRYAGAIN (``forwarded``: by callback too, from the answer). A forwarded request is never
+forwarded again. Batching: a forward leaves when the
 append is submitted (a client's pipeline travels together, not one round trip after another),
 and the leader sends the appends of one scheduling round to each follower together, in the round
 after (``replicate_soon``). The node that answers a client waits, where it holds a replica,
@@ -57,6 +58,7 @@ from .codec import (
     encode,
 )
 from .confirmations import ClusterConfirmation, Deadlines
+from .forwarded import ForwardedAppend
 from .replica import Replica, ReplicaConfig, ReplicaStatistics, Role
 from .storage import PromiseToken, PromiseWrites, StoreStorage, leader_events
 
@@ -104,10 +106,11 @@ class PromiseWriteFailed(RuntimeError):
 
 @dataclass
 class _Pending:
-    done: trio.Event
+    done: trio.Event | None  # set when the reply comes (None: `on_reply` takes it instead)
     request_id: int
     sent_at: float
     reply: Reply | None = None
+    on_reply: Callable[[Reply], None] | None = None
 
 
 class ReplicationService:
@@ -319,15 +322,18 @@ class ReplicationService:
         self,
         leader: int,
         message: ForwardAppend | ForwardRead | FetchEvents | LookupEvent | Watermarks,
+        on_reply: Callable[[Reply], None] | None = None,
     ) -> _Pending:
-        """Queue a request for another node now; ``await_reply`` waits for its answer."""
+        """Queue a request for another node now; ``await_reply`` waits for its answer, or
+        `on_reply` is called with it (then ``forget_request`` when no longer wanted)."""
         peer = self.cluster.peer_at(leader)
         channels = self.cluster.channels
         if peer is None or channels is None or len(self._pending) >= MAX_PENDING_FORWARDS:
             raise NodeError("TRYAGAIN", f"node {leader} cannot be reached; retry")
         pending = self._pending[message.request_id] = _Pending(
-            trio.Event(), message.request_id, trio.current_time()
-        )
+            None if on_reply else trio.Event(), message.request_id, trio.current_time(),
+            on_reply=on_reply,
+        )  # fmt: skip
         if not channels.send(peer, REQUESTS_PROTOCOL, encode(message)):
             del self._pending[message.request_id]
             raise NodeError("TRYAGAIN", f"node {leader} cannot be reached; retry")
@@ -335,6 +341,7 @@ class ReplicationService:
         return pending
 
     async def await_reply(self, pending: _Pending) -> Reply:
+        assert pending.done is not None, "a request answered by callback is not awaited"
         try:
             with trio.move_on_after(self.write_timeout_s):
                 await pending.done.wait()
@@ -343,6 +350,13 @@ class ReplicationService:
             return pending.reply
         finally:
             self._pending.pop(pending.request_id, None)
+
+    def forget_request(self, request_id: int) -> None:
+        self._pending.pop(request_id, None)
+
+    def hint_leader(self, partition: int, node: int) -> None:
+        """A leader named in a NOTLEADER answer: forwards go there until it is known better."""
+        self._leader_hints[partition] = node
 
     def _expire_requests(self, now: float) -> None:
         """Forget requests nobody waits for any more whose answer never came (their waiter,
@@ -360,7 +374,12 @@ class ReplicationService:
         message = decode(body)
         if isinstance(message, (ForwardReply, ReadReply, EventsReply, WatermarksReply)):
             pending = self._pending.pop(message.request_id, None)
-            if pending is not None:
+            if pending is None:
+                return
+            if pending.on_reply is not None:
+                pending.on_reply(message)
+            else:
+                assert pending.done is not None
                 pending.reply = message
                 pending.done.set()
             return
@@ -601,47 +620,7 @@ class ClusterRole:
             service.write_timeout_s,
         )  # fmt: skip
 
-    def _forwarded(self, request: AppendRequest, leader: int) -> Waiter:
+    def _forwarded(self, request: AppendRequest, leader: int) -> ForwardedAppend:
         """Send the request to the leader now (a pipeline of appends goes out together, not
-        one round trip after another); the waiter takes the answer, retrying once on a hint."""
-        service = self.service
-        first = service.send_request(leader, ForwardAppend(service.next_request_id(), request))
-
-        async def wait() -> AppendOutcome:
-            target: int = leader
-            pending: _Pending | None = first
-            for attempt in range(2):
-                if pending is None:
-                    pending = service.send_request(
-                        target, ForwardAppend(service.next_request_id(), request)
-                    )
-                reply = await service.await_reply(pending)
-                pending = None
-                assert isinstance(reply, ForwardReply)
-                if reply.outcome is not None:
-                    await self._visible_here(reply.outcome, len(request.events))
-                    return reply.outcome
-                if reply.code == "NOTLEADER" and attempt == 0 and reply.leader >= 0:
-                    if reply.leader != target and reply.leader != service.node_index:
-                        service._leader_hints[self.partition] = reply.leader
-                        target = reply.leader
-                        continue
-                    raise NodeError("TRYAGAIN", f"partition {self.partition} is changing leader")
-                if reply.code == "NOTLEADER":
-                    raise NodeError("TRYAGAIN", f"partition {self.partition} is changing leader")
-                raise NodeError(reply.code, reply.message)
-            raise NodeError("TRYAGAIN", f"partition {self.partition} is changing leader")
-
-        return wait
-
-    async def _visible_here(self, outcome: AppendOutcome, count: int) -> None:
-        """Read-your-writes: where this node holds a replica, reply once it can read it."""
-        service = self.service
-        if self.partition not in service.replicas:
-            return
-        last = outcome.first_sequence + count - 1
-        with trio.move_on_after(service.write_timeout_s):
-            while service.store.watermark(self.partition) <= last:
-                await service.board.wait_past(self.partition, last)
-            return
-        raise NodeError("TIMEOUT", "write operation timed out")
+        one round trip after another); confirmed by its answer (see ``forwarded``)."""
+        return ForwardedAppend(self.service, self.partition, request, leader)
