@@ -52,6 +52,10 @@ MAX_OUTBOX_FRAMES = 8192
 # Bytes written per wake-up at most (later frames go in the next write).
 MAX_WRITE_BYTES = 4 * 1024 * 1024
 
+# A peer whose data port cannot be reached (a firewall that passes only the cluster port) is
+# logged at most this often per channel; its frames are dropped meanwhile.
+OPEN_WARNING_INTERVAL_S = 30.0
+
 # While the loop is this busy, a channel writes at most once per LINGER_S (see the docstring).
 BUSY_TO_LINGER = 0.8
 LINGER_S = 0.02
@@ -78,6 +82,7 @@ class _Channel:
         self.writes = 0  # stream writes (each carries every frame queued at its wake-up)
         self.last_write = -LINGER_S  # trio clock
         self.lingered = 0  # wake-ups that waited for more frames
+        self.warned_at = -OPEN_WARNING_INTERVAL_S  # trio clock of the last "cannot open" warning
 
 
 class Channels:
@@ -169,7 +174,15 @@ class Channels:
                         channel.sent += len(batch)
                         channel.writes += 1
                 except P2PError as e:
-                    log.debug("channel %s to %s: %s", channel.protocol, channel.peer_id, e)
+                    now = trio.current_time()
+                    if stream is None and now - channel.warned_at >= OPEN_WARNING_INTERVAL_S:
+                        channel.warned_at = now
+                        log.warning(
+                            "cannot open the %s channel to %s (is its data port reachable?): %s",
+                            channel.protocol, channel.peer_id, e,
+                        )  # fmt: skip
+                    else:
+                        log.debug("channel %s to %s: %s", channel.protocol, channel.peer_id, e)
                     channel.dropped += len(channel.outbox)
                     channel.outbox.clear()
                     if stream is not None:
