@@ -185,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         peer_id,
         db.opened_in_s,
     )
-    # The writer threads need the GIL back right after each fdatasync; with the default 5 ms
-    # switch interval a busy event loop keeps them (and every reply) waiting that long.
+    # The writer thread needs the GIL back right after each fdatasync; with the default 5 ms
+    # switch interval a busy event loop keeps it (and every reply) waiting that long.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     failed = False
     try:

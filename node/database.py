@@ -21,7 +21,7 @@ from sierradb.storage import Store, Ticket
 from sierradb.storage.record import RawEvent
 
 from .append import Appender, Unavailable
-from .bucket_writer import BucketWriter, KickPump
+from .bucket_writer import BucketWriter, KickPump, WriterThread
 from .config import Config
 from .confirmation import LocalConfirmer
 from .errors import NodeError
@@ -48,8 +48,9 @@ class Database:
         self._confirm: Callable[[list[Ticket]], None] = self.confirmer.durable
         window = config.sync_window_s or 0.0
         self._pump = KickPump()
+        self._writer_thread = WriterThread(store, window, self._on_crash)
         self.writers = [
-            BucketWriter(store, b, window, self._on_durable, self._on_crash, self._pump)
+            BucketWriter(store, b, self._on_durable, self._pump, self._writer_thread)
             for b in range(store.bucket_count)
         ]
         self.roles: list[Appender] = []
@@ -114,8 +115,7 @@ class Database:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                for w in self.writers:
-                    w.start()
+                self._writer_thread.start()
                 nursery.start_soon(self._pump.run)
                 task_status.started()
                 await self._crashed.wait()
@@ -123,9 +123,8 @@ class Database:
                 raise self._crash
         finally:
             with trio.CancelScope(shield=True):
-                for w in self.writers:
-                    await trio.to_thread.run_sync(w.stop)
-                await trio.lowlevel.checkpoint()  # let the writers' last completions run
+                await trio.to_thread.run_sync(self._writer_thread.stop)
+                await trio.lowlevel.checkpoint()  # let the writer's last completions run
 
     def _on_crash(self, exc: BaseException) -> None:
         log.critical("storage failed, stopping the node: %r", exc)

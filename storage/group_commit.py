@@ -2,12 +2,12 @@
 
 Theory of operation.
 
-*Writing.* ``flush`` (run by one writer thread per bucket) takes everything queued, writes it
-with one ``pwrite`` per segment and makes it durable with one ``fdatasync``, then, under the lock,
-adds the entries to the active index, moves each partition's ``durable_next`` and returns the
-tickets it completed. Entries become readable only through the index, so nothing unsynced is ever
-read. A unit never spans segments: when the next unit does not fit, the active segment is sealed
-(index files written and synced) and a new one is started.
+*Writing.* ``flush`` (run by the node's writer thread, a bucket at a time) takes everything
+queued, writes it with one ``pwrite`` per segment and makes it durable with one ``fdatasync``,
+then, under the lock, adds the entries to the active index, moves each partition's
+``durable_next`` and returns the tickets it completed. Entries become readable only through the
+index, so nothing unsynced is ever read. A unit never spans segments: when the next unit does not
+fit, the active segment is sealed (index files written and synced) and a new one is started.
 
 *Failing.* If a write or sync fails, the segment is truncated back to where that write started,
 and every unit not yet durable (the failed ones and all queued behind them) is failed; each
