@@ -97,7 +97,7 @@ class KickPump:
             writers, self._writers = self._writers, []
             for writer in writers:
                 writer.kick_pending = False
-                writer.wake_if_idle()
+            writers[0].thread.request(writers)  # one thread behind every bucket
 
 
 class BucketWriter:
@@ -140,9 +140,6 @@ class BucketWriter:
         """Called by each append (trio thread): the pump passes it on once per scheduler round."""
         self.pump.kick(self)
 
-    def wake_if_idle(self) -> None:
-        self.thread.request(self)
-
     def complete(self, written: Written) -> None:
         """On the trio thread: index what was written and report it (raises if the engine
         broke an invariant)."""
@@ -183,11 +180,13 @@ class WriterThread:
         self._thread = threading.Thread(target=self._run, name="sierradb-writer", daemon=True)
         self._thread.start()
 
-    def request(self, writer: BucketWriter) -> None:
-        """On the trio thread: flush this bucket in the next round (now, if the thread is idle)."""
-        if not writer.in_next_round:
-            writer.in_next_round = True
-            self._next.append(writer)
+    def request(self, writers: list[BucketWriter]) -> None:
+        """On the trio thread: flush these buckets in the next round (now, if the thread is
+        idle)."""
+        for writer in writers:
+            if not writer.in_next_round:
+                writer.in_next_round = True
+                self._next.append(writer)
         if not self._busy:
             self._start_round()
 

@@ -14,11 +14,11 @@ append); elsewhere it forwards the whole request, as one message on the requests
 leader it knows (the replica's view, or the preferred order), which answers with the outcome or
 NOTLEADER and the leader it knows; the origin retries once on that hint within the deadline,
 else TRYAGAIN (``forwarded``: by callback too, from the answer). A forwarded request is never
-forwarded again. Batching: a forward leaves when the
-append is submitted (a client's pipeline travels together, not one round trip after another),
-and the leader sends the appends of one scheduling round to each follower together, in the round
-after (``replicate_soon``). The node that answers a client waits, where it holds a replica,
-until its own watermark covers the append (read-your-writes on that connection). An append whose
+forwarded again. Batching: a forward leaves when the append is submitted (a client's pipeline
+travels together, not one round trip after another), and the leader sends the appends of one
+scheduling round to each follower together, in the round after (``replicate_soon``). The node
+that answers a client waits, where it holds a replica, until its own watermark covers the append
+(read-your-writes on that connection). An append whose
 fate is not decided by its deadline gets TIMEOUT, and one whose leader stepped down before
 confirming it QUORUMFAILED: both mean "outcome unknown; retry with the same EVENT_ID".
 """

@@ -1,0 +1,124 @@
+"""The one writer thread behind every bucket (node/bucket_writer.py), over a real store: the
+appends of one scheduler round make one round and one completion, whatever the buckets; what
+arrives during a round gets the next one; stopping flushes what is queued; an engine failure
+stops the node."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import trio
+
+from sierradb.node.bucket_writer import BucketWriter, KickPump, WriterThread
+from sierradb.storage import NewEvent, Store, Ticket
+
+BUCKETS = 4
+
+
+def append(store: Store, partition: int, n: int) -> None:
+    event = NewEvent(os.urandom(16), f"s{partition}-{n}".encode(), b"E", 1, b"", b"x")
+    store.append_leader(partition, bytes(16), os.urandom(16), [event], 1)
+
+
+class Setup:
+    def __init__(self, root: Path) -> None:
+        self.store = Store.open(str(root), partitions=BUCKETS, buckets=BUCKETS)
+        self.reported: list[Ticket] = []
+        self.crashes: list[BaseException] = []
+        self.rounds: list[list[int]] = []  # the buckets of each completed round
+        self.pump = KickPump()
+        self.thread = WriterThread(self.store, 0.0, self.crashes.append)
+        self.writers = [
+            BucketWriter(self.store, b, self.reported.extend, self.pump, self.thread)
+            for b in range(BUCKETS)
+        ]
+        complete = self.thread._complete
+
+        def counted(results: list) -> None:  # type: ignore[type-arg]
+            self.rounds.append([writer.bucket_id for writer, _ in results])
+            complete(results)
+
+        self.thread._complete = counted  # type: ignore[method-assign]
+
+    async def until_reported(self, count: int) -> None:
+        with trio.fail_after(10):
+            while len(self.reported) < count:
+                await trio.sleep(0.005)
+
+
+async def test_one_scheduler_rounds_appends_to_every_bucket_make_one_round(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    async with trio.open_nursery() as nursery:
+        s.thread.start()
+        nursery.start_soon(s.pump.run)
+        for partition in range(BUCKETS):  # partition p lives in bucket p
+            append(s.store, partition, 0)
+            s.writers[partition].kick()
+        await s.until_reported(BUCKETS)
+        assert s.rounds == [[0, 1, 2, 3]]
+        assert [w.flushes for w in s.writers] == [1] * BUCKETS
+        assert [w.events for w in s.writers] == [1] * BUCKETS
+        nursery.cancel_scope.cancel()
+    await trio.to_thread.run_sync(s.thread.stop)
+    s.store.close()
+    assert not s.crashes
+
+
+async def test_appends_during_a_round_get_the_next_one_and_none_is_left(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    async with trio.open_nursery() as nursery:
+        s.thread.start()
+        nursery.start_soon(s.pump.run)
+        total = 0
+        for n in range(50):  # keep appending while rounds run
+            partition = n % BUCKETS
+            append(s.store, partition, n)
+            s.writers[partition].kick()
+            total += 1
+            await trio.sleep(0.0005 * (n % 3))
+        await s.until_reported(total)
+        assert sum(w.events for w in s.writers) == total
+        assert all(not s.store.has_queued(b) for b in range(BUCKETS))
+        assert all(len(set(r)) == len(r) for r in s.rounds)  # a bucket once per round
+        nursery.cancel_scope.cancel()
+    await trio.to_thread.run_sync(s.thread.stop)
+    s.store.close()
+    assert not s.crashes
+
+
+async def test_stopping_flushes_what_is_queued_in_every_bucket(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    s.thread.start()
+    append(s.store, 1, 0)  # queued, never kicked
+    append(s.store, 3, 0)
+    await trio.to_thread.run_sync(s.thread.stop)
+    await trio.lowlevel.checkpoint()  # the last completion
+    assert len(s.reported) == 2 and all(t.error is None for t in s.reported)
+    assert not s.store.has_queued(1) and not s.store.has_queued(3)
+    s.store.close()
+
+
+async def test_an_engine_failure_in_a_round_stops_the_node(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    broken = AssertionError("a broken invariant")
+    flush_write = s.store.flush_write
+
+    def failing(bucket_id: int):  # type: ignore[no-untyped-def]
+        if bucket_id == 2:
+            raise broken
+        return flush_write(bucket_id)
+
+    s.store.flush_write = failing  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        s.thread.start()
+        nursery.start_soon(s.pump.run)
+        for partition in (1, 2):
+            append(s.store, partition, 0)
+            s.writers[partition].kick()
+        with trio.fail_after(10):
+            while not s.crashes:
+                await trio.sleep(0.005)
+        nursery.cancel_scope.cancel()
+    assert s.crashes == [broken]
+    s.store.close()
