@@ -152,11 +152,19 @@ def encode_message(message: Message) -> dict[str, Any]:
     return wire
 
 
+# Fields a Hello of another protocol version may lack. Such a Hello is always refused (the
+# handshake compares versions first), so it is decoded with these stand-ins rather than
+# rejected as a bad frame: both ends then log the version mismatch, not a decoding error.
+_HELLO_STAND_INS: dict[str, Any] = {"data_port": 0, "data_secret": bytes(32)}
+
+
 def decode_message(wire: dict[str, Any]) -> Message:
     kind = wire.get("t")
     cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise FrameError(f"unknown message type {kind!r}")
+    if cls is Hello and wire.get("protocol_version") != PROTOCOL_VERSION:
+        wire = {**_HELLO_STAND_INS, **wire}
     return typing.cast(Message, _decode_object(cls, wire, typing.cast(str, kind)))
 
 

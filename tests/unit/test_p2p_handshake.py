@@ -6,8 +6,17 @@ import dataclasses
 
 import pytest
 
+from sierradb.p2p.errors import FrameError
 from sierradb.p2p.handshake import Handshake, mismatch, proof_mac
-from sierradb.p2p.messages import PROTOCOL_VERSION, Hello, Proof, Ready, Refuse
+from sierradb.p2p.messages import (
+    PROTOCOL_VERSION,
+    Hello,
+    Proof,
+    Ready,
+    Refuse,
+    decode_message,
+    encode_message,
+)
 
 A, B = "12D3KooWAAAA", "12D3KooWBBBB"
 
@@ -164,3 +173,17 @@ def test_nothing_is_answered_once_the_handshake_ended() -> None:
     a.receive(Refuse("x", "y"))
     assert a.receive(Refuse("x", "y")) == []
     assert a.receive(hello(node_index=1)) == []
+
+
+def test_a_hello_of_the_previous_version_is_refused_for_its_version_not_its_shape() -> None:
+    # Version 1 had no data link fields; decoding it must reach the version check.
+    old = encode_message(dataclasses.replace(hello(node_index=1), protocol_version=1))
+    del old["data_port"], old["data_secret"]
+    remote = decode_message(old)
+    problem = mismatch(hello(), remote)  # type: ignore[arg-type]
+    assert problem is not None and problem.field_name == "protocol_version"
+    assert problem.reason == f"protocol_version: this node speaks {PROTOCOL_VERSION}, the peer 1"
+    current = encode_message(hello(node_index=1))
+    del current["data_port"]
+    with pytest.raises(FrameError, match="data_port: missing"):  # this version must send it
+        decode_message(current)
