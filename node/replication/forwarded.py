@@ -21,18 +21,48 @@ finishes before either asks, to whichever asks first.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from ..append import AppendOutcome, AppendRequest, Confirmation, Outcome
 from ..errors import NodeError
 from .codec import ForwardAppend, ForwardReply
+from .confirmations import Deadlines
 
 if TYPE_CHECKING:
-    from .service import ReplicationService
+    from sierradb.storage import Store
+
+    from ..visibility import WatermarkBoard
+
+
+class Forwarder(Protocol):
+    """What a forwarded append needs of the replication service."""
+
+    node_index: int
+    write_timeout_s: float
+    deadlines: Deadlines
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def board(self) -> WatermarkBoard: ...
+
+    @property
+    def replicas(self) -> Mapping[int, Any]: ...
+
+    def next_request_id(self) -> int: ...
+
+    def send_request(
+        self, leader: int, message: ForwardAppend, on_reply: Callable[[Any], None]
+    ) -> object: ...
+
+    def forget_request(self, request_id: int) -> None: ...
+
+    def hint_leader(self, partition: int, node: int) -> None: ...
 
 
 class Phase(Enum):
@@ -48,7 +78,7 @@ class ForwardedAppend(Confirmation):
     )  # fmt: skip
 
     def __init__(
-        self, service: ReplicationService, partition: int, request: AppendRequest, leader: int
+        self, service: Forwarder, partition: int, request: AppendRequest, leader: int
     ) -> None:
         self.service = service
         self.partition = partition
