@@ -16,9 +16,10 @@ random salt; the dialer answers with its peer id, the protocol, a salt of its ow
 HMAC(link key, both salts, both peer ids, protocol). The listener checks the MAC against the key
 of the peer the dialer names (unknown peer, unknown protocol or wrong MAC: closed at once) and
 answers one byte. Each direction's key is derived from the link key and both salts, so a
-recorded connection cannot be replayed. Every write is one sealed message (4-byte length, then
-the ciphertext under a counting nonce): a dropped, reordered or altered message fails
-authentication and closes the connection, which the channels above treat as a lost stream.
+recorded connection cannot be replayed. Every write is one sealed message, framed as every peer
+frame is (``framing``: 4-byte length, then the ciphertext under a counting nonce): a dropped,
+reordered or altered message fails authentication and closes the connection, which the
+channels above treat as a lost stream.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -36,6 +36,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from .errors import FrameError, P2PError
+from .framing import FrameReader, frame
 from .host import READ_BYTES, LinkClosed
 
 log = logging.getLogger("sierradb.p2p")
@@ -45,7 +46,6 @@ MAGIC = b"SDB\x01"
 SALT_BYTES = 16
 SECRET_BYTES = 32
 ACCEPTED = b"\x01"
-LENGTH = struct.Struct(">I")
 # One sealed message carries one channel write (at most a few MiB, or one frame of the largest
 # request a client may send) plus the AEAD tag.
 MAX_SEALED_BYTES = 80 * 1024 * 1024
@@ -120,7 +120,8 @@ class DataStream:
         self._registry = registry
         registry.add(self)
         self._sock = reader.sock
-        self._buffer = reader.buffer
+        self._sealed = FrameReader(MAX_SEALED_BYTES)
+        self._sealed.feed(bytes(reader.buffer))  # what arrived behind the opening exchange
         self._seal = ChaCha20Poly1305(send_key)
         self._open = ChaCha20Poly1305(receive_key)
         self._sent = 0
@@ -130,34 +131,25 @@ class DataStream:
         sealed = self._seal.encrypt(self._sent.to_bytes(12, "little"), data, None)
         self._sent += 1
         try:
-            await self._sock.send_all(LENGTH.pack(len(sealed)) + sealed)
+            await self._sock.send_all(frame(sealed))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
             raise LinkClosed(f"send to {self.peer_id} failed: {e!r}") from e
 
     async def receive(self) -> bytes:
-        buffer = self._buffer
-        while True:
-            if len(buffer) >= LENGTH.size:
-                (size,) = LENGTH.unpack_from(buffer)
-                if size > MAX_SEALED_BYTES:
-                    raise FrameError(f"a sealed message of {size} bytes, over the limit")
-                end = LENGTH.size + size
-                if len(buffer) >= end:
-                    sealed = bytes(buffer[LENGTH.size : end])
-                    del buffer[:end]
-                    nonce = self._received.to_bytes(12, "little")
-                    self._received += 1
-                    try:
-                        return self._open.decrypt(nonce, sealed, None)
-                    except InvalidTag:
-                        raise FrameError("a data message failed authentication") from None
+        while (sealed := self._sealed.next_body()) is None:
             try:
                 data = await self._sock.receive_some(READ_BYTES)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                 raise LinkClosed(f"data stream from {self.peer_id} ended: {e!r}") from e
             if not data:
                 raise LinkClosed(f"data stream from {self.peer_id} ended")
-            buffer += data
+            self._sealed.feed(data)  # raises FrameError on a length over the limit
+        nonce = self._received.to_bytes(12, "little")
+        self._received += 1
+        try:
+            return self._open.decrypt(nonce, sealed, None)
+        except InvalidTag:
+            raise FrameError("a data message failed authentication") from None
 
     def abort(self) -> None:
         """Close at once, from synchronous code: a task blocked on this stream wakes with

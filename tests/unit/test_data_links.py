@@ -12,7 +12,6 @@ import trio
 
 from sierradb.p2p import data_links
 from sierradb.p2p.data_links import (
-    LENGTH,
     MAGIC,
     MAX_SEALED_BYTES,
     SALT_BYTES,
@@ -23,6 +22,7 @@ from sierradb.p2p.data_links import (
     open_mac,
 )
 from sierradb.p2p.errors import FrameError
+from sierradb.p2p.framing import HEADER
 from sierradb.p2p.host import LinkClosed
 
 A, B = "12D3KooWAAAA", "12D3KooWBBBB"
@@ -164,9 +164,9 @@ async def test_a_damaged_message_ends_the_stream(damage: str) -> None:
         sock = stream._sock  # write beneath the sealing, as a man in the middle would
         if damage == "flipped byte":
             sealed = stream._seal.encrypt((1).to_bytes(12, "little"), b"evil", None)
-            wire = LENGTH.pack(len(sealed)) + bytes([sealed[0] ^ 1]) + sealed[1:]
+            wire = HEADER.pack(len(sealed)) + bytes([sealed[0] ^ 1]) + sealed[1:]
         else:
-            wire = LENGTH.pack(MAX_SEALED_BYTES + 1)
+            wire = HEADER.pack(MAX_SEALED_BYTES + 1)
         await sock.send_all(wire)
         await received.until(lambda: received.endings)
         assert isinstance(received.endings[0], FrameError)
@@ -177,7 +177,7 @@ async def test_a_replayed_message_fails_authentication() -> None:
     async with two_nodes() as (a, _b, received):
         stream = await a.open_stream(B, PROTOCOL)
         sealed = stream._seal.encrypt((0).to_bytes(12, "little"), b"pay once", None)
-        await stream._sock.send_all((LENGTH.pack(len(sealed)) + sealed) * 2)
+        await stream._sock.send_all((HEADER.pack(len(sealed)) + sealed) * 2)
         await received.until(lambda: received.endings)
         assert received.messages == [b"pay once"]
         assert isinstance(received.endings[0], FrameError)
