@@ -137,7 +137,7 @@ class ClusterConfirmation(Confirmation):
                 if decided is not None:
                     return decided
                 await self.board.wait_past(self.partition, self.last)
-        raise _timeout()
+        raise write_timeout()
 
     def when_done(self, callback: Callable[[Outcome], None]) -> None:
         assert self._callback is None and not self.done, "a confirmation calls back once"
@@ -156,11 +156,12 @@ class ClusterConfirmation(Confirmation):
             if trio.current_time() < self.deadline:
                 self.board.call_past(self.partition, self.last, self)
                 return
-            decided = _timeout()
+            decided = write_timeout()
         self._callback = None
         self.done = True
         callback(decided)
 
 
-def _timeout() -> NodeError:
+def write_timeout() -> NodeError:
+    """What a replicated append not decided by its deadline reports (outcome unknown)."""
     return NodeError("TIMEOUT", "write operation timed out")

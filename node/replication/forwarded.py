@@ -30,7 +30,7 @@ import trio
 from ..append import AppendOutcome, AppendRequest, Confirmation, Outcome
 from ..errors import NodeError
 from .codec import ForwardAppend, ForwardReply
-from .confirmations import Deadlines
+from .confirmations import Deadlines, write_timeout
 
 if TYPE_CHECKING:
     from sierradb.storage import Store
@@ -150,12 +150,12 @@ class ForwardedAppend(Confirmation):
             ):
                 self._finish(outcome)
             elif trio.current_time() >= self.deadline:
-                self._finish(NodeError("TIMEOUT", "write operation timed out"))
+                self._finish(write_timeout())
             else:
                 service.board.call_past(self.partition, last, self)
         elif self.phase is Phase.WAITING_REPLY and trio.current_time() >= self.deadline:
             self.service.forget_request(self.request_id)
-            self._finish(NodeError("TIMEOUT", "write operation timed out"))
+            self._finish(write_timeout())
 
     def _finish(self, result: Outcome) -> None:
         self.phase = Phase.DONE

@@ -18,9 +18,9 @@ forwarded again. Batching: a forward leaves when the append is submitted (a clie
 travels together, not one round trip after another), and the leader sends the appends of one
 scheduling round to each follower together, in the round after (``replicate_soon``). The node
 that answers a client waits, where it holds a replica, until its own watermark covers the append
-(read-your-writes on that connection). An append whose
-fate is not decided by its deadline gets TIMEOUT, and one whose leader stepped down before
-confirming it QUORUMFAILED: both mean "outcome unknown; retry with the same EVENT_ID".
+(read-your-writes on that connection). An append whose fate is not decided by its deadline gets
+TIMEOUT, and one whose leader stepped down before confirming it QUORUMFAILED: both mean "outcome
+unknown; retry with the same EVENT_ID".
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from .codec import (
     decode,
     encode,
 )
-from .confirmations import ClusterConfirmation, Deadlines
+from .confirmations import ClusterConfirmation, Deadlines, write_timeout
 from .forwarded import ForwardedAppend
 from .replica import Replica, ReplicaConfig, ReplicaStatistics, Role
 from .storage import PromiseToken, PromiseWrites, StoreStorage, leader_events
@@ -346,7 +346,7 @@ class ReplicationService:
             with trio.move_on_after(self.write_timeout_s):
                 await pending.done.wait()
             if pending.reply is None:
-                raise NodeError("TIMEOUT", "write operation timed out")
+                raise write_timeout()
             return pending.reply
         finally:
             self._pending.pop(pending.request_id, None)
