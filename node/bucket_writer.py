@@ -183,12 +183,15 @@ class WriterThread:
     def request(self, writers: list[BucketWriter]) -> None:
         """On the trio thread: flush these buckets in the next round (now, if the thread is
         idle)."""
+        self._add_to_next(writers)
+        if not self._busy:
+            self._start_round()
+
+    def _add_to_next(self, writers: list[BucketWriter]) -> None:
         for writer in writers:
             if not writer.in_next_round:
                 writer.in_next_round = True
                 self._next.append(writer)
-        if not self._busy:
-            self._start_round()
 
     def stop(self) -> None:
         """Blocking (call it from a worker thread): flush what is queued and end the thread."""
@@ -246,10 +249,7 @@ class WriterThread:
             self._wake.release()  # the thread sees _crashed and ends
             self.on_crash(e)
             return
-        for writer, _ in results:
-            if self.store.has_queued(writer.bucket_id) and not writer.in_next_round:
-                writer.in_next_round = True
-                self._next.append(writer)
+        self._add_to_next([w for w, _ in results if self.store.has_queued(w.bucket_id)])
         if self._next or self._stopping:
             self._start_round()
         else:
