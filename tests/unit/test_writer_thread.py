@@ -6,6 +6,8 @@ stops the node."""
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
@@ -41,50 +43,50 @@ class Setup:
 
         self.thread._complete = counted  # type: ignore[method-assign]
 
+    def append_and_kick(self, partition: int, n: int) -> None:
+        append(self.store, partition, n)
+        self.writers[partition].kick()  # partition p lives in bucket p
+
     async def until_reported(self, count: int) -> None:
         with trio.fail_after(10):
             while len(self.reported) < count:
                 await trio.sleep(0.005)
 
 
-async def test_one_scheduler_rounds_appends_to_every_bucket_make_one_round(tmp_path: Path) -> None:
-    s = Setup(tmp_path)
+@asynccontextmanager
+async def running(root: Path) -> AsyncIterator[Setup]:
+    """The writer thread and the pump running; stopped (flushing what is left) at the end."""
+    s = Setup(root)
     async with trio.open_nursery() as nursery:
         s.thread.start()
         nursery.start_soon(s.pump.run)
-        for partition in range(BUCKETS):  # partition p lives in bucket p
-            append(s.store, partition, 0)
-            s.writers[partition].kick()
-        await s.until_reported(BUCKETS)
-        assert s.rounds == [[0, 1, 2, 3]]
-        assert [w.flushes for w in s.writers] == [1] * BUCKETS
-        assert [w.events for w in s.writers] == [1] * BUCKETS
+        yield s
         nursery.cancel_scope.cancel()
     await trio.to_thread.run_sync(s.thread.stop)
     s.store.close()
     assert not s.crashes
 
 
+async def test_one_scheduler_rounds_appends_to_every_bucket_make_one_round(tmp_path: Path) -> None:
+    async with running(tmp_path) as s:
+        for partition in range(BUCKETS):
+            s.append_and_kick(partition, 0)
+        await s.until_reported(BUCKETS)
+        assert s.rounds == [[0, 1, 2, 3]]
+        assert [w.flushes for w in s.writers] == [1] * BUCKETS
+        assert [w.events for w in s.writers] == [1] * BUCKETS
+
+
 async def test_appends_during_a_round_get_the_next_one_and_none_is_left(tmp_path: Path) -> None:
-    s = Setup(tmp_path)
-    async with trio.open_nursery() as nursery:
-        s.thread.start()
-        nursery.start_soon(s.pump.run)
-        total = 0
-        for n in range(50):  # keep appending while rounds run
-            partition = n % BUCKETS
-            append(s.store, partition, n)
-            s.writers[partition].kick()
-            total += 1
+    async with running(tmp_path) as s:
+        total = 50
+        for n in range(total):  # keep appending while rounds run
+            s.append_and_kick(n % BUCKETS, n)
             await trio.sleep(0.0005 * (n % 3))
         await s.until_reported(total)
         assert sum(w.events for w in s.writers) == total
         assert all(not s.store.has_queued(b) for b in range(BUCKETS))
         assert all(len(set(r)) == len(r) for r in s.rounds)  # a bucket once per round
-        nursery.cancel_scope.cancel()
-    await trio.to_thread.run_sync(s.thread.stop)
-    s.store.close()
-    assert not s.crashes
 
 
 async def test_stopping_flushes_what_is_queued_in_every_bucket(tmp_path: Path) -> None:
@@ -114,8 +116,7 @@ async def test_an_engine_failure_in_a_round_stops_the_node(tmp_path: Path) -> No
         s.thread.start()
         nursery.start_soon(s.pump.run)
         for partition in (1, 2):
-            append(s.store, partition, 0)
-            s.writers[partition].kick()
+            s.append_and_kick(partition, 0)
         with trio.fail_after(10):
             while not s.crashes:
                 await trio.sleep(0.005)
