@@ -18,5 +18,6 @@ setup(
         ],
         language_level=3,
         build_dir="build/cython",
+        include_path=["storage"],
     )
 )

@@ -179,7 +179,7 @@ async def escan(conn: Reader, req: g.EScan) -> bytes:
         records, more = await db.read_stream_raw(
             p, req.stream_id, req.start_version, req.end_version, conn.config.read_count(req.count)
         )
-        if records and records[0][0][RAW_PARTITION_KEY] != req.partition_key:
+        if records and records[0][RAW_PARTITION_KEY] != req.partition_key:
             records, more = [], False  # the stream id is bound to another key in this partition
         first[:] = [scan_result_raw(records, more, resp3)]
         return first[0] if records else None

@@ -1,11 +1,11 @@
 """Stored records straight into RESP event maps: the read path's compiled encoder.
 
 Every event a read or a partition subscription sends is a stored record (``storage.RawEvent``:
-its header fields and its bytes) turned into the reference's 11-key event map. Done in Python,
-with ``bytes % tuple`` templates, that was ~6 us per event, most of a delivered event's cost.
-This module does it in one pass: it sums the exact size of every map, allocates the reply once
-and writes each piece into it (keys, the three ids as UUID text from the record's 48 id bytes,
-the integers' digits, the record's stream id, name, metadata and payload).
+its verified bytes, header fields included) turned into the reference's 11-key event map. Done
+in Python, with ``bytes % tuple`` templates, that was ~6 us per event, most of a delivered
+event's cost. This module does it in one pass: it sums the exact size of every map, allocates
+the reply once and writes each piece into it (keys, the three ids as UUID text from the
+record's 48 id bytes, the integers' digits, the record's stream id, name, metadata and payload).
 
 It is plain Python in Cython's "pure Python mode": the annotations (``cython.p_char``,
 ``cython.Py_ssize_t``, ...) type it when ``setup.py`` compiles it at install (``pip install``
@@ -22,18 +22,7 @@ from __future__ import annotations
 
 import cython
 
-from sierradb.storage.record import (
-    HEADER_SIZE,
-    RAW_IDS,
-    RAW_META_LEN,
-    RAW_NAME_LEN,
-    RAW_PARTITION,
-    RAW_PAYLOAD_LEN,
-    RAW_SEQUENCE,
-    RAW_SID_LEN,
-    RAW_TIMESTAMP,
-    RAW_VERSION,
-)
+from sierradb.storage.record import HEADER_SIZE, RAW_IDS
 
 UUID_TEXT = cython.declare(cython.Py_ssize_t, 36)
 _HEX_DIGITS: bytes = b"0123456789abcdef"
@@ -69,21 +58,32 @@ _KEYS2 = (
 _KEYS_SIZE3 = cython.declare(cython.Py_ssize_t, sum([len(k) for k in _KEYS3]))
 _KEYS_SIZE2 = cython.declare(cython.Py_ssize_t, sum([len(k) for k in _KEYS2]))
 
-# The record layout (storage/record.py): the body follows the header; the event id, partition
-# key and transaction id are 48 bytes in a row; the header fields' indexes. Declared with
-# cython.declare, these are C variables in the compiled module (a module-level annotation does
-# not type a global: each use was a Python integer, and each field a generic item lookup, which
-# cost 1.4 us per event instead of 0.5).
+# The record layout (storage/record.py, record_check.py): the body follows the header; the
+# event id, partition key and transaction id are 48 bytes in a row; where each header field
+# lies. Declared with cython.declare, these are C variables in the compiled module (a
+# module-level annotation does not type a global: each use would be a Python integer).
 _HEADER_SIZE = cython.declare(cython.Py_ssize_t, HEADER_SIZE)
 _IDS_AT = cython.declare(cython.Py_ssize_t, RAW_IDS.start)
-_F_SID_LEN = cython.declare(cython.Py_ssize_t, RAW_SID_LEN)
-_F_NAME_LEN = cython.declare(cython.Py_ssize_t, RAW_NAME_LEN)
-_F_PARTITION = cython.declare(cython.Py_ssize_t, RAW_PARTITION)
-_F_SEQUENCE = cython.declare(cython.Py_ssize_t, RAW_SEQUENCE)
-_F_VERSION = cython.declare(cython.Py_ssize_t, RAW_VERSION)
-_F_TIMESTAMP = cython.declare(cython.Py_ssize_t, RAW_TIMESTAMP)
-_F_META_LEN = cython.declare(cython.Py_ssize_t, RAW_META_LEN)
-_F_PAYLOAD_LEN = cython.declare(cython.Py_ssize_t, RAW_PAYLOAD_LEN)
+_SID_LEN_AT = cython.declare(cython.Py_ssize_t, 12)
+_NAME_LEN_AT = cython.declare(cython.Py_ssize_t, 13)
+_PARTITION_AT = cython.declare(cython.Py_ssize_t, 14)
+_SEQUENCE_AT = cython.declare(cython.Py_ssize_t, 32)
+_VERSION_AT = cython.declare(cython.Py_ssize_t, 40)
+_TIMESTAMP_AT = cython.declare(cython.Py_ssize_t, 48)
+_META_LEN_AT = cython.declare(cython.Py_ssize_t, 104)
+_PAYLOAD_LEN_AT = cython.declare(cython.Py_ssize_t, 108)
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+def _le(p: cython.p_char, at: cython.Py_ssize_t, n: cython.int) -> cython.ulonglong:
+    """The n-byte little-endian unsigned integer at p[at] (a verified record's field)."""
+    v: cython.ulonglong = 0
+    i: cython.int
+    for i in range(n - 1, -1, -1):
+        v = (v << 8) | cython.cast(cython.uchar, p[at + i])
+    return v
 
 
 @cython.cfunc
@@ -193,7 +193,6 @@ def encode_events(records: list, resp3: cython.bint, head: bytes = b"",
     keys: tuple = _KEYS3 if resp3 else _KEYS2
     keys_size: cython.Py_ssize_t = _KEYS_SIZE3 if resp3 else _KEYS_SIZE2
     head_size: cython.Py_ssize_t = len(head)
-    fields: tuple
     record: bytes
     r: cython.p_char
     c: cython.ulonglong = cursor
@@ -204,15 +203,15 @@ def encode_events(records: list, resp3: cython.bint, head: bytes = b"",
     at: cython.Py_ssize_t
     total: cython.Py_ssize_t = len(prefix)
     for raw in records:
-        fields = raw[0]
-        sid_len = fields[_F_SID_LEN]
-        name_len = fields[_F_NAME_LEN]
-        meta_len = fields[_F_META_LEN]
-        payload_len = fields[_F_PAYLOAD_LEN]
+        r = raw
+        sid_len = _le(r, _SID_LEN_AT, 1)
+        name_len = _le(r, _NAME_LEN_AT, 1)
+        meta_len = _le(r, _META_LEN_AT, 4)
+        payload_len = _le(r, _PAYLOAD_LEN_AT, 4)
         total += (
             keys_size + 3 * UUID_TEXT
-            + _digits(fields[_F_PARTITION]) + _digits(fields[_F_SEQUENCE])
-            + _digits(fields[_F_VERSION]) + _digits(fields[_F_TIMESTAMP])
+            + _digits(_le(r, _PARTITION_AT, 2)) + _digits(_le(r, _SEQUENCE_AT, 8))
+            + _digits(_le(r, _VERSION_AT, 8)) + _digits(_le(r, _TIMESTAMP_AT, 8))
             + _digits(sid_len) + _digits(name_len) + _digits(meta_len) + _digits(payload_len)
             + 4 * 2 + sid_len + name_len + meta_len + payload_len + 2
         )  # fmt: skip
@@ -227,8 +226,7 @@ def encode_events(records: list, resp3: cython.bint, head: bytes = b"",
     pos: cython.Py_ssize_t = _put(out, total, 0, prefix, 0, len(prefix))
     c = cursor
     for raw in records:
-        fields = raw[0]
-        record = raw[1]
+        record = raw
         r = record
         if head_size:
             pos = _put(out, total, pos, head, 0, head_size)
@@ -240,20 +238,20 @@ def encode_events(records: list, resp3: cython.bint, head: bytes = b"",
         pos = _put(out, total, pos, keys[1], 0, len(keys[1]))
         pos = _put_uuid(out, total, pos, r, _IDS_AT + 16)
         pos = _put(out, total, pos, keys[2], 0, len(keys[2]))
-        pos = _put_int(out, total, pos, fields[_F_PARTITION])
+        pos = _put_int(out, total, pos, _le(r, _PARTITION_AT, 2))
         pos = _put(out, total, pos, keys[3], 0, len(keys[3]))
         pos = _put_uuid(out, total, pos, r, _IDS_AT + 32)
         pos = _put(out, total, pos, keys[4], 0, len(keys[4]))
-        pos = _put_int(out, total, pos, fields[_F_SEQUENCE])
+        pos = _put_int(out, total, pos, _le(r, _SEQUENCE_AT, 8))
         pos = _put(out, total, pos, keys[5], 0, len(keys[5]))
-        pos = _put_int(out, total, pos, fields[_F_VERSION])
+        pos = _put_int(out, total, pos, _le(r, _VERSION_AT, 8))
         pos = _put(out, total, pos, keys[6], 0, len(keys[6]))
-        pos = _put_int(out, total, pos, fields[_F_TIMESTAMP])
+        pos = _put_int(out, total, pos, _le(r, _TIMESTAMP_AT, 8))
         # The stream id, event name, metadata and payload, each a bulk string.
-        sid_len = fields[_F_SID_LEN]
-        name_len = fields[_F_NAME_LEN]
-        meta_len = fields[_F_META_LEN]
-        payload_len = fields[_F_PAYLOAD_LEN]
+        sid_len = _le(r, _SID_LEN_AT, 1)
+        name_len = _le(r, _NAME_LEN_AT, 1)
+        meta_len = _le(r, _META_LEN_AT, 4)
+        payload_len = _le(r, _PAYLOAD_LEN_AT, 4)
         at = _HEADER_SIZE
         pos = _put_bulk(out, total, pos, keys[7], r, at, sid_len)
         at += sid_len

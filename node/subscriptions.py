@@ -29,7 +29,7 @@ from typing import cast
 import trio
 
 from sierradb.storage import CorruptionError, Event, Store
-from sierradb.storage.record import RAW_SEQUENCE
+from sierradb.storage.record import raw_sequence
 
 from .read_pool import INLINE_READ_EVENTS
 from .relay import Relay
@@ -243,6 +243,6 @@ class Subscription:
                 chunks.append(push_messages_raw(self.id, cursor, records, self.resp3))
                 cursor += len(records)
                 room -= len(records)
-                start = records[-1][0][RAW_SEQUENCE] + 1
+                start = raw_sequence(records[-1]) + 1
             nexts.append(start)
         return b"".join(chunks), nexts, cursor

@@ -17,8 +17,8 @@ from .active_index import event_time_ms, stream_key
 from .bucket_metadata import BucketMetadata
 from .hashing import bytes_hash64
 from .partition_state import PartitionState
-from .record import RAW_SEQUENCE, RAW_VERSION, Event, RawEvent, event_from_raw
-from .record_check import decode_event
+from .record import Event, RawEvent
+from .record_check import decode_event, event_from_raw, extend_stream_read
 from .segment import (
     RecordReader,
     SealedSegment,
@@ -300,16 +300,12 @@ class BucketReads(BucketMetadata):
                 # the rest of a long stream).
                 chunk = offsets[done : done + limit - len(out)]
                 done += len(chunk)
-                for raw in reader.raw_events_at(chunk):
-                    if raw[0][RAW_SEQUENCE] >= max_seq:
-                        return out
-                    version = raw[0][RAW_VERSION]
-                    if version < start:
-                        continue
-                    out.append(raw)
-                    start = version + 1
-                    if len(out) >= limit or start > last:
-                        return out
+                next_start = extend_stream_read(
+                    out, reader.raw_events_at(chunk), max_seq, start, last, limit
+                )
+                if next_start is None:
+                    return out
+                start = next_start
         return out
 
     def find_event(self, ps: PartitionState, event_id: bytes) -> tuple[Event, bool] | None:

@@ -31,7 +31,7 @@ boundaries inside a unit are kept by the TXN_LAST flag, for replication frames a
 from __future__ import annotations
 
 import struct
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import google_crc32c
 
@@ -199,34 +199,30 @@ def decode_header(buf: bytes | bytearray | memoryview, offset: int, end: int) ->
     return h
 
 
-# A verified event record as it is stored: (its header fields, in HEADER's order; its bytes).
-# Readers that only re-encode an event (into a reply) take this and skip building an Event.
-RawEvent = tuple[tuple[Any, ...], bytes]
-# Indexes in the header fields.
-RAW_PARTITION, RAW_TERM, RAW_SEQUENCE, RAW_VERSION, RAW_TIMESTAMP = 7, 10, 11, 12, 13
-RAW_EVENT_ID, RAW_PARTITION_KEY = 14, 15
-RAW_SID_LEN, RAW_NAME_LEN, RAW_META_LEN, RAW_PAYLOAD_LEN = 5, 6, 17, 18
+# A verified event record, as it is stored (``record_check.verify_events`` checked it): readers
+# that only re-encode an event (into a reply) take its bytes and skip building an Event;
+# ``record_check.event_from_raw`` builds one. Where header fields lie in it:
+RawEvent = bytes
+RAW_SEQUENCE = slice(32, 40)  # u64, little-endian
+RAW_PARTITION_KEY = slice(72, 88)
 RAW_IDS = slice(56, 104)  # event id, partition key and transaction id: 48 bytes in a row
 
 
-def raw_body(raw: RawEvent) -> tuple[bytes, bytes, bytes, bytes]:
-    """A verified record's stream id, event name, metadata and payload."""
-    (_, _, _, _, length, sid_len, name_len, _, _, _, _, _, _, _, _, _, _, meta_len,
-     _), record = raw  # fmt: skip
-    p = HEADER_SIZE + sid_len
-    q = p + name_len
-    r = q + meta_len
-    return record[HEADER_SIZE:p], record[p:q], record[q:r], record[r:length]
+def raw_header(raw: RawEvent) -> Header:
+    """A verified record's header fields (by struct: for the paths that are not hot)."""
+    return Header._make(HEADER.unpack_from(raw))
 
 
-def event_from_raw(raw: RawEvent) -> Event:
-    (_, _, _, flags, _, _, _, partition, _, _, term, seq, version, ts, eid, pk, txn, _,
-     _), _ = raw  # fmt: skip
-    sid, name, metadata, payload = raw_body(raw)
-    return Event(
-        eid, pk, partition, txn, seq, version, ts, sid, name, metadata, payload, term,
-        bool(flags & FLAG_TXN_LAST),
-    )  # fmt: skip
+def raw_sequence(raw: RawEvent) -> int:
+    return int.from_bytes(raw[RAW_SEQUENCE], "little")
+
+
+def raw_body(raw: RawEvent, h: Header) -> tuple[bytes, bytes, bytes, bytes]:
+    """A verified record's stream id, event name, metadata and payload (`h`: its header)."""
+    p = HEADER_SIZE + h.sid_len
+    q = p + h.name_len
+    r = q + h.meta_len
+    return raw[HEADER_SIZE:p], raw[p:q], raw[q:r], raw[r : h.length]
 
 
 def peek_length(buf: bytes | bytearray | memoryview, offset: int) -> int:

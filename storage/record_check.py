@@ -2,19 +2,20 @@
 
 A read hands each record to ``verify_events`` before anything uses it: its header fields must
 be sane (magic, kind, lengths that add up and stay inside the bytes read, unit position) and
-its CRC32C must match. The result is a ``RawEvent``: the header's 19 fields and the record's
-bytes, which the reply encoder (``node/event_codec.py``) and ``record.event_from_raw`` use.
+its CRC32C must match. The result is a ``RawEvent``: the record's bytes, which the reply encoder
+(``node/event_codec.py``) reads its fields from, and ``event_from_raw`` turns into an Event.
 
 Done with ``struct`` in Python this was ~2.1 us a record, the largest single cost of a
-consumer's delivered event; compiled it is ~0.8 us. This module is plain Python in Cython's
-"pure Python mode": the annotations type it when ``setup.py`` compiles it at install. The
-magic, kind and length are read from the buffer; once the record is known to fit it is copied,
-and every further check, the CRC (over a second copy without the CRC field, as the checksum
-call needs bytes) and the 19 fields are read from that copy as C integers, so what is returned
-is what the CRC vouched for. Uncompiled it runs the same code, correct but ~25x slower, so the
-tests check that the installed package uses the compiled module and that both give
-``struct``'s fields. **After editing this file, re-run the install** (``.venv/bin/pip install
--e .``), or the old build keeps running.
+consumer's delivered event; compiled, returning the 19 header fields as a tuple beside the
+bytes, ~0.45 us; returning only the bytes and checking the CRC with the CPU's instruction
+(``record_check.pxd``), ~0.09 us. This module is plain Python in Cython's "pure Python mode":
+the annotations type it when ``setup.py`` compiles it at install. The magic, kind and length
+are read from the buffer; once the record is known to fit it is copied, and every further check
+and the CRC are read from that copy as C integers, so what is returned is what the CRC vouched
+for. Uncompiled it runs the same code (the CRC by google_crc32c), correct but ~25x slower, so
+the tests check that the installed package uses the compiled module and that both agree with
+``struct``. **After editing this file, re-run the install** (``.venv/bin/pip install -e .``), or
+the old build keeps running.
 
 The layout (``record.HEADER``, little-endian): crc u32 @0, magic u16 @4, kind u8 @6, flags u8 @7,
 length u32 @8, stream id length u8 @12, event name length u8 @13, partition u16 @14, unit index
@@ -30,14 +31,24 @@ from collections.abc import Iterable
 import cython
 import google_crc32c
 
-from .record import HEADER_SIZE, KIND_EVENT, MAGIC, BadRecord, Event, RawEvent, event_from_raw
+try:  # compiled: the CPU's CRC32C (storage/sdb_crc32c.pxd); plain Python has no cimports
+    from cython.cimports.sdb_crc32c import sdb_crc32c_hw, sdb_crc32c_hw_available
+except (ImportError, AttributeError):  # (Cython's stand-in module raises the latter)
+    pass
+
+from .record import FLAG_TXN_LAST, HEADER_SIZE, KIND_EVENT, MAGIC, BadRecord, Event, RawEvent
 
 _crc32c = google_crc32c.value
+_new_tuple = tuple.__new__  # Event(...) without its Python-level __new__
 
 # C variables in the compiled module (cython.declare: an annotated global stays a Python object).
 _HEADER_SIZE = cython.declare(cython.Py_ssize_t, HEADER_SIZE)
 _MAGIC = cython.declare(cython.ulonglong, MAGIC)
 _KIND_EVENT = cython.declare(cython.ulonglong, KIND_EVENT)
+_U64_MAX = cython.declare(cython.ulonglong, (1 << 64) - 1)
+# Whether sdb_crc32c_hw (record_check.pxd) may run here: compiled, on a CPU that has it.
+_HW_CRC = cython.declare(cython.bint, cython.compiled and sdb_crc32c_hw_available())
+CRC32C_BY = "the CPU" if _HW_CRC else "google_crc32c"  # (for the tests and the record)
 
 
 @cython.cfunc
@@ -54,6 +65,16 @@ def _le(p: cython.p_const_uchar, at: cython.Py_ssize_t, n: cython.int) -> cython
 
 @cython.cfunc
 @cython.inline
+def _crc(record: bytes, r: cython.p_const_uchar, start: cython.Py_ssize_t,
+         stop: cython.Py_ssize_t) -> cython.ulonglong:  # fmt: skip
+    """The CRC32C of record[start:stop] (`r` is the record's bytes)."""
+    if _HW_CRC:
+        return sdb_crc32c_hw(r + start, stop - start)
+    return _crc32c(record[start:stop])
+
+
+@cython.cfunc
+@cython.inline
 def _bytes(p: cython.p_const_uchar, start: cython.Py_ssize_t, stop: cython.Py_ssize_t) -> bytes:
     """p[start:stop] as bytes (compiled, straight from the pointer: no slice object)."""
     if cython.compiled:
@@ -63,9 +84,9 @@ def _bytes(p: cython.p_const_uchar, start: cython.Py_ssize_t, stop: cython.Py_ss
 
 def verify_events(buf: bytes | bytearray | memoryview, offsets: Iterable[int], end: int
                   ) -> list[RawEvent]:  # fmt: skip
-    """The event record at each offset, fully checked: its header fields and its bytes. None
-    may reach past `end` (nor past `buf`); one loop, so a read of a thousand records pays for
-    one call, not a thousand. Raises BadRecord at the first bad one."""
+    """The event record at each offset, fully checked, as its bytes. None may reach past `end`
+    (nor past `buf`); one loop, so a read of a thousand records pays for one call, not a
+    thousand. Raises BadRecord at the first bad one."""
     out: list = []
     data: cython.const[cython.uchar][::1] = buf  # type: ignore[valid-type]
     limit: cython.Py_ssize_t = min(end, len(data))
@@ -98,23 +119,58 @@ def verify_events(buf: bytes | bytearray | memoryview, offsets: Iterable[int], e
             raise BadRecord("bad length")
         if _le(r, 16, 4) >= _le(r, 20, 4):
             raise BadRecord("bad unit position")
-        if _crc32c(_bytes(r, 4, length)) != _le(r, 0, 4):
+        if _crc(record, r, 4, length) != _le(r, 0, 4):
             raise BadRecord("CRC32C mismatch")
-        fields = (
-            _le(r, 0, 4), _le(r, 4, 2), r[6], r[7], length, r[12], r[13], _le(r, 14, 2),
-            _le(r, 16, 4), _le(r, 20, 4), _le(r, 24, 8), _le(r, 32, 8), _le(r, 40, 8),
-            _le(r, 48, 8), _bytes(r, 56, 72), _bytes(r, 72, 88), _bytes(r, 88, 104),
-            _le(r, 104, 4), _le(r, 108, 4),
-        )  # fmt: skip
-        out.append((fields, record))
+        out.append(record)
     return out
 
 
 def verify_event(buf: bytes | bytearray | memoryview, offset: int, end: int) -> RawEvent:
-    """The event record at `offset`, fully checked: its header fields and its bytes."""
+    """The event record at `offset`, fully checked, as its bytes."""
     return verify_events(buf, (offset,), end)[0]
 
 
 def decode_event(buf: bytes | bytearray | memoryview, offset: int, end: int) -> Event:
     """The event record at `offset`, fully checked, as an Event."""
     return event_from_raw(verify_event(buf, offset, end))
+
+
+def event_from_raw(raw: RawEvent) -> Event:
+    """A verified record (``verify_events``) as an Event."""
+    r: cython.p_const_uchar = raw
+    sid_end: cython.Py_ssize_t = _HEADER_SIZE + r[12]
+    name_end: cython.Py_ssize_t = sid_end + r[13]
+    meta_end: cython.Py_ssize_t = name_end + _le(r, 104, 4)
+    event = (
+        _bytes(r, 56, 72), _bytes(r, 72, 88), _le(r, 14, 2), _bytes(r, 88, 104), _le(r, 32, 8),
+        _le(r, 40, 8), _le(r, 48, 8), _bytes(r, _HEADER_SIZE, sid_end),
+        _bytes(r, sid_end, name_end), _bytes(r, name_end, meta_end),
+        _bytes(r, meta_end, meta_end + _le(r, 108, 4)), _le(r, 24, 8),
+        (r[7] & FLAG_TXN_LAST) != 0,
+    )  # fmt: skip
+    return _new_tuple(Event, event)  # type: ignore[no-any-return]
+
+
+def extend_stream_read(out: list, raws: list, max_seq: int, start: cython.ulonglong,
+                       last: cython.ulonglong, limit: cython.Py_ssize_t) -> int | None:  # fmt: skip
+    """A stream read's filter over verified records of the stream (in version order): append
+    to `out` those with version >= `start` (the versions read already are below it), until a
+    record at or past `max_seq` (the watermark; 2**64 or more: no bound), `limit` records in
+    `out`, or a version past `last`. Returns the next version to read, or None once the read is
+    complete."""
+    bounded: cython.bint = max_seq <= _U64_MAX
+    below: cython.ulonglong = max_seq if bounded else 0
+    r: cython.p_const_uchar
+    version: cython.ulonglong
+    for raw in raws:
+        r = raw
+        if bounded and _le(r, 32, 8) >= below:
+            return None
+        version = _le(r, 40, 8)
+        if version < start:
+            continue
+        out.append(raw)
+        if len(out) >= limit or version >= last:
+            return None
+        start = version + 1
+    return start

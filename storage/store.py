@@ -33,7 +33,8 @@ from .limits import (
     MIN_SEGMENT_SIZE_BYTES,
 )
 from .partition_state import STREAM_TIP_BYTES, PartitionState, Promise
-from .record import Event, RawEvent, event_from_raw
+from .record import Event, RawEvent
+from .record_check import event_from_raw
 from .segment import OpenIndexes
 from .transaction import NewEvent, Ticket
 

@@ -25,12 +25,9 @@ from typing import NamedTuple
 from sierradb.storage import Event
 from sierradb.storage.record import (
     RAW_IDS,
-    RAW_PARTITION,
-    RAW_SEQUENCE,
-    RAW_TIMESTAMP,
-    RAW_VERSION,
     RawEvent,
     raw_body,
+    raw_header,
 )
 
 from ..identifiers import two_uuid_groups, uuid_groups
@@ -99,10 +96,10 @@ def json_event(ev: Event) -> JsonEvent:
 
 def json_event_raw(raw: RawEvent) -> JsonEvent:
     """From a stored record (``storage.RawEvent``), without building an Event."""
-    f = raw[0]
-    sid, name, metadata, payload = raw_body(raw)
-    seq, version = f[RAW_SEQUENCE], f[RAW_VERSION]
-    data = _json(hexlify(raw[1][RAW_IDS]), f[RAW_PARTITION], seq, version, f[RAW_TIMESTAMP],
+    h = raw_header(raw)
+    sid, name, metadata, payload = raw_body(raw, h)
+    seq, version = h.sequence, h.version
+    data = _json(hexlify(raw[RAW_IDS]), h.partition, seq, version, h.timestamp,
                  sid, name, metadata, payload)  # fmt: skip
     return JsonEvent(data, seq, version, len(metadata) + len(payload))
 

@@ -23,7 +23,7 @@ import heapq
 from typing import NamedTuple
 
 from sierradb.storage import Event, Store
-from sierradb.storage.record import RAW_SEQUENCE, RAW_TIMESTAMP
+from sierradb.storage.record import raw_header
 
 from .events import JsonEvent, json_event, json_event_raw
 
@@ -66,8 +66,8 @@ def read_newest(store: Store, ranges: dict[int, tuple[int, int]]) -> dict[int, l
     found: dict[int, list[Item]] = {}
     for p, (first, end) in ranges.items():
         records, _ = store.read_partition_raw(p, first, end - 1, end - first)
-        found[p] = [Item(r[0][RAW_TIMESTAMP], p, r[0][RAW_SEQUENCE], json_event_raw(r))
-                    for r in records]  # fmt: skip
+        found[p] = [Item(h.timestamp, p, h.sequence, json_event_raw(r))
+                    for r in records for h in (raw_header(r),)]  # fmt: skip
     return found
 
 

@@ -42,7 +42,8 @@ from sierradb.storage import (
     Store,
 )
 from sierradb.storage.bucket import CHECKPOINT_MAGIC
-from sierradb.storage.record import decode_header, event_from_raw
+from sierradb.storage.record import decode_header
+from sierradb.storage.record_check import event_from_raw
 from sierradb.storage.sealed import EIDX, PIDX, SIDX, index_files_ok
 from sierradb.storage.sectionfile import SectionFile
 from sierradb.storage.segment import CHECKPOINT_FILE, DATA_FILE, SEGMENT_HEADER_SIZE

@@ -1,10 +1,12 @@
-"""The compiled record check is the one in use, gives struct's header fields and the record's
-bytes, and refuses every damaged, truncated or out-of-bounds record, compiled and uncompiled."""
+"""The compiled record check is the one in use (with the CPU's CRC32C where it has one), gives the
+record's bytes, builds struct's Event from them, filters a stream read as the read loop did, and
+refuses every damaged, truncated or out-of-bounds record, compiled and uncompiled."""
 
 from __future__ import annotations
 
 import mmap
 import os
+import platform
 from pathlib import Path
 from types import ModuleType
 
@@ -14,7 +16,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sierradb.storage import record_check
-from sierradb.storage.record import HEADER, BadRecord, encode_discard, encode_event
+from sierradb.storage.record import (
+    FLAG_TXN_LAST,
+    HEADER,
+    BadRecord,
+    Event,
+    encode_discard,
+    encode_event,
+    raw_body,
+    raw_header,
+)
 
 SOURCE = source_module("storage/record_check.py", "sierradb.storage.record_check_source")
 BOTH = pytest.mark.parametrize("check", [record_check, SOURCE], ids=["compiled", "source"])
@@ -31,12 +42,17 @@ def record(**over: object) -> bytes:
     return encode_event(**fields)
 
 
-def expected(buf: bytes, offsets: list[int]) -> list:
-    out = []
-    for off in offsets:
-        fields = HEADER.unpack_from(buf, off)
-        out.append((fields, buf[off : off + fields[4]]))
-    return out
+def expected(buf: bytes, offsets: list[int]) -> list[bytes]:
+    return [buf[off : off + HEADER.unpack_from(buf, off)[4]] for off in offsets]
+
+
+def struct_event(raw: bytes) -> Event:
+    """The Event of a record, by struct (the reference for event_from_raw)."""
+    h = raw_header(raw)
+    sid, name, meta, payload = raw_body(raw, h)
+    return Event(h.event_id, h.partition_key, h.partition, h.transaction_id, h.sequence,
+                 h.version, h.timestamp, sid, name, meta, payload, h.term,
+                 bool(h.flags & FLAG_TXN_LAST))  # fmt: skip
 
 
 def test_the_installed_record_check_is_compiled() -> None:
@@ -44,13 +60,23 @@ def test_the_installed_record_check_is_compiled() -> None:
     assert is_compiled(record_check), (
         f"{record_check.__file__}: run the install again (.venv/bin/pip install -e .)"
     )
+    if platform.machine() in ("x86_64", "AMD64") and "sse4_2" in _cpu_flags():
+        assert record_check.CRC32C_BY == "the CPU"
+    assert SOURCE.CRC32C_BY == "google_crc32c"
+
+
+def _cpu_flags() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
 
 
 @given(st.lists(st.tuples(st.binary(max_size=600), st.binary(max_size=40),
                           st.binary(min_size=1, max_size=64), st.binary(max_size=255),
                           st.integers(0, (1 << 64) - 1), st.integers(0, (1 << 64) - 1)),
                 min_size=1, max_size=5))  # fmt: skip
-def test_compiled_and_source_give_structs_fields_and_the_records_bytes(events: list) -> None:
+def test_compiled_and_source_give_the_records_bytes_and_structs_events(events: list) -> None:
     buf, offsets = b"", []
     for payload, meta, sid, name, seq, ts in events:
         offsets.append(len(buf))
@@ -60,9 +86,12 @@ def test_compiled_and_source_give_structs_fields_and_the_records_bytes(events: l
     for data in (buf, bytearray(buf), memoryview(buf)):
         got = record_check.verify_events(data, offsets, len(buf))
         assert got == want
-        assert [type(v) for v in got[0][0]] == [type(v) for v in want[0][0]]
-        assert all(type(r) is bytes for _, r in got)
+        assert all(type(r) is bytes for r in got)
     assert SOURCE.verify_events(buf, offsets, len(buf)) == want
+    for raw in want:
+        ev = struct_event(raw)
+        assert record_check.event_from_raw(raw) == ev == SOURCE.event_from_raw(raw)
+        assert [type(v) for v in record_check.event_from_raw(raw)] == [type(v) for v in ev]
 
 
 def test_records_read_through_a_file_map_are_checked_in_place(tmp_path: Path) -> None:
@@ -74,7 +103,7 @@ def test_records_read_through_a_file_map_are_checked_in_place(tmp_path: Path) ->
         view = memoryview(m)
         try:
             got = record_check.verify_events(view, offsets, len(view))
-            assert [r for _, r in got] == recs
+            assert got == recs
         finally:
             view.release()
 
@@ -122,3 +151,38 @@ def test_a_bad_unit_position_is_refused_even_with_a_good_crc(check: ModuleType) 
     rec = record(unit_index=3, unit_count=3)
     with pytest.raises(BadRecord, match="bad unit position"):
         check.verify_events(rec, [0], len(rec))
+
+
+@BOTH
+def test_a_long_record_is_checked_whole(check: ModuleType) -> None:
+    # The CPU's CRC runs over 8 bytes at a time, then the rest one by one: every length of the
+    # tail, and a flip in the last byte of a long record, must be seen.
+    for n in range(17):
+        rec = record(payload=os.urandom(3 * 8192 + n))
+        assert check.verify_events(rec, [0], len(rec)) == [rec]
+        bad = bytearray(rec)
+        bad[-1] ^= 0x80
+        with pytest.raises(BadRecord, match="CRC32C"):
+            check.verify_events(bytes(bad), [0], len(bad))
+
+
+@BOTH
+def test_the_stream_read_filter_stops_where_the_read_loop_did(check: ModuleType) -> None:
+    # Versions 3..9 at sequences 10..16: the filter keeps versions >= start, stops at the first
+    # record at or past max_seq, at `limit` records, or past `last`.
+    raws = [record(version=v, sequence=v + 7) for v in range(3, 10)]
+
+    def run(max_seq: int, start: int, last: int, limit: int, out: list | None = None) -> tuple:
+        out = [] if out is None else out
+        nxt = check.extend_stream_read(out, raws, max_seq, start, last, limit)
+        return [raw_header(r).version for r in out if r in raws], nxt
+
+    top = (1 << 64) - 1
+    assert run(top, 0, top, 100) == ([3, 4, 5, 6, 7, 8, 9], 10)
+    assert run(top, 5, top, 100) == ([5, 6, 7, 8, 9], 10)
+    assert run(14, 0, top, 100) == ([3, 4, 5, 6], None)  # sequence 14 (version 7) not visible
+    assert run(top, 0, 5, 100) == ([3, 4, 5], None)
+    assert run(top, 4, top, 2) == ([4, 5], None)
+    assert run(top, 0, top, 3, [b"earlier"]) == ([3, 4], None)  # `limit` counts what out held
+    assert run(top, 10, top, 100) == ([], 10)
+    assert run(10, 0, top, 100) == ([], None)

@@ -59,6 +59,7 @@ from sierradb.storage import (
     WriteFailed,
     WrongExpectedVersion,
 )
+from sierradb.storage.record import raw_header
 
 PARTITIONS = 4
 BUCKETS = 2  # bucket b holds partitions b, b + 2: two partitions share every segment
@@ -1177,10 +1178,10 @@ def test_the_event_loops_reads_answer_from_the_active_segment_only() -> None:
     active = store.read_stream_raw_active(0, b"new", 0, None, 2)
     assert active is not None
     assert active == store.read_stream_raw(0, b"new", 0, None, 2)
-    assert [raw[0][12] for raw in active[0]] == [0, 1] and active[1]  # versions; more follow
+    assert [raw_header(raw).version for raw in active[0]] == [0, 1] and active[1]  # more follow
     assert store.read_stream_raw_active(0, b"none", 0, None, 10) in (([], False), None)
     assert store.read_partition_raw_active(0, 0, None, 10) is None  # from the sealed segments
     in_active = store.read_partition_raw_active(0, 4, None, 10)
     assert in_active is not None and in_active == store.read_partition_raw(0, 4, None, 10)
-    assert [raw[0][11] for raw in in_active[0]] == [4, 5]  # sequences
+    assert [raw_header(raw).sequence for raw in in_active[0]] == [4, 5]
     store.close()
