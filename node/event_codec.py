@@ -57,6 +57,12 @@ _KEYS2 = (
 )
 _KEYS_SIZE3 = cython.declare(cython.Py_ssize_t, sum([len(k) for k in _KEYS3]))
 _KEYS_SIZE2 = cython.declare(cython.Py_ssize_t, sum([len(k) for k in _KEYS2]))
+# Each set of keys as one buffer, and where each key starts in it (the 12th entry: the end):
+# the encoder takes one pointer per call, not a Python object per key and event.
+_KEYS3_JOINED: bytes = b"".join(_KEYS3)
+_KEYS2_JOINED: bytes = b"".join(_KEYS2)
+_KEY_STARTS3: tuple = tuple([sum([len(k) for k in _KEYS3[:i]]) for i in range(12)])
+_KEY_STARTS2: tuple = tuple([sum([len(k) for k in _KEYS2[:i]]) for i in range(12)])
 
 # The record layout (storage/record.py, record_check.py): the body follows the header; the
 # event id, partition key and transaction id are 48 bytes in a row; where each header field
@@ -153,11 +159,12 @@ def _put_crlf(out: cython.p_char, size: cython.Py_ssize_t, pos: cython.Py_ssize_
 @cython.cfunc
 @cython.inline
 def _put_uuid(out: cython.p_char, size: cython.Py_ssize_t, pos: cython.Py_ssize_t,
-              src: cython.p_char, start: cython.Py_ssize_t) -> cython.Py_ssize_t:  # fmt: skip
-    """The 16 bytes at src[start] as UUID text (8-4-4-4-12 lower-case hex digits)."""
+              src: cython.p_char, start: cython.Py_ssize_t, hexd: cython.p_char
+              ) -> cython.Py_ssize_t:  # fmt: skip
+    """The 16 bytes at src[start] as UUID text (8-4-4-4-12 lower-case hex digits; `hexd`:
+    the 16 digits)."""
     i: cython.Py_ssize_t
     b: cython.uchar
-    hexd: cython.p_char = _HEX_DIGITS
     _room(size, pos, UUID_TEXT)
     for i in range(16):
         if i == 4 or i == 6 or i == 8 or i == 10:
@@ -173,10 +180,12 @@ def _put_uuid(out: cython.p_char, size: cython.Py_ssize_t, pos: cython.Py_ssize_
 @cython.cfunc
 @cython.inline
 def _put_bulk(out: cython.p_char, size: cython.Py_ssize_t, pos: cython.Py_ssize_t,
-              key: bytes, src: cython.p_char, start: cython.Py_ssize_t, n: cython.Py_ssize_t
+              keys: cython.p_char, key_start: cython.Py_ssize_t, key_end: cython.Py_ssize_t,
+              src: cython.p_char, start: cython.Py_ssize_t, n: cython.Py_ssize_t
               ) -> cython.Py_ssize_t:  # fmt: skip
-    """`key` (which ends in the bulk string's "$"), then src[start:start + n] as its value."""
-    pos = _put(out, size, pos, key, 0, len(key))
+    """keys[key_start:key_end] (a key ending in the bulk string's "$"), then
+    src[start:start + n] as its value."""
+    pos = _put(out, size, pos, keys, key_start, key_end - key_start)
     pos = _put_int(out, size, pos, n)
     pos = _put_crlf(out, size, pos)
     return _put(out, size, pos, src, start, n)
@@ -190,7 +199,14 @@ def encode_events(records: list, resp3: cython.bint, head: bytes = b"",
     With a `head` (a push message's frame up to its cursor, ``replies._push_head``), each map
     is a push message: the head, the cursor's digits (from `cursor` on, one per event), CRLF.
     """
-    keys: tuple = _KEYS3 if resp3 else _KEYS2
+    joined: bytes = _KEYS3_JOINED if resp3 else _KEYS2_JOINED
+    kp: cython.p_char = joined
+    starts: tuple = _KEY_STARTS3 if resp3 else _KEY_STARTS2
+    ks = cython.declare(cython.Py_ssize_t[12])
+    k: cython.Py_ssize_t
+    for k in range(12):
+        ks[k] = starts[k]
+    hexd: cython.p_char = _HEX_DIGITS
     keys_size: cython.Py_ssize_t = _KEYS_SIZE3 if resp3 else _KEYS_SIZE2
     head_size: cython.Py_ssize_t = len(head)
     record: bytes
@@ -233,19 +249,19 @@ def encode_events(records: list, resp3: cython.bint, head: bytes = b"",
             pos = _put_int(out, total, pos, c)
             pos = _put_crlf(out, total, pos)
             c += 1
-        pos = _put(out, total, pos, keys[0], 0, len(keys[0]))
-        pos = _put_uuid(out, total, pos, r, _IDS_AT)
-        pos = _put(out, total, pos, keys[1], 0, len(keys[1]))
-        pos = _put_uuid(out, total, pos, r, _IDS_AT + 16)
-        pos = _put(out, total, pos, keys[2], 0, len(keys[2]))
+        pos = _put(out, total, pos, kp, ks[0], ks[1] - ks[0])
+        pos = _put_uuid(out, total, pos, r, _IDS_AT, hexd)
+        pos = _put(out, total, pos, kp, ks[1], ks[2] - ks[1])
+        pos = _put_uuid(out, total, pos, r, _IDS_AT + 16, hexd)
+        pos = _put(out, total, pos, kp, ks[2], ks[3] - ks[2])
         pos = _put_int(out, total, pos, _le(r, _PARTITION_AT, 2))
-        pos = _put(out, total, pos, keys[3], 0, len(keys[3]))
-        pos = _put_uuid(out, total, pos, r, _IDS_AT + 32)
-        pos = _put(out, total, pos, keys[4], 0, len(keys[4]))
+        pos = _put(out, total, pos, kp, ks[3], ks[4] - ks[3])
+        pos = _put_uuid(out, total, pos, r, _IDS_AT + 32, hexd)
+        pos = _put(out, total, pos, kp, ks[4], ks[5] - ks[4])
         pos = _put_int(out, total, pos, _le(r, _SEQUENCE_AT, 8))
-        pos = _put(out, total, pos, keys[5], 0, len(keys[5]))
+        pos = _put(out, total, pos, kp, ks[5], ks[6] - ks[5])
         pos = _put_int(out, total, pos, _le(r, _VERSION_AT, 8))
-        pos = _put(out, total, pos, keys[6], 0, len(keys[6]))
+        pos = _put(out, total, pos, kp, ks[6], ks[7] - ks[6])
         pos = _put_int(out, total, pos, _le(r, _TIMESTAMP_AT, 8))
         # The stream id, event name, metadata and payload, each a bulk string.
         sid_len = _le(r, _SID_LEN_AT, 1)
@@ -253,13 +269,13 @@ def encode_events(records: list, resp3: cython.bint, head: bytes = b"",
         meta_len = _le(r, _META_LEN_AT, 4)
         payload_len = _le(r, _PAYLOAD_LEN_AT, 4)
         at = _HEADER_SIZE
-        pos = _put_bulk(out, total, pos, keys[7], r, at, sid_len)
+        pos = _put_bulk(out, total, pos, kp, ks[7], ks[8], r, at, sid_len)
         at += sid_len
-        pos = _put_bulk(out, total, pos, keys[8], r, at, name_len)
+        pos = _put_bulk(out, total, pos, kp, ks[8], ks[9], r, at, name_len)
         at += name_len
-        pos = _put_bulk(out, total, pos, keys[9], r, at, meta_len)
+        pos = _put_bulk(out, total, pos, kp, ks[9], ks[10], r, at, meta_len)
         at += meta_len
-        pos = _put_bulk(out, total, pos, keys[10], r, at, payload_len)
+        pos = _put_bulk(out, total, pos, kp, ks[10], ks[11], r, at, payload_len)
         pos = _put_crlf(out, total, pos)
     if pos != total:
         raise RuntimeError(f"event codec: wrote {pos} bytes of {total}")
