@@ -39,7 +39,7 @@ class BucketReads(BucketMetadata):
         if tip is not None:
             ps.streams.move_to_end(sid)
             ps.cache_hits += 1
-            return (tip[0], tip[1], tip[2])
+            return tip
         ps.cache_misses += 1
         key = stream_key(ps.partition_id, sid)
         found = self._stream_tip_indexed(ps, key)

@@ -138,6 +138,7 @@ class WriteQueue(BucketRecovery):
         seq = ps.next_sequence
         streams = ps.streams
         tip = streams.get(sid)
+        key: bytes | None
         if tip is not None:
             streams.move_to_end(sid)
             ps.cache_hits += 1
@@ -171,12 +172,8 @@ class WriteQueue(BucketRecovery):
         ps.next_sequence = seq + 1
         ps.last_term = term
         ps.pending_ids[event_id] = seq
-        if tip is None:
-            tip = streams.get(sid)  # _stream_tip may have cached it
-        if tip is not None:
-            tip[0] = next_v + 1
-            tip[1] = partition_key
-            tip[2] = seq
+        if tip is not None or sid in streams:  # (_stream_tip may have cached it)
+            streams[sid] = (next_v + 1, partition_key, seq)  # at the end already
         else:
             ps.remember_stream(sid, next_v + 1, partition_key, seq)
         return ticket
