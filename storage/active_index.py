@@ -19,8 +19,11 @@ ids (idempotent clients check each one) would otherwise pay the pass's fixed cos
 Likewise the stream bloom filter is only ever written to files, so it is brought up to date when
 one is (``index_streams``).
 
-Memory is a few arrays per bucket plus one small array and one dict entry per stream: no object
-per event, so the garbage collector never has millions of objects to walk. The whole state can be
+Memory is a few arrays per bucket plus one dict entry per stream, and one small array per stream
+with more than one event here (a stream's only event is an int in ``stream_events``: an array is
+an object the garbage collector tracks, and a full collection walked one per stream, tens of
+milliseconds with the event loop stopped once a segment held ~100,000 new streams): no object
+per event, so the collector never has millions of objects to walk. The whole state can be
 written to a checkpoint file and read back (``to_sections`` / ``from_sections``), so opening a data
 dir reads the checkpoint and scans only the records written after it. At sealing the same arrays
 become the sealed index files (``sealed.py``).
@@ -108,7 +111,8 @@ class ActiveIndex:
         self.stream_ref_of: dict[bytes, int] = {}
         self.stream_keys: list[bytes] = []
         self.stream_pkeys = bytearray()
-        self.stream_events: list[array] = []
+        # Per stream: its only entry's event number, or an array of them (none, or several).
+        self.stream_events: list[int | array] = []
         self.stream_base = array("Q")
         self.stream_bloom = Bloom(bloom_bits)
         self.streams_bloomed = 0  # stream keys added to stream_bloom (see index_streams)
@@ -148,10 +152,13 @@ class ActiveIndex:
             ref = self.stream_ref_of[sid_key] = len(self.stream_keys)
             self.stream_keys.append(sid_key)
             self.stream_pkeys += partition_key
-            self.stream_events.append(array("I"))
+            self.stream_events.append(n)
             self.stream_base.append(version)
-        sevents = self.stream_events[ref]
-        if not sevents:  # new here, or every earlier entry was discarded
+            self.stream_refs.append(ref)
+            self.index_ids()
+            return
+        sevents = self._growable(ref)
+        if not sevents:  # every earlier entry here was discarded
             self.stream_base[ref] = version
             self.stream_pkeys[ref * 16 : ref * 16 + 16] = partition_key
         assert version == self.stream_base[ref] + len(sevents), (
@@ -160,6 +167,18 @@ class ActiveIndex:
         self.stream_refs.append(ref)
         sevents.append(n)
         self.index_ids()
+
+    def _growable(self, ref: int) -> array:
+        """The stream's entries as an array (made from its single int entry if need be)."""
+        sevents = self.stream_events[ref]
+        if sevents.__class__ is int:
+            sevents = self.stream_events[ref] = array("I", (sevents,))
+        return sevents  # type: ignore[return-value]
+
+    def stream_entries(self, ref: int) -> array | tuple[int]:
+        """The event numbers of the stream's surviving entries here, oldest first."""
+        sevents = self.stream_events[ref]
+        return (sevents,) if sevents.__class__ is int else sevents  # type: ignore[return-value]
 
     def add_units(self, units: list[tuple[int, int, list[tuple]]]) -> None:
         """Index written units: (unit offset, partition, entries), each entry being
@@ -207,20 +226,22 @@ class ActiveIndex:
                     ref = stream_ref_of[key] = len(stream_keys)
                     stream_keys.append(key)
                     stream_pkeys += partition_key
-                    stream_events.append(array("I", (n,)))
+                    stream_events.append(n)
                     stream_base.append(version)
                     stream_refs.append(ref)
                     n += 1
                     continue
                 sevents = stream_events[ref]
+                if sevents.__class__ is int:  # its second entry here: an array from now on
+                    sevents = stream_events[ref] = array("I", (sevents,))
                 if not sevents:  # every earlier entry here was discarded
                     stream_base[ref] = version
                     stream_pkeys[ref * 16 : ref * 16 + 16] = partition_key
-                assert version == stream_base[ref] + len(sevents), (
+                assert version == stream_base[ref] + len(sevents), (  # type: ignore[arg-type]
                     f"stream {sid!r}: version {version} does not extend the active index"
                 )
                 stream_refs.append(ref)
-                sevents.append(n)
+                sevents.append(n)  # type: ignore[union-attr]
                 n += 1
 
     def index_ids(self) -> None:
@@ -295,7 +316,7 @@ class ActiveIndex:
         del events[keep:]
         for n in reversed(dropped):
             ref = self.stream_refs[n]
-            sevents = self.stream_events[ref]
+            sevents = self._growable(ref)
             assert sevents and sevents[-1] == n, "stream entries out of order in a discard"
             sevents.pop()
             eid = bytes(self.event_ids[n * 16 : n * 16 + 16])
@@ -340,7 +361,7 @@ class ActiveIndex:
         return (
             ref,
             self.stream_base[ref],
-            len(self.stream_events[ref]),
+            len(self.stream_entries(ref)),
             bytes(self.stream_pkeys[ref * 16 : ref * 16 + 16]),
         )
 
@@ -354,7 +375,7 @@ class ActiveIndex:
 
     def stream_offsets(self, ref: int, start: int, stop: int) -> list[int]:
         offsets = self.offsets
-        return [offsets[n] for n in self.stream_events[ref][start:stop]]
+        return [offsets[n] for n in self.stream_entries(ref)[start:stop]]
 
     @property
     def event_count(self) -> int:
@@ -367,7 +388,9 @@ class ActiveIndex:
             len(self.id_slots.slots) * 4 + len(self.id_bloom.bits) + len(self.stream_bloom.bits)
         )
         total += sum(len(k) + 100 for k in self.stream_keys)
-        total += sum(a.itemsize * len(a) + 64 for a in self.stream_events)
+        total += sum(
+            8 if isinstance(a, int) else a.itemsize * len(a) + 64 for a in self.stream_events
+        )
         return total
 
     # ------------------------------------------------------------------------ persistence
@@ -381,10 +404,15 @@ class ActiveIndex:
             ev = self.part_events[p]
             part_table.extend((p, self.part_base[p], len(part_values), len(ev)))
             part_values.extend(ev)
-        stream_lens = array("I", (len(e) for e in self.stream_events))
+        stream_lens = array("I")
         stream_values = array("I")
         for e in self.stream_events:
-            stream_values.extend(e)
+            if isinstance(e, int):
+                stream_lens.append(1)
+                stream_values.append(e)
+            else:
+                stream_lens.append(len(e))
+                stream_values.extend(e)
         key_lens = array("B", (len(k) for k in self.stream_keys))
         meta = array(
             "q",
@@ -462,7 +490,7 @@ class ActiveIndex:
         values = arr("I", "svalues")
         pos = 0
         for n in lens:
-            idx.stream_events.append(values[pos : pos + n])
+            idx.stream_events.append(values[pos] if n == 1 else values[pos : pos + n])
             pos += n
         assert len(idx.stream_events) == len(idx.stream_keys) == len(idx.stream_base)
         return idx

@@ -53,7 +53,7 @@ class BucketReads(BucketMetadata):
             ref, base, count, pkey = run
             if ps.pending_discard is not None and count:
                 seqs = self.active.sequences
-                events = self.active.stream_events[ref]
+                events = self.active.stream_entries(ref)
                 count = bisect_left(events, ps.pending_discard, key=lambda n: seqs[n])
             if count:
                 return (base + count, pkey, -1)
@@ -252,7 +252,7 @@ class BucketReads(BucketMetadata):
                 if ps.pending_discard is not None:
                     seqs = self.active.sequences
                     count = bisect_left(
-                        self.active.stream_events[ref], ps.pending_discard, key=lambda n: seqs[n]
+                        self.active.stream_entries(ref), ps.pending_discard, key=lambda n: seqs[n]
                     )
                 lo, hi = max(0, start - base), min(count, last - base + 1)
                 if lo < hi:

@@ -84,7 +84,8 @@ def _sidx_bytes(idx: ActiveIndex) -> bytes:
     table = array("Q")
     values = array("Q")
     offsets = idx.offsets
-    for ref, events in enumerate(idx.stream_events):
+    for ref in range(len(keys)):
+        events = idx.stream_entries(ref)
         table.extend((idx.stream_base[ref], len(values), len(events)))
         values.extend(offsets[n] for n in events)
     bloom = Bloom(idx.stream_bloom.mask + 1)

@@ -1,5 +1,6 @@
 """Index formats: slot tables, bloom filters, section files, the active index and sealed files."""
 
+import gc
 import os
 
 import pytest
@@ -116,6 +117,59 @@ def test_active_index_discard_drops_tail_from_every_lookup():
             assert v >= vbase + vcount  # the stream's tail was cut with it
         elif pp == p:
             assert idx.find_event(eid) is not None
+
+
+def test_streams_of_one_event_cost_no_object_and_answer_like_the_others():
+    # A stream's only entry is kept as an int (no array the garbage collector would track);
+    # its second entry, by add or add_units, makes it an array; a discard of the only entry
+    # leaves it empty, and a new entry starts it again. Lookups, checkpoints and sealed
+    # files answer the same either way.
+    idx = ActiveIndex(segment_id=0, segment_size_bytes=1 << 20, start_offset=64)
+    expected = []
+    seqs = [0, 0]
+    versions: dict[bytes, int] = {}
+
+    def entry(p: int, sid: bytes) -> tuple:
+        key = stream_key(p, sid)
+        e = (64 + 100 * len(expected), p, seqs[p], versions.get(key, 0), key, os.urandom(16))
+        seqs[p] += 1
+        versions[key] = e[3] + 1
+        expected.append(e)
+        return e
+
+    for i in range(300):  # one event each, through add and through add_units
+        off, p, s, v, key, eid = entry(i % 2, b"one-%d" % i)
+        if i % 3:
+            idx.add(off, p, s, v, key, bytes([p]) * 16, eid)
+        else:
+            idx.add_units([(off, p, [(0, s, v, key[2:], bytes([p]) * 16, eid)])])
+    for i in range(0, 300, 10):  # a second event for every tenth stream
+        off, p, s, v, key, eid = entry(i % 2, b"one-%d" % i)
+        idx.add_units([(off, p, [(0, s, v, key[2:], bytes([p]) * 16, eid)])])
+    assert sum(not isinstance(e, int) for e in idx.stream_events) == 30
+    assert not any(gc.is_tracked(e) for e in idx.stream_events if isinstance(e, int))
+    check_lookups(idx, expected)
+    copy = ActiveIndex.from_sections(
+        {k: memoryview(bytes(v)) for k, v in idx.to_sections().items()}, 1 << 20
+    )
+    assert copy.stream_events == idx.stream_events
+    check_lookups(copy, expected)
+    disk = MemoryDisk()
+    disk.make_dirs("/seg")
+    write_index_files(disk, "/seg", idx)
+    check_lookups(SealedIndexes(disk, "/seg"), expected)
+
+    # Cut partition 1's last entry (the only event of its stream: the second events all went
+    # to partition 0), leaving that stream empty here; then write it again.
+    last = [e for e in expected if e[1] == 1][-1]
+    assert isinstance(idx.stream_events[idx.stream_range(last[4])[0]], int)
+    idx.discard(1, last[2])
+    ref, base, count, _ = idx.stream_range(last[4])
+    assert count == last[3] - base and idx.find_event(last[5]) is None
+    idx.add(last[0] + 10_000, 1, last[2], last[3], last[4], bytes([1]) * 16, last[5])
+    ref, base, count, _ = idx.stream_range(last[4])
+    assert base + count == last[3] + 1
+    assert idx.stream_offsets(ref, last[3] - base, last[3] - base + 1) == [last[0] + 10_000]
 
 
 def test_sealed_index_files_answer_like_the_active_index():
