@@ -50,8 +50,6 @@ FLAG_TXN_LAST = 1
 MAX_RECORD_BYTES = (1 << 32) - 1
 
 _crc32c = google_crc32c.value
-_pack_after_crc = _AFTER_CRC.pack
-_pack_crc = _CRC.pack
 _ZERO16 = bytes(16)
 
 
@@ -97,55 +95,6 @@ class Header(NamedTuple):
 
 class BadRecord(Exception):
     """The bytes at an offset are not a valid record (torn, zeroed, garbage or corrupt)."""
-
-
-def encode_event(
-    term: int,
-    partition_id: int,
-    sequence: int,
-    version: int,
-    timestamp_ms: int,
-    event_id: bytes,
-    partition_key: bytes,
-    transaction_id: bytes,
-    stream_id: bytes,
-    event_name: bytes,
-    metadata: bytes,
-    payload: bytes,
-    unit_index: int,
-    unit_count: int,
-    txn_last: bool,
-) -> bytes:
-    length = HEADER_SIZE + len(stream_id) + len(event_name) + len(metadata) + len(payload)
-    rest = b"".join(
-        (
-            _pack_after_crc(
-                MAGIC,
-                KIND_EVENT,
-                FLAG_TXN_LAST if txn_last else 0,
-                length,
-                len(stream_id),
-                len(event_name),
-                partition_id,
-                unit_index,
-                unit_count,
-                term,
-                sequence,
-                version,
-                timestamp_ms,
-                event_id,
-                partition_key,
-                transaction_id,
-                len(metadata),
-                len(payload),
-            ),
-            stream_id,
-            event_name,
-            metadata,
-            payload,
-        )
-    )
-    return _pack_crc(_crc32c(rest)) + rest
 
 
 def encode_discard(
@@ -230,24 +179,3 @@ def peek_length(buf: bytes | bytearray | memoryview, offset: int) -> int:
     if offset + 8 > len(buf):
         return 0
     return int.from_bytes(buf[offset + 8 : offset + 12], "little")
-
-
-def reencode_event(e: Event, *, unit_index: int, unit_count: int) -> bytes:
-    """The record for an event that already has its positions (replicated append)."""
-    return encode_event(
-        term=e.term,
-        partition_id=e.partition_id,
-        sequence=e.partition_sequence,
-        version=e.stream_version,
-        timestamp_ms=e.timestamp_ms,
-        event_id=e.event_id,
-        partition_key=e.partition_key,
-        transaction_id=e.transaction_id,
-        stream_id=e.stream_id,
-        event_name=e.event_name,
-        metadata=e.metadata,
-        payload=e.payload,
-        unit_index=unit_index,
-        unit_count=unit_count,
-        txn_last=e.txn_last,
-    )

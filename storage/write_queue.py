@@ -21,12 +21,8 @@ from .errors import (
     WrongExpectedVersion,
 )
 from .partition_state import PartitionState
-from .record import (
-    Event,
-    encode_discard,
-    encode_event,
-    reencode_event,
-)
+from .record import Event, encode_discard
+from .record_check import encode_event, reencode_event
 from .segment import (
     SEGMENT_HEADER_SIZE,
 )

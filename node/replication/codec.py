@@ -15,8 +15,8 @@ import cbor2
 
 from sierradb.p2p import FrameError
 from sierradb.storage import Event, NewEvent
-from sierradb.storage.record import BadRecord, peek_length, reencode_event
-from sierradb.storage.record_check import decode_event
+from sierradb.storage.record import BadRecord, peek_length
+from sierradb.storage.record_check import decode_event, reencode_event
 
 from ..append import AppendOutcome, AppendRequest
 from .messages import (

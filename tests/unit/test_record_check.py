@@ -10,6 +10,7 @@ import platform
 from pathlib import Path
 from types import ModuleType
 
+import google_crc32c
 import pytest
 from compiled import is_compiled, source_module
 from hypothesis import given
@@ -19,13 +20,15 @@ from sierradb.storage import record_check
 from sierradb.storage.record import (
     FLAG_TXN_LAST,
     HEADER,
+    KIND_EVENT,
+    MAGIC,
     BadRecord,
     Event,
     encode_discard,
-    encode_event,
     raw_body,
     raw_header,
 )
+from sierradb.storage.record_check import encode_event
 
 SOURCE = source_module("storage/record_check.py", "sierradb.storage.record_check_source")
 BOTH = pytest.mark.parametrize("check", [record_check, SOURCE], ids=["compiled", "source"])
@@ -186,3 +189,54 @@ def test_the_stream_read_filter_stops_where_the_read_loop_did(check: ModuleType)
     assert run(top, 0, top, 3, [b"earlier"]) == ([3, 4], None)  # `limit` counts what out held
     assert run(top, 10, top, 100) == ([], 10)
     assert run(10, 0, top, 100) == ([], None)
+
+
+def struct_record(term: int, partition_id: int, sequence: int, version: int, timestamp_ms: int,
+                  event_id: bytes, partition_key: bytes, transaction_id: bytes, stream_id: bytes,
+                  event_name: bytes, metadata: bytes, payload: bytes, unit_index: int,
+                  unit_count: int, txn_last: bool) -> bytes:  # fmt: skip
+    """The record by struct and google_crc32c (the reference for encode_event)."""
+    length = HEADER.size + len(stream_id) + len(event_name) + len(metadata) + len(payload)
+    header = HEADER.pack(
+        0, MAGIC, KIND_EVENT, FLAG_TXN_LAST if txn_last else 0, length, len(stream_id),
+        len(event_name), partition_id, unit_index, unit_count, term, sequence, version,
+        timestamp_ms, event_id, partition_key, transaction_id, len(metadata), len(payload),
+    )  # fmt: skip
+    rest = header[4:] + stream_id + event_name + metadata + payload
+    return google_crc32c.value(rest).to_bytes(4, "little") + rest
+
+
+@given(st.binary(max_size=3000), st.binary(max_size=300), st.binary(min_size=1, max_size=255),
+       st.binary(max_size=255), st.integers(0, (1 << 64) - 1), st.integers(0, 65535),
+       st.integers(0, (1 << 32) - 1), st.booleans())  # fmt: skip
+def test_the_encoder_writes_structs_layout(payload: bytes, meta: bytes, sid: bytes, name: bytes,
+                                           big: int, partition: int, unit: int,
+                                           last: bool) -> None:  # fmt: skip
+    fields = dict(
+        term=big, partition_id=partition, sequence=big ^ 1, version=big >> 1, timestamp_ms=big,
+        event_id=os.urandom(16), partition_key=os.urandom(16), transaction_id=os.urandom(16),
+        stream_id=sid, event_name=name, metadata=meta, payload=payload, unit_index=unit,
+        unit_count=(1 << 32) - 1, txn_last=last,
+    )  # fmt: skip
+    want = struct_record(**fields)
+    assert record_check.encode_event(**fields) == want
+    assert SOURCE.encode_event(**fields) == want
+    assert type(record_check.encode_event(**fields)) is bytes
+
+
+@BOTH
+def test_the_encoder_refuses_what_the_header_cannot_hold(check: ModuleType) -> None:
+    good: dict = dict(
+        term=1, partition_id=2, sequence=3, version=4, timestamp_ms=5, event_id=bytes(16),
+        partition_key=bytes(16), transaction_id=bytes(16), stream_id=b"s", event_name=b"n",
+        metadata=b"", payload=b"p", unit_index=0, unit_count=1, txn_last=True,
+    )  # fmt: skip
+    assert check.encode_event(**good) == struct_record(**good)
+    for field, value, error in (
+        ("stream_id", b"s" * 256, ValueError), ("event_name", b"n" * 256, ValueError),
+        ("partition_id", 65536, ValueError), ("unit_index", 1 << 32, ValueError),
+        ("event_id", bytes(15), ValueError), ("transaction_id", bytes(17), ValueError),
+        ("sequence", -1, OverflowError), ("term", 1 << 64, OverflowError),
+    ):  # fmt: skip
+        with pytest.raises(error):
+            check.encode_event(**{**good, field: value})

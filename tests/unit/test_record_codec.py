@@ -12,9 +12,8 @@ from sierradb.storage.record import (
     BadRecord,
     decode_header,
     encode_discard,
-    encode_event,
 )
-from sierradb.storage.record_check import decode_event
+from sierradb.storage.record_check import decode_event, encode_event
 
 
 def make(**over):

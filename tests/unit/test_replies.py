@@ -18,8 +18,7 @@ from sierradb.node.identifiers import format_uuid
 from sierradb.node.replies import _encode_event_map, event_map_raw, scan_result, scan_result_raw
 from sierradb.node.resp import SimpleString, encode_into
 from sierradb.storage import Event
-from sierradb.storage.record import encode_event
-from sierradb.storage.record_check import decode_event, verify_event
+from sierradb.storage.record_check import decode_event, encode_event, verify_event
 
 _ids = st.binary(min_size=16, max_size=16)
 _u64 = st.integers(min_value=0, max_value=(1 << 64) - 1)
