@@ -219,11 +219,16 @@ def encode_events(records: list, resp3: cython.bint, head: bytes = b"",
     at: cython.Py_ssize_t
     total: cython.Py_ssize_t = len(prefix)
     for raw in records:
-        r = raw
+        record = raw
+        if len(record) < _HEADER_SIZE:
+            raise ValueError("event codec: not a verified record")
+        r = record
         sid_len = _le(r, _SID_LEN_AT, 1)
         name_len = _le(r, _NAME_LEN_AT, 1)
         meta_len = _le(r, _META_LEN_AT, 4)
         payload_len = _le(r, _PAYLOAD_LEN_AT, 4)
+        if len(record) != _HEADER_SIZE + sid_len + name_len + meta_len + payload_len:
+            raise ValueError("event codec: not a verified record")  # (C reads stay inside it)
         total += (
             keys_size + 3 * UUID_TEXT
             + _digits(_le(r, _PARTITION_AT, 2)) + _digits(_le(r, _SEQUENCE_AT, 8))

@@ -240,3 +240,15 @@ def test_the_encoder_refuses_what_the_header_cannot_hold(check: ModuleType) -> N
     ):  # fmt: skip
         with pytest.raises(error):
             check.encode_event(**{**good, field: value})
+
+
+@BOTH
+def test_fields_are_only_read_from_whole_records(check: ModuleType) -> None:
+    # Compiled, a field is read straight from the bytes: anything that is not a whole record
+    # (a programming error: reads pass verified records) is refused, never read past its end.
+    rec = record()
+    for bad in (b"", rec[:50], rec[:-1], rec + b"x"):
+        with pytest.raises(ValueError, match="not a verified record"):
+            check.event_from_raw(bad)
+        with pytest.raises(ValueError, match="not a verified record"):
+            check.extend_stream_read([], [rec, bad], 1 << 64, 0, 10, 10)

@@ -8,6 +8,7 @@ import base64
 import json
 import uuid
 
+import pytest
 from compiled import is_compiled, source_module
 from hypothesis import given
 from hypothesis import strategies as st
@@ -126,6 +127,15 @@ def test_the_codec_encodes_the_largest_fields() -> None:
     assert bytes(1) == b"\x00" and bytes(0) == b"" and b"x" * 2 == b"xx"
     head = replies._scan_head(1, True, True)
     assert event_codec.encode_events([raw], True, prefix=head) == head + _encode_event_map(ev, True)
+
+
+def test_the_codec_refuses_what_is_not_a_whole_record() -> None:
+    stored = encode_event(1, 2, 3, 4, 5, bytes(16), bytes(16), bytes(16), b"s", b"n", b"", b"p",
+                          0, 1, True)  # fmt: skip
+    for codec in (event_codec, _CODEC_SOURCE):
+        for bad in (b"", stored[:60], stored[:-1], stored + b"\r\n"):
+            with pytest.raises(ValueError, match="not a verified record"):
+                codec.encode_events([stored, bad], False)
 
 
 @given(records())
