@@ -26,6 +26,10 @@ entries of one replicated frame, or a discard marker followed by its replacement
 unit's records are written contiguously in one write; recovery keeps a unit only when all
 ``unit_count`` records are present and valid, so a crash never exposes half of one. Transaction
 boundaries inside a unit are kept by the TXN_LAST flag, for replication frames and watermarks.
+
+Event records are encoded and checked by the compiled ``record_check.py`` (``encode_event``,
+``verify_events``, ``event_from_raw``); this module holds the layout, the discard marker and the
+struct-based header decoder that recovery scans with.
 """
 
 from __future__ import annotations
