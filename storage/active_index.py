@@ -20,13 +20,14 @@ Likewise the stream bloom filter is only ever written to files, so it is brought
 one is (``index_streams``).
 
 Memory is a few arrays per bucket plus one dict entry per stream, and one small array per stream
-with more than one event here (a stream's only event is an int in ``stream_events``: an array is
-an object the garbage collector tracks, and a full collection walked one per stream, tens of
-milliseconds with the event loop stopped once a segment held ~100,000 new streams): no object
-per event, so the collector never has millions of objects to walk. The whole state can be
-written to a checkpoint file and read back (``to_sections`` / ``from_sections``), so opening a data
-dir reads the checkpoint and scans only the records written after it. At sealing the same arrays
-become the sealed index files (``sealed.py``).
+with more than SMALL_STREAM_ENTRIES events here. A stream's entries in ``stream_events`` are an
+int (one entry), a tuple (a few), or an array: an array is an object the garbage collector
+tracks, and a full collection walked one per stream (tens of milliseconds with the event loop
+stopped once a segment held ~100,000 streams), where it stops tracking a tuple of ints once it
+has seen it. No object per event, so the collector never has millions of objects to walk. The
+whole state can be written to a checkpoint file and read back (``to_sections`` /
+``from_sections``), so opening a data dir reads the checkpoint and scans only the records
+written after it. At sealing the same arrays become the sealed index files (``sealed.py``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ INDEX_IDS_CHUNK = 65536
 # A lookup by id indexes the ids added since the last pass once more than this many wait; fewer
 # are searched directly (~16 KiB at most: a few microseconds).
 SCAN_UNINDEXED_IDS = 1024
+# A stream keeps up to this many entries here as an int or a tuple (which the garbage collector
+# does not track), more in an array; a tuple is copied on each append, so it stays small.
+SMALL_STREAM_ENTRIES = 16
 # Events per segment the id slot table is first sized for: one per this many bytes (it holds
 # up to half as many events as slots, and doubles beyond that).
 SLOT_BYTES_PER_EVENT = 1024
@@ -61,6 +65,15 @@ def stream_key(partition_id: int, stream_id: bytes) -> bytes:
 def event_time_ms(event_id: bytes) -> int:
     """Generated ids carry their millisecond time in the top 48 bits (any id has *a* value)."""
     return int.from_bytes(event_id[:6], "big")
+
+
+def _entries(numbers: array | tuple[int, ...]) -> int | tuple[int, ...] | array:
+    """A stream's entries in the form stream_events holds them (see SMALL_STREAM_ENTRIES)."""
+    if len(numbers) == 1:
+        return numbers[0]
+    if 1 < len(numbers) <= SMALL_STREAM_ENTRIES:
+        return tuple(numbers)
+    return numbers if isinstance(numbers, array) else array("I", numbers)
 
 
 class ActiveIndex:
@@ -111,8 +124,9 @@ class ActiveIndex:
         self.stream_ref_of: dict[bytes, int] = {}
         self.stream_keys: list[bytes] = []
         self.stream_pkeys = bytearray()
-        # Per stream: its only entry's event number, or an array of them (none, or several).
-        self.stream_events: list[int | array] = []
+        # Per stream, its entries' event numbers: an int (one), a tuple (a few) or an array
+        # (none, or more than SMALL_STREAM_ENTRIES); see stream_entries.
+        self.stream_events: list[int | tuple[int, ...] | array] = []
         self.stream_base = array("Q")
         self.stream_bloom = Bloom(bloom_bits)
         self.streams_bloomed = 0  # stream keys added to stream_bloom (see index_streams)
@@ -157,7 +171,7 @@ class ActiveIndex:
             self.stream_refs.append(ref)
             self.index_ids()
             return
-        sevents = self._growable(ref)
+        sevents = self.stream_entries(ref)
         if not sevents:  # every earlier entry here was discarded
             self.stream_base[ref] = version
             self.stream_pkeys[ref * 16 : ref * 16 + 16] = partition_key
@@ -165,17 +179,13 @@ class ActiveIndex:
             f"stream {sid_key[2:]!r}: version {version} does not extend the active index"
         )
         self.stream_refs.append(ref)
-        sevents.append(n)
+        if isinstance(sevents, array):
+            sevents.append(n)
+        else:
+            self.stream_events[ref] = _entries((*sevents, n))
         self.index_ids()
 
-    def _growable(self, ref: int) -> array:
-        """The stream's entries as an array (made from its single int entry if need be)."""
-        sevents = self.stream_events[ref]
-        if sevents.__class__ is int:
-            sevents = self.stream_events[ref] = array("I", (sevents,))
-        return sevents  # type: ignore[return-value]
-
-    def stream_entries(self, ref: int) -> array | tuple[int]:
+    def stream_entries(self, ref: int) -> array | tuple[int, ...]:
         """The event numbers of the stream's surviving entries here, oldest first."""
         sevents = self.stream_events[ref]
         return (sevents,) if sevents.__class__ is int else sevents  # type: ignore[return-value]
@@ -232,16 +242,26 @@ class ActiveIndex:
                     n += 1
                     continue
                 sevents = stream_events[ref]
-                if sevents.__class__ is int:  # its second entry here: an array from now on
-                    sevents = stream_events[ref] = array("I", (sevents,))
-                if not sevents:  # every earlier entry here was discarded
-                    stream_base[ref] = version
-                    stream_pkeys[ref * 16 : ref * 16 + 16] = partition_key
-                assert version == stream_base[ref] + len(sevents), (  # type: ignore[arg-type]
+                kind = sevents.__class__
+                if kind is int:  # its second entry here
+                    count = 1
+                    stream_events[ref] = (sevents, n)  # type: ignore[assignment]
+                elif kind is tuple:
+                    count = len(sevents)  # type: ignore[arg-type]
+                    grown = (*sevents, n)  # type: ignore[misc]
+                    stream_events[ref] = (
+                        grown if count < SMALL_STREAM_ENTRIES else array("I", grown)
+                    )
+                else:
+                    count = len(sevents)  # type: ignore[arg-type]
+                    if not count:  # every earlier entry here was discarded
+                        stream_base[ref] = version
+                        stream_pkeys[ref * 16 : ref * 16 + 16] = partition_key
+                    sevents.append(n)  # type: ignore[union-attr]
+                assert version == stream_base[ref] + count, (
                     f"stream {sid!r}: version {version} does not extend the active index"
                 )
                 stream_refs.append(ref)
-                sevents.append(n)  # type: ignore[union-attr]
                 n += 1
 
     def index_ids(self) -> None:
@@ -316,9 +336,12 @@ class ActiveIndex:
         del events[keep:]
         for n in reversed(dropped):
             ref = self.stream_refs[n]
-            sevents = self._growable(ref)
+            sevents = self.stream_entries(ref)
             assert sevents and sevents[-1] == n, "stream entries out of order in a discard"
-            sevents.pop()
+            if isinstance(sevents, array):
+                sevents.pop()
+            else:
+                self.stream_events[ref] = _entries(sevents[:-1])
             eid = bytes(self.event_ids[n * 16 : n * 16 + 16])
             self.id_slots.remove(id_hash64(eid), n)
 
@@ -389,8 +412,10 @@ class ActiveIndex:
         )
         total += sum(len(k) + 100 for k in self.stream_keys)
         total += sum(
-            8 if isinstance(a, int) else a.itemsize * len(a) + 64 for a in self.stream_events
-        )
+            8 if isinstance(a, int) else 56 + 8 * len(a) if isinstance(a, tuple)
+            else a.itemsize * len(a) + 64
+            for a in self.stream_events
+        )  # fmt: skip
         return total
 
     # ------------------------------------------------------------------------ persistence
@@ -406,13 +431,10 @@ class ActiveIndex:
             part_values.extend(ev)
         stream_lens = array("I")
         stream_values = array("I")
-        for e in self.stream_events:
-            if isinstance(e, int):
-                stream_lens.append(1)
-                stream_values.append(e)
-            else:
-                stream_lens.append(len(e))
-                stream_values.extend(e)
+        for ref in range(len(self.stream_events)):
+            e = self.stream_entries(ref)
+            stream_lens.append(len(e))
+            stream_values.extend(e)
         key_lens = array("B", (len(k) for k in self.stream_keys))
         meta = array(
             "q",
@@ -490,7 +512,7 @@ class ActiveIndex:
         values = arr("I", "svalues")
         pos = 0
         for n in lens:
-            idx.stream_events.append(values[pos] if n == 1 else values[pos : pos + n])
+            idx.stream_events.append(_entries(values[pos : pos + n]))
             pos += n
         assert len(idx.stream_events) == len(idx.stream_keys) == len(idx.stream_base)
         return idx

@@ -2,10 +2,11 @@
 
 import gc
 import os
+from array import array
 
 import pytest
 
-from sierradb.storage.active_index import ActiveIndex, stream_key
+from sierradb.storage.active_index import SMALL_STREAM_ENTRIES, ActiveIndex, stream_key
 from sierradb.storage.disk import MemoryDisk
 from sierradb.storage.hashing import Bloom, SlotTable, bytes_hash64, id_hash64
 from sierradb.storage.sealed import EIDX, SealedIndexes, index_files_ok, write_index_files
@@ -119,48 +120,57 @@ def test_active_index_discard_drops_tail_from_every_lookup():
             assert idx.find_event(eid) is not None
 
 
-def test_streams_of_one_event_cost_no_object_and_answer_like_the_others():
-    # A stream's only entry is kept as an int (no array the garbage collector would track);
-    # its second entry, by add or add_units, makes it an array; a discard of the only entry
-    # leaves it empty, and a new entry starts it again. Lookups, checkpoints and sealed
-    # files answer the same either way.
+def test_short_streams_cost_no_tracked_object_and_answer_like_the_others():
+    # A stream's entries are an int (one), a tuple (up to SMALL_STREAM_ENTRIES) or an array
+    # (more): only arrays are objects the garbage collector keeps tracking. Entries added by
+    # add or add_units, discards down to nothing and new entries after them, checkpoints and
+    # sealed files answer the same whatever the form.
     idx = ActiveIndex(segment_id=0, segment_size_bytes=1 << 20, start_offset=64)
     expected = []
     seqs = [0, 0]
     versions: dict[bytes, int] = {}
 
-    def entry(p: int, sid: bytes) -> tuple:
+    def add(p: int, sid: bytes, by_units: bool) -> tuple:
         key = stream_key(p, sid)
         e = (64 + 100 * len(expected), p, seqs[p], versions.get(key, 0), key, os.urandom(16))
         seqs[p] += 1
         versions[key] = e[3] + 1
         expected.append(e)
+        off, p, s, v, key, eid = e
+        if by_units:
+            idx.add_units([(off, p, [(0, s, v, key[2:], bytes([p]) * 16, eid)])])
+        else:
+            idx.add(off, p, s, v, key, bytes([p]) * 16, eid)
         return e
 
-    for i in range(300):  # one event each, through add and through add_units
-        off, p, s, v, key, eid = entry(i % 2, b"one-%d" % i)
-        if i % 3:
-            idx.add(off, p, s, v, key, bytes([p]) * 16, eid)
-        else:
-            idx.add_units([(off, p, [(0, s, v, key[2:], bytes([p]) * 16, eid)])])
-    for i in range(0, 300, 10):  # a second event for every tenth stream
-        off, p, s, v, key, eid = entry(i % 2, b"one-%d" % i)
-        idx.add_units([(off, p, [(0, s, v, key[2:], bytes([p]) * 16, eid)])])
-    assert sum(not isinstance(e, int) for e in idx.stream_events) == 30
-    assert not any(gc.is_tracked(e) for e in idx.stream_events if isinstance(e, int))
+    for i in range(300):  # one event each
+        add(i % 2, b"one-%d" % i, by_units=i % 3 == 0)
+    for i in range(0, 300, 10):  # a second event for every tenth stream (all in partition 0)
+        add(0, b"one-%d" % i, by_units=i % 20 == 0)
+    for i in range(SMALL_STREAM_ENTRIES + 3):  # a long stream, through both paths
+        add(0, b"long", by_units=i % 2 == 0)
+    forms = [type(e) for e in idx.stream_events]
+    assert forms.count(int) == 270 and forms.count(tuple) == 30 and forms.count(array) == 1
+    long_ref = idx.stream_range(stream_key(0, b"long"))[0]
+    assert isinstance(idx.stream_events[long_ref], array)
+    gc.collect()
+    assert not any(gc.is_tracked(e) for e in idx.stream_events if not isinstance(e, array))
     check_lookups(idx, expected)
     copy = ActiveIndex.from_sections(
         {k: memoryview(bytes(v)) for k, v in idx.to_sections().items()}, 1 << 20
     )
-    assert copy.stream_events == idx.stream_events
+    assert [type(e) for e in copy.stream_events] == forms
+    assert [list(copy.stream_entries(r)) for r in range(len(forms))] == [
+        list(idx.stream_entries(r)) for r in range(len(forms))
+    ]
     check_lookups(copy, expected)
     disk = MemoryDisk()
     disk.make_dirs("/seg")
     write_index_files(disk, "/seg", idx)
     check_lookups(SealedIndexes(disk, "/seg"), expected)
 
-    # Cut partition 1's last entry (the only event of its stream: the second events all went
-    # to partition 0), leaving that stream empty here; then write it again.
+    # Cut partition 1's last entry (the only event of its stream), leaving that stream empty
+    # here; then write it again.
     last = [e for e in expected if e[1] == 1][-1]
     assert isinstance(idx.stream_events[idx.stream_range(last[4])[0]], int)
     idx.discard(1, last[2])
@@ -170,6 +180,13 @@ def test_streams_of_one_event_cost_no_object_and_answer_like_the_others():
     ref, base, count, _ = idx.stream_range(last[4])
     assert base + count == last[3] + 1
     assert idx.stream_offsets(ref, last[3] - base, last[3] - base + 1) == [last[0] + 10_000]
+    # Cut partition 0 back past the long stream and into the two-event ones: each shrinks
+    # to the form its count calls for.
+    cut = [e for e in expected if e[4] == stream_key(0, b"one-290")][-1][2]
+    idx.discard(0, cut)
+    assert idx.stream_range(stream_key(0, b"long"))[2] == 0
+    assert isinstance(idx.stream_events[idx.stream_range(stream_key(0, b"one-290"))[0]], int)
+    assert isinstance(idx.stream_events[idx.stream_range(stream_key(0, b"one-280"))[0]], tuple)
 
 
 def test_sealed_index_files_answer_like_the_active_index():
