@@ -145,44 +145,10 @@ class ActiveIndex:
         partition_key: bytes,
         event_id: bytes,
     ) -> None:
-        n = len(self.offsets)
-        self.offsets.append(offset)
-        self.partitions.append(partition_id)
-        self.sequences.append(sequence)
-        self.event_ids += event_id
-
-        events = self.part_events.get(partition_id)
-        if events is None:
-            events = self.part_events[partition_id] = array("I")
-        if not events:
-            self.part_base[partition_id] = sequence
-        assert sequence == self.part_base[partition_id] + len(events), (
-            f"partition {partition_id}: sequence {sequence} does not extend the active index"
-        )
-        events.append(n)
-
-        ref = self.stream_ref_of.get(sid_key)
-        if ref is None:
-            ref = self.stream_ref_of[sid_key] = len(self.stream_keys)
-            self.stream_keys.append(sid_key)
-            self.stream_pkeys += partition_key
-            self.stream_events.append(n)
-            self.stream_base.append(version)
-            self.stream_refs.append(ref)
-            self.index_ids()
-            return
-        sevents = self.stream_entries(ref)
-        if not sevents:  # every earlier entry here was discarded
-            self.stream_base[ref] = version
-            self.stream_pkeys[ref * 16 : ref * 16 + 16] = partition_key
-        assert version == self.stream_base[ref] + len(sevents), (
-            f"stream {sid_key[2:]!r}: version {version} does not extend the active index"
-        )
-        self.stream_refs.append(ref)
-        if isinstance(sevents, array):
-            sevents.append(n)
-        else:
-            self.stream_events[ref] = _entries((*sevents, n))
+        """Index one event (a unit of one for ``add_units``), its id at once."""
+        assert sid_key[:2] == stream_key(partition_id, b""), "a stream key of another partition"
+        entry = (0, sequence, version, sid_key[2:], partition_key, event_id)
+        self.add_units([(offset, partition_id, [entry])])
         self.index_ids()
 
     def stream_entries(self, ref: int) -> array | tuple[int, ...]:
@@ -194,8 +160,8 @@ class ActiveIndex:
         """Index written units: (unit offset, partition, entries), each entry being
         (offset in unit, sequence, version, stream id, partition key, event id).
 
-        The same as ``add`` for each entry (ids left for ``index_ids``), with the per-event work
-        inlined: this runs for every event written (the bucket writer's hot path).
+        Ids are left for ``index_ids``. The per-event work is inlined: this runs for every event
+        written (the bucket writer's hot path) and for every event recovery scans.
         """
         offsets = self.offsets
         partitions = self.partitions
