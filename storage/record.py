@@ -157,6 +157,7 @@ def decode_header(buf: bytes | bytearray | memoryview, offset: int, end: int) ->
 # ``record_check.event_from_raw`` builds one. Where header fields lie in it:
 RawEvent = bytes
 RAW_SEQUENCE = slice(32, 40)  # u64, little-endian
+RAW_TIMESTAMP = slice(48, 56)  # u64, little-endian
 RAW_PARTITION_KEY = slice(72, 88)
 RAW_IDS = slice(56, 104)  # event id, partition key and transaction id: 48 bytes in a row
 
@@ -168,6 +169,10 @@ def raw_header(raw: RawEvent) -> Header:
 
 def raw_sequence(raw: RawEvent) -> int:
     return int.from_bytes(raw[RAW_SEQUENCE], "little")
+
+
+def raw_timestamp(raw: RawEvent) -> int:
+    return int.from_bytes(raw[RAW_TIMESTAMP], "little")
 
 
 def raw_body(raw: RawEvent, h: Header) -> tuple[bytes, bytes, bytes, bytes]:

@@ -23,7 +23,7 @@ import heapq
 from typing import NamedTuple
 
 from sierradb.storage import Event, Store
-from sierradb.storage.record import raw_header
+from sierradb.storage.record import raw_timestamp
 
 from .events import JsonEvent, json_event, json_event_raw
 
@@ -66,8 +66,10 @@ def read_newest(store: Store, ranges: dict[int, tuple[int, int]]) -> dict[int, l
     found: dict[int, list[Item]] = {}
     for p, (first, end) in ranges.items():
         records, _ = store.read_partition_raw(p, first, end - 1, end - first)
-        found[p] = [Item(h.timestamp, p, h.sequence, json_event_raw(r))
-                    for r in records for h in (raw_header(r),)]  # fmt: skip
+        items = found[p] = []
+        for r in records:
+            event = json_event_raw(r)
+            items.append(Item(raw_timestamp(r), p, event.partition_sequence, event))
     return found
 
 
