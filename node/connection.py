@@ -44,6 +44,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import outcome
 import trio
 
 from . import blocking
@@ -93,8 +94,7 @@ class Connection:
         # Set once the batch reply that started a subscription has been sent.
         self.after_send: list[trio.Event] = []
         self._receive_scope: trio.CancelScope | None = None
-        self._parked_reading = False  # waiting for input without a scope (_wait_and_read)
-        self._read_interrupted = False  # ... and _interrupt_read woke it
+        self._parked: trio.lowlevel.Task | None = None  # the task, waiting in the poller (_park)
         # A blocked read's wait (blocking.py), and whether the client left during one.
         self.block_scope: trio.CancelScope | None = None
         self.peer_gone = False
@@ -107,7 +107,12 @@ class Connection:
         # The client sent requests while replies were outstanding, last time we looked: then
         # the next read waits for the replies first (see _receive).
         self._client_pipelines = False
-        self._fed_ahead = False  # a send read requests ahead that no batch has taken yet
+        # Requests read ahead (by a send, or by the poller) that no batch has taken yet: in the
+        # reader, or taken from it already (_taken), or submitted already (_handed, appends
+        # whose answers need the task: see _on_readable).
+        self._fed_ahead = False
+        self._taken: list[list[bytes]] = []
+        self._handed: list[Deferred] = []
 
     # --------------------------------------------------------------------------- I/O
     async def send(self, data: bytes | bytearray) -> None:
@@ -162,30 +167,42 @@ class Connection:
                 if self.closing:
                     return
                 if data is None:
-                    if self._unsent or self._failure is not None:
+                    if self._fed_ahead:
+                        self._fed_ahead = False  # the poller read requests for the task
+                    elif self._unsent or self._failure is not None:
                         await self._settle()  # woken to send what the confirmations could not
                         continue
-                    await self._protocol_error("Protocol error: request not completed in time")
+                    else:
+                        await self._protocol_error("Protocol error: request not completed in time")
+                        return
+                elif not data:
                     return
-                if not data:
-                    return
-                reader.feed(data)
-                if self._answers is not None or self._unsent:
-                    # Requests came in while the last run's commit is under way: they wait for
-                    # it in any case, so take what comes meanwhile too, as one batch.
-                    self._client_pipelines = True
-                    await self._settle()
-                    more = self._read_now(self.stream.socket.fileno())
-                    if more:
-                        reader.feed(more)
-                    elif more == b"":
-                        ended = True  # the client's end: execute what it sent, then stop
+                else:
+                    reader.feed(data)
+                    if self._answers is not None or self._unsent:
+                        # Requests came in while the last run's commit is under way: they wait
+                        # for it in any case, so take what comes meanwhile too, as one batch.
+                        self._client_pipelines = True
+                        await self._settle()
+                        more = self._read_now(self.stream.socket.fileno())
+                        if more:
+                            reader.feed(more)
+                        elif more == b"":
+                            ended = True  # the client's end: execute what it sent, then stop
+            if self._handed:
+                await self._settle()
+                out = bytearray()
+                await self._finish(self._handed, out)
+                await self._send_reading_ahead(out)
             while True:
-                try:
-                    requests = reader.drain()
-                except ProtocolError as e:
-                    await self._protocol_error(str(e))
-                    return
+                if self._taken:
+                    requests, self._taken = self._taken, []
+                else:
+                    try:
+                        requests = reader.drain()
+                    except ProtocolError as e:
+                        await self._protocol_error(str(e))
+                        return
                 if not requests:
                     break
                 request_started = None
@@ -227,7 +244,7 @@ class Connection:
         if self._unsent or self._failure is not None or self.closing:
             return None  # replies to send first (see _answer_later), or stopping
         if deadline == INFINITY and not self.subscriptions and not self.send_lock.locked():
-            return await self._wait_and_read(fd)
+            return await self._park(fd)
         with trio.CancelScope(deadline=deadline) as scope:
             self._receive_scope = scope
             data = None
@@ -247,36 +264,102 @@ class Connection:
         except OSError as exc:
             raise _stream_error(exc) from exc
 
-    async def _wait_and_read(self, fd: int) -> bytes | None:
-        """`_receive`'s wait without a cancel scope (a scope costs as much as the rest of the
-        wait); None if ``_interrupt_read`` woke it."""
-        self._parked_reading = True
-        try:
-            while True:
-                await trio.lowlevel.wait_readable(fd)
-                data = self._read_now(fd)
-                if data is not None:
-                    return data
-        except trio.ClosedResourceError:
-            if not self._read_interrupted:
-                raise
-            return None
-        finally:
-            self._parked_reading = False
-            self._read_interrupted = False
-
     def _interrupt_read(self) -> None:
         """Wake the task from its wait for input (``stop_reading``, or replies to send)."""
         if self._receive_scope is not None:
             self._receive_scope.cancel()
-        elif self._parked_reading and not self._read_interrupted and not self.send_lock.locked():
-            # The wait has no scope: wake it as trio wakes the waiters of a socket about to be
-            # closed. Only this read waits on the socket (nobody holds the send lock, and without
-            # a subscription nobody else sends), and the socket stays open: the next wait
-            # registers it again. (If a push holds the lock, stop_reading leaves the wait alone:
-            # the shutdown's grace period ends it.)
-            self._read_interrupted = True
-            trio.lowlevel.notify_closing(self.stream.socket.fileno())
+        elif self._parked is not None:
+            self._wake(outcome.Value(None))
+
+    async def _park(self, fd: int) -> bytes | None:
+        """`_receive`'s wait without a cancel scope (a scope costs as much as the rest of the
+        wait), in the server's poller (poller.py): the bytes that came, or None if the task is
+        needed otherwise (``_interrupt_read``, or requests the poller read: ``_fed_ahead``)."""
+        self._parked = trio.lowlevel.current_task()
+        self.server.poller.watch(fd, self._on_readable)
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._unpark()
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        result: bytes | None = await trio.lowlevel.wait_task_rescheduled(abort)
+        return result
+
+    def _unpark(self) -> trio.lowlevel.Task:
+        task = self._parked
+        assert task is not None
+        self._parked = None
+        self.server.poller.unwatch(self.stream.socket.fileno())
+        return task
+
+    def _wake(self, result: outcome.Outcome[bytes | None]) -> None:
+        """End the task's wait in the poller with ``result``."""
+        trio.lowlevel.reschedule(self._unpark(), result)
+
+    def _on_readable(self) -> None:
+        """The poller's callback while the task is parked: serve a batch of appends in place
+        (their confirmations answer it, as after ``_answer_later``; the task sleeps on), or wake
+        the task with what came. Requests read here that the task must execute are left in the
+        reader, ``_taken`` or ``_handed`` (``_fed_ahead``)."""
+        try:
+            data = self._read_now(self.stream.socket.fileno())
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._wake(outcome.Error(exc))
+            return
+        if data is None:
+            return  # nothing after all
+        if (
+            not data  # the client's end
+            or self._answers is not None  # replies to come first: the task gathers meanwhile
+            or self._unsent
+            or self._failure is not None
+            or self.closing
+            or self.subscriptions
+            or self.after_send
+            or not self.authenticated
+        ):
+            self._wake(outcome.Value(data))
+            return
+        reader = self.reader
+        reader.feed(data)
+        try:
+            requests = reader.drain()
+        except ProtocolError:
+            requests = []  # the task's drain raises it again
+        if requests and not reader.holds_partial_request() and not reader.failed:
+            try:
+                deferred = self._submit_appends(requests)
+            except Exception as exc:  # noqa: BLE001 - fails this connection, not the poller
+                self._wake(outcome.Error(exc))
+                return
+            if deferred is not None:
+                if self._answer_later(deferred):
+                    return
+                self._handed = deferred  # a waiter of another kind (an idempotent replay)
+                requests = []
+        self._taken = requests
+        self._fed_ahead = True
+        self._wake(outcome.Value(None))
+
+    def _submit_appends(self, requests: list[list[bytes]]) -> list[Deferred] | None:
+        """Submit a batch of appends as ``_execute_batch`` would; None, with nothing done, if
+        the batch holds anything else (or a request that does not parse)."""
+        parsed = []
+        for args in requests:
+            try:
+                request = g.parse_command(args)
+            except Exception:  # noqa: BLE001 - the task parses it again and answers the error
+                return None
+            if not isinstance(request, (g.EAppend, g.EMAppend)):
+                return None
+            parsed.append(request)
+        stats = self.server.stats
+        now_ms = int(time.time() * 1000)
+        deferred: list[Deferred] = []
+        for args, request in zip(requests, parsed, strict=True):
+            stats.commands += 1
+            self._submit_append(command_label(args), time.perf_counter(), request, now_ms, deferred)
+        return deferred
 
     async def _send_reading_ahead(self, data: bytearray) -> None:
         """Send a batch's replies; if the socket is full, keep reading (not executing) requests.
@@ -362,11 +445,7 @@ class Connection:
                 if isinstance(request, (g.EAppend, g.EMAppend)):
                     if now_ms is None:
                         now_ms = int(time.time() * 1000)
-                    append = build_request(
-                        request, self.db.partition_count, now_ms, self.config.strict_versioning
-                    )
-                    wait = self.db.appender(append.partition_id).submit(append)
-                    deferred.append((label, started, append, wait))
+                    self._submit_append(label, started, request, now_ms, deferred)
                     continue
                 now_ms = None
                 replication = self.server.replication
@@ -403,6 +482,30 @@ class Connection:
                 break
         if deferred and not (not out and self._answer_later(deferred)):
             await self._finish(deferred, out)
+
+    def _submit_append(
+        self,
+        label: str,
+        started: float,
+        request: g.EAppend | g.EMAppend,
+        now_ms: int,
+        deferred: list[Deferred],
+    ) -> None:
+        """Build an append and submit it to its partition's role; add its entry (or, if it is
+        refused at once, its error reply) to the run of appends ``deferred``."""
+        try:
+            append = build_request(
+                request, self.db.partition_count, now_ms, self.config.strict_versioning
+            )
+            wait = self.db.appender(append.partition_id).submit(append)
+        except Exception as exc:  # noqa: BLE001 - mapped below, or re-raised
+            err = reply_for(exc)
+            if err is None:
+                raise
+            self.server.command_stats.record(label, err.code, time.perf_counter() - started)
+            deferred.append((None, 0.0, None, self._encode(err)))
+            return
+        deferred.append((label, started, append, wait))
 
     async def _finish(self, deferred: list[Deferred], out: bytearray) -> None:
         """Wait for a run of appends (in order) and add their replies and the replies held

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .command_stats import CommandStats
     from .config import Config
     from .database import Database
+    from .poller import Poller
     from .replication.codec import (
         EventsReply,
         FetchEvents,
@@ -140,6 +141,8 @@ class ServerView(Protocol):
     def command_stats(self) -> CommandStats: ...
     @property
     def lag(self) -> LagMonitor: ...
+    @property
+    def poller(self) -> Poller: ...
     @property
     def connections(self) -> Mapping[int, Client]: ...
     @property

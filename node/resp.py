@@ -240,6 +240,11 @@ class RequestReader:
         counting, for the connection's read loop)."""
         return bool(self._partial_bound + self._fed_since_check or self._held)
 
+    @property
+    def failed(self) -> bool:
+        """Whether the input turned malformed (the next ``drain`` raises ProtocolError)."""
+        return self._failure is not None
+
     def statistics(self) -> RequestReaderStatistics:
         return RequestReaderStatistics(
             partial_request_bytes_bound=self._partial_bound + self._fed_since_check,

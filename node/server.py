@@ -29,6 +29,7 @@ from .config import Config, is_loopback, parse_host_port
 from .connection import Connection
 from .context import BlockedClients, LagMonitor, ServerStats
 from .database import Database
+from .poller import Poller
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus  # trio's own type, as the stubs mypy reads name it
@@ -116,6 +117,7 @@ class Server:
         self.stats = ServerStats()
         self.command_stats = CommandStats()
         self.lag = LagMonitor()
+        self.poller = Poller()  # where idle connections wait (poller.py)
         self.connections: dict[int, Connection] = {}
         self.blocked = BlockedClients(config.max_blocked_clients)
         self.started = time.monotonic()
@@ -144,14 +146,19 @@ class Server:
         for listener in listeners:
             name = listener.socket.getsockname()
             log.info("ready to receive connections on %s:%d", name[0], name[1])
-        async with trio.open_nursery() as nursery:
-            self._conn_nursery = nursery
-            nursery.start_soon(self.lag.run)
-            with self._listen_scope:
-                task_status.started(self)
-                # Connections live in the connection nursery, not in serve_listeners' own (inside
-                # the listen scope): shutdown stops accepting without cancelling running batches.
-                await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._conn_nursery = nursery
+                nursery.start_soon(self.lag.run)
+                nursery.start_soon(self.poller.run)
+                with self._listen_scope:
+                    task_status.started(self)
+                    # Connections live in the connection nursery, not in serve_listeners' own
+                    # (inside the listen scope): shutdown stops accepting without cancelling
+                    # running batches.
+                    await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+        finally:
+            self.poller.close()  # every connection has ended
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         self.stats.connections += 1
