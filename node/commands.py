@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from sierradb.storage.record import RAW_PARTITION_KEY
+from sierradb.storage.record import RAW_PARTITION_KEY, RawEvent
 
 from . import blocking
 from . import grammar as g
@@ -27,7 +27,7 @@ from .replies import event_map, push_subscribe, scan_result_raw
 from .subscriptions import PartitionTarget, RemoteTarget, StreamTarget, Subscription
 from .version import SERVER_VERSION
 
-__all__ = ["HANDLERS", "SERVER_VERSION", "execute_forwarded_read"]
+__all__ = ["HANDLERS", "READS_NOW", "SERVER_VERSION", "execute_forwarded_read"]
 
 OK = b"+OK\r\n"
 
@@ -170,6 +170,28 @@ async def eget(conn: Reader, req: g.EGet) -> bytes:
     return event_map(ev, conn.protocol == 3)
 
 
+def escan_now(conn: Reader, req: g.EScan) -> bytes | None:
+    """The ESCAN reply if it can be given at once, on the event loop (the range lies in the
+    active segment, and it finds events or does not block); else None, and ``escan`` serves it."""
+    db = conn.db
+    p = partition_id(req.partition_key, db.partition_count)
+    found = db.read_stream_raw_now(
+        p, req.stream_id, req.start_version, req.end_version, conn.config.read_count(req.count)
+    )
+    if found is None or (not found[0] and req.block_ms is not None):
+        return None
+    return _stream_scan_reply(req, *found, conn.protocol == 3)[0]
+
+
+def _stream_scan_reply(
+    req: g.EScan, records: list[RawEvent], more: bool, resp3: bool
+) -> tuple[bytes, bool]:
+    """An ESCAN reply, and whether it holds events."""
+    if records and records[0][RAW_PARTITION_KEY] != req.partition_key:
+        records, more = [], False  # the stream id is bound to another key in this partition
+    return scan_result_raw(records, more, resp3), bool(records)
+
+
 async def escan(conn: Reader, req: g.EScan) -> bytes:
     db = conn.db
     p = partition_id(req.partition_key, db.partition_count)
@@ -179,10 +201,9 @@ async def escan(conn: Reader, req: g.EScan) -> bytes:
         records, more = await db.read_stream_raw(
             p, req.stream_id, req.start_version, req.end_version, conn.config.read_count(req.count)
         )
-        if records and records[0][RAW_PARTITION_KEY] != req.partition_key:
-            records, more = [], False  # the stream id is bound to another key in this partition
-        first[:] = [scan_result_raw(records, more, resp3)]
-        return first[0] if records else None
+        reply, found = _stream_scan_reply(req, records, more, resp3)
+        first[:] = [reply]
+        return reply if found else None
 
     first: list[bytes] = []
     reply = await read()
@@ -209,6 +230,17 @@ async def esver(conn: Reader, req: g.ESVer) -> bytes:
 def _range_open(start: int, end: int | None) -> bool:
     """Whether an inclusive range can ever hold an event (a BLOCK on an empty one returns)."""
     return end is None or start <= end
+
+
+def epscan_now(conn: Reader, req: g.EPScan) -> bytes | None:
+    """The EPSCAN reply if it can be given at once (as ``escan_now``); else None."""
+    p = _partition(conn, req.partition)
+    found = conn.db.read_partition_raw_now(
+        p, req.start_sequence, req.end_sequence, conn.config.read_count(req.count)
+    )
+    if found is None or (not found[0] and req.block_ms is not None):
+        return None
+    return scan_result_raw(*found, conn.protocol == 3)
 
 
 async def epscan(conn: Reader, req: g.EPScan) -> bytes:
@@ -388,4 +420,11 @@ HANDLERS: dict[type, Callable[[Client, Any], Awaitable[bytes]]] = {
     g.EPSub: epsub,
     g.EAck: eack,
     g.EUnsub: eunsub,
+}
+
+# The reads a connection's poller callback may answer in place (connection.py): each returns the
+# reply, or None when only its handler above can serve the request (it waits, or needs a thread).
+READS_NOW: dict[type, Callable[[Reader, Any], bytes | None]] = {
+    g.EScan: escan_now,
+    g.EPScan: epscan_now,
 }

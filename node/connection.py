@@ -51,7 +51,7 @@ from . import blocking
 from . import grammar as g
 from .append import AppendOutcome, AppendRequest, Confirmation, Outcome, Waiter, build_request
 from .command_stats import command_label
-from .commands import HANDLERS
+from .commands import HANDLERS, READS_NOW
 from .errors import NodeError, reply_for
 from .forwarding import forward_read
 from .identifiers import partition_id
@@ -328,38 +328,72 @@ class Connection:
             requests = []  # the task's drain raises it again
         if requests and not reader.holds_partial_request() and not reader.failed:
             try:
-                deferred = self._submit_appends(requests)
+                if self._serve_in_place(requests):
+                    return
             except Exception as exc:  # noqa: BLE001 - fails this connection, not the poller
                 self._wake(outcome.Error(exc))
                 return
-            if deferred is not None:
-                if self._answer_later(deferred):
-                    return
-                self._handed = deferred  # a waiter of another kind (an idempotent replay)
-                requests = []
-        self._taken = requests
+        else:
+            self._taken = requests
         self._fed_ahead = True
         self._wake(outcome.Value(None))
 
-    def _submit_appends(self, requests: list[list[bytes]]) -> list[Deferred] | None:
-        """Submit a batch of appends as ``_execute_batch`` would; None, with nothing done, if
-        the batch holds anything else (or a request that does not parse)."""
+    def _serve_in_place(self, requests: list[list[bytes]]) -> bool:
+        """Execute a batch from the poller's callback, as ``_execute_batch`` would, if it holds
+        only appends (answered by their confirmations) or only reads answered at once
+        (``READS_NOW``). True: done; False: the task must do the rest (``_taken``, ``_handed``,
+        or replies that did not fit the socket, ``_unsent``)."""
         parsed = []
         for args in requests:
             try:
-                request = g.parse_command(args)
+                parsed.append(g.parse_command(args))
             except Exception:  # noqa: BLE001 - the task parses it again and answers the error
-                return None
-            if not isinstance(request, (g.EAppend, g.EMAppend)):
-                return None
-            parsed.append(request)
+                self._taken = requests
+                return False
         stats = self.server.stats
-        now_ms = int(time.time() * 1000)
-        deferred: list[Deferred] = []
-        for args, request in zip(requests, parsed, strict=True):
+        appends = [r for r in parsed if isinstance(r, (g.EAppend, g.EMAppend))]
+        if len(appends) == len(parsed):
+            now_ms = int(time.time() * 1000)
+            deferred: list[Deferred] = []
+            for args, append in zip(requests, appends, strict=True):
+                stats.commands += 1
+                label = command_label(args)
+                self._submit_append(label, time.perf_counter(), append, now_ms, deferred)
+            if self._answer_later(deferred):
+                return True
+            self._handed = deferred  # a waiter of another kind (an idempotent replay)
+            return False
+        out = bytearray()
+        record = self.server.command_stats.record
+        for i, read in enumerate(parsed):
+            started = time.perf_counter()
+            reply = self._read_in_place(read)
+            if reply is None:
+                self._taken = requests[i:]  # executed by the task, after these replies
+                break
             stats.commands += 1
-            self._submit_append(command_label(args), time.perf_counter(), request, now_ms, deferred)
-        return deferred
+            record(command_label(requests[i]), "ok", time.perf_counter() - started)
+            out += reply
+        self._write_or_leave(out)
+        return not (self._taken or self._unsent)
+
+    def _read_in_place(self, request: object) -> bytes | None:
+        """A read's reply if it can be given now, on the event loop; None if it needs the task
+        (it waits, forwards, needs a read thread, or fails: the task answers the error)."""
+        read_now = READS_NOW.get(type(request))
+        if read_now is None:
+            return None
+        replication = self.server.replication
+        if replication is not None:
+            p = self._read_partition(request)
+            if p is None or p not in replication.replicas or not replication.ready_now(p):
+                return None
+        try:
+            return read_now(self, request)
+        except Exception as exc:  # noqa: BLE001
+            if reply_for(exc) is None:
+                raise
+            return None
 
     async def _send_reading_ahead(self, data: bytearray) -> None:
         """Send a batch's replies; if the socket is full, keep reading (not executing) requests.
@@ -611,15 +645,20 @@ class Connection:
         if answers.missing or answers is not self._answers:
             return
         self._answers = None
+        self._write_or_leave(b"".join(answers.replies))  # type: ignore[arg-type]
+        self._wake_task()
+
+    def _write_or_leave(self, data: bytes | bytearray) -> None:
+        """Write replies with one non-blocking write, leaving what does not fit (and anything
+        already waiting, which goes first) in ``_unsent`` for the connection task to send."""
         unsent = self._unsent
-        unsent += b"".join(answers.replies)  # type: ignore[arg-type]
-        if not self.send_lock.locked():
+        unsent += data
+        if unsent and not self.send_lock.locked():
             try:
                 sent = os.write(self.stream.socket.fileno(), unsent)
             except OSError:  # full, or the peer is gone: the task's own send sees which
                 sent = 0
             del unsent[:sent]
-        self._wake_task()
 
     def _wake_task(self) -> None:
         """Let the connection task see that the replies are sent, or that it must send them."""

@@ -155,30 +155,33 @@ class Database:
         which aggregates load again and again), else in the read threads. The hop to a read
         thread and back cost more than a 100-event read itself (bench/request_cpu.py, ESCAN:
         481 -> 325 us of node CPU per request at -P 1, 452 -> 274 at -P 16)."""
-        store = self.store
-        return await self._active_first(
-            count, store.read_stream_raw_active, store.read_stream_raw, p, stream_id, start, end
-        )
+        found = self.read_stream_raw_now(p, stream_id, start, end, count)
+        if found is not None:
+            return found
+        return await self.reads.run(self.store.read_stream_raw, p, stream_id, start, end, count)
+
+    def read_stream_raw_now(self, p: int, stream_id: bytes, start: int, end: int | None,
+                            count: int) -> tuple[list[RawEvent], bool] | None:  # fmt: skip
+        """read_stream_raw's answer if the event loop may give it (see there), else None."""
+        if count > INLINE_READ_EVENTS:
+            return None
+        return self.store.read_stream_raw_active(p, stream_id, start, end, count)
 
     async def read_partition_raw(self, p: int, start: int, end: int | None, count: int
                                  ) -> tuple[list[RawEvent], bool]:  # fmt: skip
         """A partition's records (``Store.read_partition_raw``), on the event loop or in the
         read threads by the same rule as read_stream_raw's."""
-        store = self.store
-        return await self._active_first(
-            count, store.read_partition_raw_active, store.read_partition_raw, p, start, end
-        )
+        found = self.read_partition_raw_now(p, start, end, count)
+        if found is not None:
+            return found
+        return await self.reads.run(self.store.read_partition_raw, p, start, end, count)
 
-    async def _active_first(self, count: int, active: Callable[..., T | None],
-                            full: Callable[..., T], *args: object) -> T:  # fmt: skip
-        """`active(*args, count)` on the event loop when `count` is at most INLINE_READ_EVENTS
-        and `active` can answer (the range lies in the active segment); else `full(*args,
-        count)` in the read threads."""
-        if count <= INLINE_READ_EVENTS:
-            found = active(*args, count)
-            if found is not None:
-                return found
-        return await self.reads.run(full, *args, count)
+    def read_partition_raw_now(self, p: int, start: int, end: int | None, count: int
+                               ) -> tuple[list[RawEvent], bool] | None:  # fmt: skip
+        """read_partition_raw's answer if the event loop may give it, else None."""
+        if count > INLINE_READ_EVENTS:
+            return None
+        return self.store.read_partition_raw_active(p, start, end, count)
 
     @property
     def partition_count(self) -> int:

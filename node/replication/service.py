@@ -514,6 +514,11 @@ class ReplicationService:
         if peer is not None and self.cluster.channels is not None:
             self.cluster.channels.send(peer, REQUESTS_PROTOCOL, encode(message))
 
+    def ready_now(self, partition: int) -> bool:
+        """Whether ``ready_to_read`` would return at once."""
+        replica = self.replicas.get(partition)
+        return replica is None or not replica.fresh
+
     async def ready_to_read(self, partition: int) -> None:
         """Reads of a partition wait, after a restart, until this replica has heard its leader
         (its persisted watermark is only a lower bound), for at most a down timeout; then they
