@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sierradb.node")
 
 RECEIVE_BYTES = 64 * 1024
+IOV_MAX = 1024  # the most buffers one writev takes (Linux)
 INFINITY = float("inf")
 SUBSCRIPTION_COMMANDS = (g.ESub, g.EPSub, g.EAck, g.EUnsub, g.Ping, g.Quit)
 OPEN_WITHOUT_AUTH = (g.Auth, g.Hello, g.Ping, g.Quit)
@@ -363,7 +364,7 @@ class Connection:
                 return True
             self._handed = deferred  # a waiter of another kind (an idempotent replay)
             return False
-        out = bytearray()
+        replies: list[bytes] = []
         record = self.server.command_stats.record
         for i, read in enumerate(parsed):
             started = time.perf_counter()
@@ -373,8 +374,8 @@ class Connection:
                 break
             stats.commands += 1
             record(command_label(requests[i]), "ok", time.perf_counter() - started)
-            out += reply
-        self._write_or_leave(out)
+            replies.append(reply)
+        self._write_or_leave(replies)
         return not (self._taken or self._unsent)
 
     def _read_in_place(self, request: object) -> bytes | None:
@@ -645,20 +646,37 @@ class Connection:
         if answers.missing or answers is not self._answers:
             return
         self._answers = None
-        self._write_or_leave(b"".join(answers.replies))  # type: ignore[arg-type]
+        self._write_or_leave(answers.replies)  # type: ignore[arg-type]
         self._wake_task()
 
-    def _write_or_leave(self, data: bytes | bytearray) -> None:
-        """Write replies with one non-blocking write, leaving what does not fit (and anything
-        already waiting, which goes first) in ``_unsent`` for the connection task to send."""
+    def _write_or_leave(self, replies: list[bytes]) -> None:
+        """Write replies with one non-blocking write (``writev``: not copied into one buffer
+        first), leaving what does not fit in ``_unsent`` for the connection task to send.
+        Replies already left there go first."""
         unsent = self._unsent
-        unsent += data
-        if unsent and not self.send_lock.locked():
-            try:
-                sent = os.write(self.stream.socket.fileno(), unsent)
-            except OSError:  # full, or the peer is gone: the task's own send sees which
+        fd = self.stream.socket.fileno()
+        if unsent or self.send_lock.locked():
+            for reply in replies:
+                unsent += reply
+            if not self.send_lock.locked():
+                try:
+                    sent = os.write(fd, unsent)
+                except OSError:  # full, or the peer is gone: the task's own send sees which
+                    sent = 0
+                del unsent[:sent]
+            return
+        if len(replies) > IOV_MAX:
+            replies = [b"".join(replies)]
+        try:
+            sent = os.writev(fd, replies)
+        except OSError:
+            sent = 0
+        for reply in replies:
+            if sent >= len(reply):
+                sent -= len(reply)
+            else:
+                unsent += memoryview(reply)[sent:]
                 sent = 0
-            del unsent[:sent]
 
     def _wake_task(self) -> None:
         """Let the connection task see that the replies are sent, or that it must send them."""

@@ -49,6 +49,19 @@ def test_a_pipelined_batch_of_appends_is_answered_in_request_order(server):
         assert [e[b"payload"] for e in events] == [f"p{i}".encode() for i in range(64)]
 
 
+def test_a_pipeline_longer_than_one_writev_takes_is_answered_whole(server):
+    stream = unique()
+    count = 3000  # small requests: more than IOV_MAX (1024) replies from one read
+    with parked(RawClient(server.port)) as c:
+        c.send_raw(b"".join(encode_command("EAPPEND", stream, "E") for _ in range(count)))
+        versions = [as_dict(c.read())[b"stream_version"] for _ in range(count)]
+        assert versions == list(range(count))
+        batch = b"".join(encode_command("ESCAN", stream, i, i) for i in range(count))
+        c.send_raw(batch)
+        found = [[e[b"stream_version"] for e in scan(c.read())[1]] for _ in range(count)]
+        assert found == [[i] for i in range(count)]
+
+
 def test_an_append_refused_inside_a_batch_answers_in_its_place(server):
     stream = unique()
     batch = (
