@@ -13,8 +13,17 @@ subscriptions. A RESP2 connection that holds a subscription accepts only subscri
 PING and QUIT, as Redis does, so pushes and replies cannot be confused.
 
 Reading: one non-blocking read, and a wait for readiness only if nothing is there. The common
-wait (no partial request, so no deadline; no subscription) has no cancel scope: ``stop_reading``
-and replies that must be sent wake it through ``_interrupt_read``.
+wait (no partial request, so no deadline; no subscription) is in the server's poller
+(``poller.py``, ``_park``), without a cancel scope: ``stop_reading`` and replies that must be
+sent wake it through ``_interrupt_read``.
+
+Serving in place. While the task is parked, the poller calls ``_on_readable`` when bytes come.
+A batch of appends only, or of reads the active segment answers at once (``READS_NOW``), is
+executed right there, as the task would have (``_serve_in_place``), and the task sleeps on: under
+load, one wake-up of the poller serves every connection that has a request. Anything else wakes
+the task with what was read: the bytes themselves, or requests already parsed (``_taken``), or
+appends already submitted whose waiters need a task (``_handed``); replies written in place go
+out first.
 
 Sending: replies and subscription pushes share the socket under one lock; a push frame is sent
 whole (shielded), so ending a subscription never cuts a frame in half.
@@ -25,8 +34,8 @@ the connection task does not wait for them: it hands the run to an ``_Answers`` 
 request order, None until known) and goes back to reading. Each append's confirmation calls back
 on the event loop when the group commit made it visible (or its write failed); the callback fills
 its reply, and the last one writes the run's replies, in order, with one non-blocking write.
-So a commit answers all the connections it completed from one wake-up, and at ``-P 1`` a request
-costs one task wake-up (its bytes arriving) instead of two. Order and read-your-writes hold
+So a commit answers all the connections it completed from one wake-up, and with the poller
+serving the batch (above) an append at ``-P 1`` costs no task wake-up of its own. Order and read-your-writes hold
 because the connection task settles (``_settle``: waits until every handed-off reply is sent)
 before it executes anything else, sends an error or stops. Bytes the callback cannot write at once
 (the socket is full) go to ``_unsent`` and the connection task sends them itself, reading ahead
