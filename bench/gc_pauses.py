@@ -7,8 +7,9 @@ stopped the event loop, and how many objects it walked.
 Starts a node in a child process whose interpreter first registers a ``gc.callbacks`` hook (the
 node's code is unchanged), drives it with redis-benchmark (`-c 50`, EAPPEND of the benchmark
 payload to `--streams` random streams), then prints one JSON line per generation-2 collection:
-its pause in milliseconds and the objects the collector tracked after it. Fewer streams means
-more events per stream in the active segment.
+its pause in milliseconds and the objects the collector tracked after it; then, for each
+generation, how many collections ran and their total and longest pause, and redis-benchmark's
+latency percentiles. Fewer streams means more events per stream in the active segment.
 """
 
 from __future__ import annotations
@@ -34,14 +35,15 @@ from sierradb.node.cli import main
 out = open(sys.argv.pop(1), "a", buffering=1)
 started = [0.0]
 def hook(phase, info):
-    if info["generation"] != 2:
-        return
     if phase == "start":
         started[0] = time.perf_counter()
-    else:
-        pause_ms = (time.perf_counter() - started[0]) * 1000
-        out.write(json.dumps({"pause_ms": round(pause_ms, 2),
-                              "tracked": len(gc.get_objects(2))}) + "\\n")
+        return
+    generation = info["generation"]
+    pause_ms = (time.perf_counter() - started[0]) * 1000
+    line = {"generation": generation, "pause_ms": round(pause_ms, 3)}
+    if generation == 2:
+        line["tracked"] = len(gc.get_objects(2))
+    out.write(json.dumps(line) + "\\n")
 gc.callbacks.append(hook)
 sys.exit(main(sys.argv[1:]))
 """
@@ -68,21 +70,30 @@ def main() -> None:
             time.sleep(0.1)
         else:
             raise SystemExit("the node did not start")
-        subprocess.run(
+        bench = subprocess.run(
             ["redis-benchmark", "-p", str(a.port), "-n", str(a.requests), "-c", "50",
-             "-P", str(a.pipeline), "-r", str(a.streams), "-q",
+             "-P", str(a.pipeline), "-r", str(a.streams), "--csv",
              "EAPPEND", "stream-__rand_int__", "UserCreated", PAYLOAD],
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
     finally:
         node.terminate()
         node.wait(timeout=30)
-    pauses = [json.loads(line) for line in Path(log).read_text().splitlines()]
+    collections = [json.loads(line) for line in Path(log).read_text().splitlines()]
     shutil.rmtree(d, ignore_errors=True)
-    for p in pauses:
-        print(json.dumps({"streams": a.streams, "requests": a.requests, **p}))
-    if not pauses:
-        print(json.dumps({"streams": a.streams, "requests": a.requests, "pause_ms": None}))
+    run = {"streams": a.streams, "requests": a.requests}
+    for c in collections:
+        if c["generation"] == 2:
+            print(json.dumps({**run, "pause_ms": c["pause_ms"], "tracked": c["tracked"]}))
+    for generation in (0, 1, 2):
+        pauses = [c["pause_ms"] for c in collections if c["generation"] == generation]
+        print(json.dumps({**run, "generation": generation, "collections": len(pauses),
+                          "total_ms": round(sum(pauses), 1),
+                          "max_ms": max(pauses, default=None)}))  # fmt: skip
+    # The last seven columns: rps, avg, min, p50, p95, p99, max (the test name may hold commas).
+    row = [f.strip('"') for f in bench.strip().splitlines()[-1].split(",")[-7:]]
+    print(json.dumps({**run, "rps": float(row[0]), "p50_ms": float(row[3]),
+                      "p99_ms": float(row[5]), "max_ms": float(row[6])}))  # fmt: skip
 
 
 if __name__ == "__main__":
