@@ -43,9 +43,10 @@ class AppendRequest:
     multi: bool  # EMAPPEND: one transaction of the given events, and its reply shape
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AppendOutcome:
-    """Where a confirmed append's events are (for a retry: where the originals are)."""
+    """Where a confirmed append's events are (for a retry: where the originals are). Treated
+    as immutable; not frozen, as one is built per append (see grammar.py)."""
 
     first_sequence: int
     versions: tuple[int, ...]

@@ -28,18 +28,18 @@ out first.
 Sending: replies and subscription pushes share the socket under one lock; a push frame is sent
 whole (shielded), so ending a subscription never cuts a frame in half.
 
-Answering appends without a parked task. When a batch ends in a run of appends that the local
-leader confirms (and the connection holds no subscription, so nothing else writes to the socket),
-the connection task does not wait for them: it hands the run to an ``_Answers`` (the replies in
-request order, None until known) and goes back to reading. Each append's confirmation calls back
-on the event loop when the group commit made it visible (or its write failed); the callback fills
-its reply, and the last one writes the run's replies, in order, with one non-blocking write.
-So a commit answers all the connections it completed from one wake-up, and with the poller
-serving the batch (above) an append at ``-P 1`` costs no task wake-up of its own. Order and read-your-writes hold
-because the connection task settles (``_settle``: waits until every handed-off reply is sent)
-before it executes anything else, sends an error or stops. Bytes the callback cannot write at once
-(the socket is full) go to ``_unsent`` and the connection task sends them itself, reading ahead
-as ``_send_reading_ahead`` does; a task parked waiting for input is woken for that
+Answering appends without a parked task. When a batch ends in a run of appends that the local leader
+confirms (and the connection holds no subscription, so nothing else writes to the socket), the
+connection task does not wait for them: it hands the run to an ``_Answers`` (the replies in request
+order, None until known) and goes back to reading. Each append's confirmation calls back on the
+event loop when the group commit made it visible (or its write failed); the callback fills its
+reply, and the last one writes the run's replies, in order, with one non-blocking write. So a commit
+answers all the connections it completed from one wake-up, and with the poller serving the batch
+(above) an append at ``-P 1`` costs no task wake-up of its own. Order and read-your-writes hold
+because the connection task settles (``_settle``: waits until every handed-off reply is sent) before
+it executes anything else, sends an error or stops. Bytes the callback cannot write at once (the
+socket is full) go to ``_unsent`` and the connection task sends them itself, reading ahead as
+``_send_reading_ahead`` does; a task parked waiting for input is woken for that
 (``_interrupt_read``). When the connection ends, pending callbacks find ``_answers`` replaced and
 write nothing (the socket, and its descriptor number, may already belong to someone else).
 """

@@ -36,7 +36,7 @@ _FORWARD, _FORWARD_REPLY, _READ, _READ_REPLY, _EVENTS, _EVENTS_REPLY = range(10,
 _LOOKUP, _WATERMARKS, _WATERMARKS_REPLY = range(16, 19)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per append (see grammar.py)
 class ForwardAppend:
     """An append the origin node sends to the partition's leader, ids already filled in."""
 
@@ -44,7 +44,7 @@ class ForwardAppend:
     request: AppendRequest
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per append (see grammar.py)
 class ForwardReply:
     request_id: int
     outcome: AppendOutcome | None

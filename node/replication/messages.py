@@ -39,7 +39,7 @@ class PromiseReply:
     watermark: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per append (see grammar.py)
 class Append:
     """Entries (whole transactions) extending the follower's log after `prev`; with none, a
     heartbeat that still carries the leader's watermark and last position."""
@@ -53,7 +53,7 @@ class Append:
     watermark: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per append (see grammar.py)
 class AppendReply:
     partition: int
     term: int  # the follower's promised term
