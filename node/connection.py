@@ -307,15 +307,22 @@ class Connection:
         trio.lowlevel.reschedule(self._unpark(), result)
 
     def _on_readable(self) -> None:
-        """The poller's callback while the task is parked: serve a batch of appends in place
-        (their confirmations answer it, as after ``_answer_later``; the task sleeps on), or wake
-        the task with what came. Requests read here that the task must execute are left in the
-        reader, ``_taken`` or ``_handed`` (``_fed_ahead``)."""
+        """The poller's callback while the task is parked (see ``_read_and_serve``). An error
+        fails this connection, as it would in the task, never the poller (and the server)."""
         try:
-            data = self._read_now(self.stream.socket.fileno())
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._wake(outcome.Error(exc))
-            return
+            self._read_and_serve()
+        except Exception as exc:  # noqa: BLE001 - raised by the connection's task instead
+            if self._parked is not None:
+                self._wake(outcome.Error(exc))
+            else:  # the task was woken already: it fails when it next looks
+                self._failure = exc
+
+    def _read_and_serve(self) -> None:
+        """Serve what came in place (appends answered by their confirmations, as after
+        ``_answer_later``, or reads answered at once; the task sleeps on), or wake the task with
+        it. Requests read here that the task must execute are left in the reader, ``_taken``
+        or ``_handed`` (``_fed_ahead``)."""
+        data = self._read_now(self.stream.socket.fileno())
         if data is None:
             return  # nothing after all
         if (
@@ -337,11 +344,7 @@ class Connection:
         except ProtocolError:
             requests = []  # the task's drain raises it again
         if requests and not reader.holds_partial_request() and not reader.failed:
-            try:
-                if self._serve_in_place(requests):
-                    return
-            except Exception as exc:  # noqa: BLE001 - fails this connection, not the poller
-                self._wake(outcome.Error(exc))
+            if self._serve_in_place(requests):
                 return
         else:
             self._taken = requests
