@@ -396,12 +396,12 @@ class Connection:
         read_now = READS_NOW.get(type(request))
         if read_now is None:
             return None
-        replication = self.server.replication
-        if replication is not None:
-            p = self._read_partition(request)
-            if p is None or p not in replication.replicas or not replication.ready_now(p):
-                return None
         try:
+            replication = self.server.replication
+            if replication is not None:
+                p = self._read_partition(request)
+                if p is None or p not in replication.replicas or not replication.ready_now(p):
+                    return None
             return read_now(self, request)
         except Exception as exc:  # noqa: BLE001
             if reply_for(exc) is None:
@@ -676,6 +676,8 @@ class Connection:
                 except OSError:  # full, or the peer is gone: the task's own send sees which
                     sent = 0
                 del unsent[:sent]
+            return
+        if not replies:
             return
         if len(replies) > IOV_MAX:
             replies = [b"".join(replies)]
