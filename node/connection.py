@@ -28,20 +28,9 @@ out first.
 Sending: replies and subscription pushes share the socket under one lock; a push frame is sent
 whole (shielded), so ending a subscription never cuts a frame in half.
 
-Answering appends without a parked task. When a batch ends in a run of appends that the local leader
-confirms (and the connection holds no subscription, so nothing else writes to the socket), the
-connection task does not wait for them: it hands the run to an ``_Answers`` (the replies in request
-order, None until known) and goes back to reading. Each append's confirmation calls back on the
-event loop when the group commit made it visible (or its write failed); the callback fills its
-reply, and the last one writes the run's replies, in order, with one non-blocking write. So a commit
-answers all the connections it completed from one wake-up, and with the poller serving the batch
-(above) an append at ``-P 1`` costs no task wake-up of its own. Order and read-your-writes hold
-because the connection task settles (``_settle``: waits until every handed-off reply is sent) before
-it executes anything else, sends an error or stops. Bytes the callback cannot write at once (the
-socket is full) go to ``_unsent`` and the connection task sends them itself, reading ahead as
-``_send_reading_ahead`` does; a task parked waiting for input is woken for that
-(``_interrupt_read``). When the connection ends, pending callbacks find ``_answers`` replaced and
-write nothing (the socket, and its descriptor number, may already belong to someone else).
+Replies the task does not wait for (a run of appends answered by their confirmations, replies
+written from the poller's callback) are ``detached_replies.py``'s: the task settles them
+(``DetachedReplies.settle``) before it executes anything else, sends an error or stops.
 """
 
 from __future__ import annotations
@@ -50,7 +39,6 @@ import errno
 import logging
 import os
 import time
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import outcome
@@ -58,9 +46,10 @@ import trio
 
 from . import blocking
 from . import grammar as g
-from .append import AppendOutcome, AppendRequest, Confirmation, Outcome, Waiter, build_request
+from .append import AppendOutcome, AppendRequest, Outcome, build_request
 from .command_stats import command_label
 from .commands import HANDLERS, READS_NOW
+from .detached_replies import Deferred, DetachedReplies
 from .errors import NodeError, reply_for
 from .forwarding import forward_read
 from .identifiers import partition_id
@@ -74,13 +63,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("sierradb.node")
 
 RECEIVE_BYTES = 64 * 1024
-IOV_MAX = 1024  # the most buffers one writev takes (Linux)
 INFINITY = float("inf")
 SUBSCRIPTION_COMMANDS = (g.ESub, g.EPSub, g.EAck, g.EUnsub, g.Ping, g.Quit)
 OPEN_WITHOUT_AUTH = (g.Auth, g.Hello, g.Ping, g.Quit)
 READS = (g.EGet, g.EScan, g.ESVer, g.EPScan, g.EPSeq)
-
-Deferred = tuple[str | None, float, AppendRequest | None, Waiter | bytes]
 
 
 class Connection:
@@ -109,11 +95,11 @@ class Connection:
         self.block_scope: trio.CancelScope | None = None
         self.peer_gone = False
         self._nursery: trio.Nursery | None = None
-        # Appends answered by their confirmations (see the module docstring).
-        self._answers: _Answers | None = None
-        self._unsent = bytearray()  # replies the callbacks could not write, for the task to send
-        self._settled: trio.Event | None = None  # set for a task waiting in _settle
-        self._failure: BaseException | None = None  # an unexpected error a callback met
+        # Replies the task does not wait for (see the module docstring).
+        self.detached = DetachedReplies(
+            self._fileno, self.send_lock.locked, self._confirmed_reply, self._interrupt_read,
+            self._send_reading_ahead,
+        )  # fmt: skip
         # The client sent requests while replies were outstanding, last time we looked: then
         # the next read waits for the replies first (see _receive).
         self._client_pipelines = False
@@ -139,10 +125,9 @@ class Connection:
             self._nursery = nursery
             try:
                 await self._loop()
-                await self._settle()
+                await self.detached.settle()
             finally:
-                self._answers = None  # late confirmations write nothing
-                self._unsent.clear()
+                self.detached.drop()  # late confirmations write nothing
                 nursery.cancel_scope.cancel()
 
     def stop_reading(self) -> None:
@@ -158,10 +143,10 @@ class Connection:
         # however slowly its bytes trickle in (slow-loris clients); reset whenever one completes.
         request_started: float | None = None
         while not self.closing:
-            if self._answers is not None and self._client_pipelines:
+            if self.detached.run is not None and self._client_pipelines:
                 # It sends more before these replies (several threads sharing the connection):
                 # the next requests would wait for this commit anyway; gather them meanwhile.
-                await self._settle()
+                await self.detached.settle()
             ended = False
             if self._fed_ahead:
                 self._fed_ahead = False  # sending read requests ahead: execute those first
@@ -179,8 +164,10 @@ class Connection:
                 if data is None:
                     if self._fed_ahead:
                         self._fed_ahead = False  # the poller read requests for the task
-                    elif self._unsent or self._failure is not None:
-                        await self._settle()  # woken to send what the confirmations could not
+                    elif self.detached.owed:
+                        await (
+                            self.detached.settle()
+                        )  # woken to send what the confirmations could not
                         continue
                     else:
                         await self._protocol_error("Protocol error: request not completed in time")
@@ -189,18 +176,18 @@ class Connection:
                     return
                 else:
                     reader.feed(data)
-                    if self._answers is not None or self._unsent:
+                    if self.detached.run is not None or self.detached.unsent:
                         # Requests came in while the last run's commit is under way: they wait
                         # for it in any case, so take what comes meanwhile too, as one batch.
                         self._client_pipelines = True
-                        await self._settle()
+                        await self.detached.settle()
                         more = self._read_now(self.stream.socket.fileno())
                         if more:
                             reader.feed(more)
                         elif more == b"":
                             ended = True  # the client's end: execute what it sent, then stop
             if self._handed:
-                await self._settle()
+                await self.detached.settle()
                 out = bytearray()
                 await self._finish(self._handed, out)
                 await self._send_reading_ahead(out)
@@ -216,7 +203,7 @@ class Connection:
                 if not requests:
                     break
                 request_started = None
-                await self._settle()
+                await self.detached.settle()
                 out = bytearray()
                 await self._execute_batch(requests, out)
                 if out:
@@ -245,14 +232,14 @@ class Connection:
         fd = self.stream.socket.fileno()
         # With replies still to come, a client that does not pipeline is waiting for them and
         # has sent nothing: skip the read that would fail, wait at once.
-        if self._answers is None:
+        if self.detached.run is None:
             data = self._read_now(fd)
             if data is not None:
                 await trio.lowlevel.checkpoint()
                 return data
             self._client_pipelines = False
-        if self._unsent or self._failure is not None or self.closing:
-            return None  # replies to send first (see _answer_later), or stopping
+        if self.detached.owed or self.closing:
+            return None  # replies to send first (see detached_replies.py), or stopping
         if deadline == INFINITY and not self.subscriptions and not self.send_lock.locked():
             return await self._park(fd)
         with trio.CancelScope(deadline=deadline) as scope:
@@ -314,8 +301,8 @@ class Connection:
         except Exception as exc:  # noqa: BLE001 - raised by the connection's task instead
             if self._parked is not None:
                 self._wake(outcome.Error(exc))
-            else:  # the task was woken already: it fails when it next looks
-                self._failure = exc
+            else:  # the task was woken already: it fails when it next settles
+                self.detached.fail(exc)
 
     def _read_and_serve(self) -> None:
         """Serve what came in place (appends answered by their confirmations, as after
@@ -327,9 +314,8 @@ class Connection:
             return  # nothing after all
         if (
             not data  # the client's end
-            or self._answers is not None  # replies to come first: the task gathers meanwhile
-            or self._unsent
-            or self._failure is not None
+            or self.detached.run is not None  # replies come first: the task gathers meanwhile
+            or self.detached.owed
             or self.closing
             or self.subscriptions
             or self.after_send
@@ -355,7 +341,7 @@ class Connection:
         """Execute a batch from the poller's callback, as ``_execute_batch`` would, if it holds
         only appends (answered by their confirmations) or only reads answered at once
         (``READS_NOW``). True: done; False: the task must do the rest (``_taken``, ``_handed``,
-        or replies that did not fit the socket, ``_unsent``)."""
+        or replies that did not fit the socket, ``detached.unsent``)."""
         parsed = []
         for args in requests:
             try:
@@ -387,8 +373,8 @@ class Connection:
             stats.commands += 1
             record(command_label(requests[i]), "ok", time.perf_counter() - started)
             replies.append(reply)
-        self._write_or_leave(replies)
-        return not (self._taken or self._unsent)
+        self.detached.write_or_leave(replies)
+        return not (self._taken or self.detached.unsent)
 
     def _read_in_place(self, request: object) -> bytes | None:
         """A read's reply if it can be given now, on the event loop; None if it needs the task
@@ -454,7 +440,7 @@ class Connection:
             lock.release()
 
     async def _protocol_error(self, message: str) -> None:
-        await self._settle()
+        await self.detached.settle()
         text = message if message.startswith("Protocol error") else f"Protocol error: {message}"
         out = bytearray()
         encode_into(out, ErrorReply("ERR", text), self.protocol)
@@ -602,121 +588,21 @@ class Connection:
 
     # ----------------------------------------------------- appends answered on confirmation
     def _answer_later(self, deferred: list[Deferred]) -> bool:
-        """Hand a batch's run of appends to their confirmations (see the module docstring);
+        """Hand a batch's run of appends to their confirmations (``detached_replies.py``);
         False (nothing done) if any of them, or the connection's state, needs the waiting
-        path: a subscription or a gate that could write meanwhile, or a waiter of another
-        role (a forwarded append, an idempotent replay)."""
-        if self.subscriptions or self.after_send or self.closing or self._answers is not None:
+        path: a subscription or a gate that could write meanwhile, a run still being answered,
+        or a waiter of another kind (an idempotent replay)."""
+        if self.subscriptions or self.after_send or self.closing:
             return False
-        for _label, _started, append, wait in deferred:
-            if append is not None and not isinstance(wait, Confirmation):
-                return False
-        answers = self._answers = _Answers(len(deferred))
-        for i, (label, started, append, wait) in enumerate(deferred):
-            if append is None:
-                assert isinstance(wait, bytes)
-                answers.replies[i] = wait
-                answers.missing -= 1
-                continue
-            assert isinstance(wait, Confirmation)
-            wait.when_done(partial(self._confirmed, answers, i, label, started, append))
-        deferred.clear()
-        self._send_answered(answers)
-        return True
+        return self.detached.answer_later(deferred)
 
-    def _confirmed(
-        self,
-        answers: _Answers,
-        index: int,
-        label: str | None,
-        started: float,
-        append: AppendRequest,
-        outcome: Outcome,
-    ) -> None:
-        """A confirmation's callback (on the event loop, from the group commit's completion)."""
-        if answers is not self._answers:
-            return  # the connection is gone
-        try:
-            if isinstance(outcome, BaseException) and reply_for(outcome) is None:
-                raise outcome
-            reply = self._append_reply(label, started, append, outcome, self.protocol == 3)
-        except Exception as exc:  # noqa: BLE001 - fails this connection, as a task would
-            self._failure = exc  # raised by the connection task (never into the commit's path)
-            self._answers = None
-            self._wake_task()
-            return
-        answers.replies[index] = reply
-        answers.missing -= 1
-        self._send_answered(answers)
+    def _confirmed_reply(
+        self, label: str | None, started: float, append: AppendRequest, outcome: Outcome
+    ) -> bytes:
+        return self._append_reply(label, started, append, outcome, self.protocol == 3)
 
-    def _send_answered(self, answers: _Answers) -> None:
-        """Once the whole run is answered: write its replies with one write (as the waiting
-        path would have), leaving what does not fit to the connection task. Only once: a
-        confirmation decided already when handed over (a retry of a confirmed append) calls
-        back inside ``_answer_later``, which then finds the run sent and must not send it again
-        (the client would take the copies for the replies to its next requests)."""
-        if answers.missing or answers is not self._answers:
-            return
-        self._answers = None
-        self._write_or_leave(answers.replies)  # type: ignore[arg-type]
-        self._wake_task()
-
-    def _write_or_leave(self, replies: list[bytes]) -> None:
-        """Write replies with one non-blocking write (``writev``: not copied into one buffer
-        first), leaving what does not fit in ``_unsent`` for the connection task to send.
-        Replies already left there go first."""
-        unsent = self._unsent
-        fd = self.stream.socket.fileno()
-        if unsent or self.send_lock.locked():
-            for reply in replies:
-                unsent += reply
-            if not self.send_lock.locked():
-                try:
-                    sent = os.write(fd, unsent)
-                except OSError:  # full, or the peer is gone: the task's own send sees which
-                    sent = 0
-                del unsent[:sent]
-            return
-        if not replies:
-            return
-        if len(replies) > IOV_MAX:
-            replies = [b"".join(replies)]
-        try:
-            sent = os.writev(fd, replies)
-        except OSError:
-            sent = 0
-        for reply in replies:
-            if sent >= len(reply):
-                sent -= len(reply)
-            else:
-                unsent += memoryview(reply)[sent:]
-                sent = 0
-
-    def _wake_task(self) -> None:
-        """Let the connection task see that the replies are sent, or that it must send them."""
-        if self._settled is not None:
-            self._settled.set()
-        if self._unsent or self._failure is not None:
-            self._interrupt_read()
-
-    async def _settle(self) -> None:
-        """Return once every reply handed to the confirmations is sent (sending what they
-        could not write); raise an unexpected error one of them met."""
-        while True:
-            if self._failure is not None:
-                failure, self._failure = self._failure, None
-                raise failure
-            if self._unsent:
-                data, self._unsent = self._unsent, bytearray()
-                await self._send_reading_ahead(data)
-                continue
-            if self._answers is None:
-                return
-            self._settled = trio.Event()
-            try:
-                await self._settled.wait()
-            finally:
-                self._settled = None
+    def _fileno(self) -> int:
+        return self.stream.socket.fileno()
 
     def _encode(self, value: object) -> bytes:
         out = bytearray()
@@ -759,14 +645,3 @@ def _stream_error(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourc
     if exc.errno == errno.EBADF:
         return trio.ClosedResourceError("the connection was already closed")
     return trio.BrokenResourceError(f"the connection broke: {exc}")
-
-
-class _Answers:
-    """A run of appends answered by their confirmations: the replies in request order (None
-    until known) and how many are still unknown."""
-
-    __slots__ = ("missing", "replies")
-
-    def __init__(self, count: int) -> None:
-        self.replies: list[bytes | None] = [None] * count
-        self.missing = count
