@@ -165,9 +165,7 @@ class Connection:
                     if self._fed_ahead:
                         self._fed_ahead = False  # the poller read requests for the task
                     elif self.detached.owed:
-                        await (
-                            self.detached.settle()
-                        )  # woken to send what the confirmations could not
+                        await self.detached.settle()  # woken to send what callbacks could not
                         continue
                     else:
                         await self._protocol_error("Protocol error: request not completed in time")
