@@ -178,9 +178,10 @@ def escan_now(conn: Reader, req: g.EScan) -> bytes | None:
     found = db.read_stream_raw_now(
         p, req.stream_id, req.start_version, req.end_version, conn.config.read_count(req.count)
     )
-    if found is None or (not found[0] and req.block_ms is not None):
+    if found is None:
         return None
-    return _stream_scan_reply(req, *found, conn.protocol == 3)[0]
+    reply, has_events = _stream_scan_reply(req, *found, conn.protocol == 3)
+    return None if not has_events and req.block_ms is not None else reply
 
 
 def _stream_scan_reply(

@@ -14,6 +14,7 @@ from resp_client import (
     as_dict,
     encode_command,
     event_id_for_stream,
+    key_in_partition,
     module_node,
     scan,
     unique,
@@ -241,3 +242,17 @@ def test_a_blocking_read_with_nothing_to_return_waits_for_the_append(server):
         reader.expect_nothing(0.3)
         assert as_dict(writer.call("EAPPEND", stream, "E"))[b"stream_version"] == 0
         assert [e[b"stream_version"] for e in scan(reader.read())[1]] == [0]
+
+
+def test_a_blocking_read_of_a_stream_bound_to_another_key_waits(server):
+    """The stream holds events, but of another partition key (in the same partition): for this
+    key the range is empty, so the read blocks as the task's path would, not answer at once."""
+    stream = unique()
+    bound, other = key_in_partition(5), key_in_partition(5)
+    with parked(RawClient(server.port)) as c:
+        c.call("EAPPEND", stream, "E", "PARTITION_KEY", str(bound))
+        time.sleep(0.05)
+        c.send("ESCAN", stream, "-", "+", "PARTITION_KEY", str(other), "BLOCK", 1500)
+        c.expect_nothing(0.5)
+        assert scan(c.read(timeout=10)) == (False, [])
+        assert len(scan(c.call("ESCAN", stream, "-", "+", "PARTITION_KEY", str(bound)))[1]) == 1
