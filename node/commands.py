@@ -27,7 +27,7 @@ from .replies import event_map, push_subscribe, scan_result_raw
 from .subscriptions import PartitionTarget, RemoteTarget, StreamTarget, Subscription
 from .version import SERVER_VERSION
 
-__all__ = ["HANDLERS", "READS_NOW", "SERVER_VERSION", "execute_forwarded_read"]
+__all__ = ["HANDLERS", "READS_NOW", "SERVER_VERSION", "ReadNow", "execute_forwarded_read"]
 
 OK = b"+OK\r\n"
 
@@ -423,9 +423,11 @@ HANDLERS: dict[type, Callable[[Client, Any], Awaitable[bytes]]] = {
     g.EUnsub: eunsub,
 }
 
-# The reads a connection's poller callback may answer in place (connection.py): each returns the
-# reply, or None when only its handler above can serve the request (it waits, or needs a thread).
-READS_NOW: dict[type, Callable[[Reader, Any], bytes | None]] = {
-    g.EScan: escan_now,
-    g.EPScan: epscan_now,
+# The reads a connection's poller callback may answer in place (connection.py), by command name
+# (command_stats.command_label): each returns the reply, or None when only its handler above can
+# serve the request (it waits, or needs a thread).
+ReadNow = Callable[[Reader, Any], bytes | None]
+READS_NOW: dict[str, ReadNow] = {
+    "ESCAN": escan_now,
+    "EPSCAN": epscan_now,
 }

@@ -48,7 +48,7 @@ from . import blocking
 from . import grammar as g
 from .append import AppendOutcome, AppendRequest, Outcome, build_request
 from .command_stats import command_label
-from .commands import HANDLERS, READS_NOW
+from .commands import HANDLERS, READS_NOW, ReadNow
 from .detached_replies import Deferred, DetachedReplies
 from .errors import NodeError, reply_for
 from .forwarding import forward_read
@@ -64,6 +64,7 @@ log = logging.getLogger("sierradb.node")
 
 RECEIVE_BYTES = 64 * 1024
 INFINITY = float("inf")
+APPEND_COMMANDS = ("EAPPEND", "EMAPPEND")  # command_label names
 SUBSCRIPTION_COMMANDS = (g.ESub, g.EPSub, g.EAck, g.EUnsub, g.Ping, g.Quit)
 OPEN_WITHOUT_AUTH = (g.Auth, g.Hello, g.Ping, g.Quit)
 READS = (g.EGet, g.EScan, g.ESVer, g.EPScan, g.EPSeq)
@@ -339,46 +340,55 @@ class Connection:
         """Execute a batch from the poller's callback, as ``_execute_batch`` would, if it holds
         only appends (answered by their confirmations) or only reads answered at once
         (``READS_NOW``). True: done; False: the task must do the rest (``_taken``, ``_handed``,
-        or replies that did not fit the socket, ``detached.unsent``)."""
-        parsed = []
-        for args in requests:
-            try:
-                parsed.append(g.parse_command(args))
-            except Exception:  # noqa: BLE001 - the task parses it again and answers the error
-                self._taken = requests
-                return False
-        stats = self.server.stats
-        appends = [r for r in parsed if isinstance(r, (g.EAppend, g.EMAppend))]
-        if len(appends) == len(parsed):
-            now_ms = int(time.time() * 1000)
-            deferred: list[Deferred] = []
-            for args, append in zip(requests, appends, strict=True):
-                stats.commands += 1
-                label = command_label(args)
-                self._submit_append(label, time.perf_counter(), append, now_ms, deferred)
-            if self._answer_later(deferred):
-                return True
-            self._handed = deferred  # a waiter of another kind (an idempotent replay)
-            return False
+        or replies that did not fit the socket, ``detached.unsent``). The command names decide
+        first, so a batch left to the task is parsed once, by the task."""
+        labels = [command_label(args) for args in requests]
+        if all(label in APPEND_COMMANDS for label in labels):
+            return self._append_in_place(requests, labels)
         replies: list[bytes] = []
+        stats = self.server.stats
         record = self.server.command_stats.record
-        for i, read in enumerate(parsed):
+        for i, (args, label) in enumerate(zip(requests, labels, strict=True)):
             started = time.perf_counter()
-            reply = self._read_in_place(read)
+            read_now = READS_NOW.get(label)
+            reply = None if read_now is None else self._read_in_place(read_now, args)
             if reply is None:
                 self._taken = requests[i:]  # executed by the task, after these replies
                 break
             stats.commands += 1
-            record(command_label(requests[i]), "ok", time.perf_counter() - started)
+            record(label, "ok", time.perf_counter() - started)
             replies.append(reply)
         self.detached.write_or_leave(replies)
         return not (self._taken or self.detached.unsent)
 
-    def _read_in_place(self, request: object) -> bytes | None:
+    def _append_in_place(self, requests: list[list[bytes]], labels: list[str]) -> bool:
+        """``_serve_in_place`` for a batch of appends."""
+        appends = []
+        for args in requests:
+            try:
+                request = g.parse_command(args)
+            except Exception:  # noqa: BLE001 - the task parses it again and answers the error
+                self._taken = requests
+                return False
+            assert isinstance(request, (g.EAppend, g.EMAppend))
+            appends.append(request)
+        stats = self.server.stats
+        now_ms = int(time.time() * 1000)
+        deferred: list[Deferred] = []
+        for label, append in zip(labels, appends, strict=True):
+            stats.commands += 1
+            self._submit_append(label, time.perf_counter(), append, now_ms, deferred)
+        if self._answer_later(deferred):
+            return True
+        self._handed = deferred  # a waiter of another kind (an idempotent replay)
+        return False
+
+    def _read_in_place(self, read_now: ReadNow, args: list[bytes]) -> bytes | None:
         """A read's reply if it can be given now, on the event loop; None if it needs the task
         (it waits, forwards, needs a read thread, or fails: the task answers the error)."""
-        read_now = READS_NOW.get(type(request))
-        if read_now is None:
+        try:
+            request = g.parse_command(args)
+        except Exception:  # noqa: BLE001 - the task parses it again and answers the error
             return None
         try:
             replication = self.server.replication
