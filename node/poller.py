@@ -45,10 +45,6 @@ class Poller:
     def close(self) -> None:
         self._epoll.close()
 
-    @property
-    def watched(self) -> int:
-        return len(self._watched)
-
     async def run(self) -> None:
         epoll, watched = self._epoll, self._watched
         while True:
