@@ -18,6 +18,7 @@ setup(
         [
             Extension("sierradb.node.event_codec", ["node/event_codec.py"]),
             Extension("sierradb.storage.record_check", ["storage/record_check.py"]),
+            Extension("sierradb.storage.index_build", ["storage/index_build.py"]),
         ],
         language_level=3,
         build_dir="build/cython",

@@ -32,15 +32,13 @@ written after it. At sealing the same arrays become the sealed index files (``se
 
 from __future__ import annotations
 
-import struct
 from array import array
 
-from .hashing import _GOLDEN, _M64, Bloom, SlotTable, bytes_hash64, id_hash64
+from . import index_build
+from .hashing import Bloom, SlotTable, id_hash64
 
 # Assumed smallest average record (bytes) when sizing the bloom filters of a segment.
 BLOOM_BYTES_PER_ITEM = 128
-# index_ids works through this many events at a time, bounding its temporary lists (~5 MB).
-INDEX_IDS_CHUNK = 65536
 # A lookup by id indexes the ids added since the last pass once more than this many wait; fewer
 # are searched directly (~16 KiB at most: a few microseconds).
 SCAN_UNINDEXED_IDS = 1024
@@ -52,7 +50,6 @@ SMALL_STREAM_ENTRIES = 16
 SLOT_BYTES_PER_EVENT = 1024
 
 
-_ID_HALVES = struct.Struct("<QQ")  # an event id as two little-endian 64-bit words
 # Partition id -> its 2-byte prefix of a stream key (see stream_key), made once per partition.
 _PREFIXES: dict[int, bytes] = {}
 
@@ -132,9 +129,6 @@ class ActiveIndex:
         self.streams_bloomed = 0  # stream keys added to stream_bloom (see index_streams)
 
     # ----------------------------------------------------------------------------- updates
-    def _id_hash_of(self, n: int) -> int:
-        return id_hash64(bytes(self.event_ids[n * 16 : n * 16 + 16]))
-
     def add(
         self,
         offset: int,
@@ -232,63 +226,33 @@ class ActiveIndex:
 
     def index_ids(self) -> None:
         """Bring the id slot table, the id bloom filter and the time range up to date with
-        every event added (one pass over the events added since the last call)."""
-        end = len(self.offsets)
-        while self.ids_indexed < end:
-            self._index_ids_upto(min(end, self.ids_indexed + INDEX_IDS_CHUNK))
-
-    def _index_ids_upto(self, end: int) -> None:
-        n = self.ids_indexed
-        ids = bytes(self.event_ids[n * 16 : end * 16])
-        # id_hash64 of each id, from its two little-endian 64-bit halves: the product's bits
-        # above 64 fall away, so ((hi << 64 | lo) >> 64 ^ ...) reduces to (lo ^ hi) * golden.
-        hashes = [((lo ^ hi) * _GOLDEN) & _M64 for lo, hi in _ID_HALVES.iter_unpack(ids)]
-        # event_time_ms is the big-endian 6-byte prefix: bytes compare as the numbers do.
-        prefixes = [ids[i : i + 6] for i in range(0, len(ids), 16)]
-        from_bytes = int.from_bytes
-        self.min_time_ms = min(self.min_time_ms, from_bytes(min(prefixes), "big"))
-        self.max_time_ms = max(self.max_time_ms, from_bytes(max(prefixes), "big"))
-        slots_table = self.id_slots
-        slots = slots_table.slots
-        slots_mask = len(slots) - 1
-        shift = 64 - slots_table.bits
-        used = slots_table.used
-        bloom_bits = self.id_bloom.bits
-        bloom_mask = self.id_bloom.mask
-        for h in hashes:
-            if (used + 1) * 2 > slots_mask + 1:
-                slots_table.used = used
-                slots_table.insert(h, n, self._id_hash_of)
-                slots = slots_table.slots
-                slots_mask = len(slots) - 1
-                shift = 64 - slots_table.bits
-                used = slots_table.used
-            else:
-                i = (h >> shift) & slots_mask
-                while slots[i] >= 0:
-                    i = (i + 1) & slots_mask
-                if slots[i] == -1:
-                    used += 1
-                slots[i] = n
-            a = h & 0xFFFFFFFF
-            b = (h >> 32) | 1
-            q = a & bloom_mask
-            bloom_bits[q >> 3] |= 1 << (q & 7)
-            q = (a + b) & bloom_mask
-            bloom_bits[q >> 3] |= 1 << (q & 7)
-            q = (a + 2 * b) & bloom_mask
-            bloom_bits[q >> 3] |= 1 << (q & 7)
-            n += 1
-        slots_table.used = used
-        self.ids_indexed = n
+        every event added (one compiled pass over the events added since the last call)."""
+        first, end = self.ids_indexed, len(self.offsets)
+        if first >= end:
+            return
+        table = self.id_slots
+        if (table.used + end - first) * 2 > len(table.slots):  # grow first (load <= 1/2)
+            bits = table.bits
+            while (table.used + end - first) * 2 > 1 << bits:
+                bits += 1
+            table.slots, table.used = index_build.rehash_ids(self.event_ids, table.slots, bits)
+            table.bits = bits
+        used, tmin, tmax = index_build.index_ids(
+            self.event_ids, first, end, table.slots, table.bits,
+            self.id_bloom.bits, self.id_bloom.mask,
+        )  # fmt: skip
+        table.used += used
+        self.min_time_ms = min(self.min_time_ms, tmin)
+        self.max_time_ms = max(self.max_time_ms, tmax)
+        self.ids_indexed = end
 
     def index_streams(self) -> None:
         """Add the stream keys seen since the last call to the stream bloom filter (which only
         files use: a checkpoint, and the sealed index built from the same keys)."""
         keys = self.stream_keys
-        add = self.stream_bloom.add
-        for i in range(self.streams_bloomed, len(keys)):
-            add(bytes_hash64(keys[i]))
+        if self.streams_bloomed < len(keys):
+            hashes = index_build.key_hashes(keys, self.streams_bloomed)
+            index_build.bloom_add(hashes, self.stream_bloom.bits, self.stream_bloom.mask)
         self.streams_bloomed = len(keys)
 
     def discard(self, partition_id: int, from_sequence: int) -> None:
@@ -395,13 +359,7 @@ class ActiveIndex:
             ev = self.part_events[p]
             part_table.extend((p, self.part_base[p], len(part_values), len(ev)))
             part_values.extend(ev)
-        stream_lens = array("I")
-        stream_values = array("I")
-        for ref in range(len(self.stream_events)):
-            e = self.stream_entries(ref)
-            stream_lens.append(len(e))
-            stream_values.extend(e)
-        key_lens = array("B", (len(k) for k in self.stream_keys))
+        stream_lens, stream_values = index_build.stream_numbers(self.stream_events)
         meta = array(
             "q",
             [
@@ -426,7 +384,7 @@ class ActiveIndex:
             "idbloom": bytes(self.id_bloom.bits),
             "ptable": part_table.tobytes(),
             "pvalues": part_values.tobytes(),
-            "skeylens": key_lens.tobytes(),
+            "skeylens": bytes(map(len, self.stream_keys)),
             "skeys": b"".join(self.stream_keys),
             "spkeys": bytes(self.stream_pkeys),
             "sbase": self.stream_base.tobytes(),

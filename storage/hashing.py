@@ -96,17 +96,6 @@ def probe(slots: array | memoryview, bits: int, h: int) -> Iterator[int]:
         i = (i + 1) & mask
 
 
-def build_slots(hashes: list[int] | array, bits: int | None = None) -> tuple[array, int]:
-    """A slot table for values 0..n-1 whose hashes are given (load factor <= 1/2)."""
-    n = len(hashes)
-    if bits is None:
-        bits = max(4, (2 * n).bit_length())
-    table = SlotTable(bits)
-    for v, h in enumerate(hashes):
-        table.insert(h, v)
-    return table.slots, bits
-
-
 class Bloom:
     """A bloom filter with k=3 probes by double hashing over a power-of-two bit array."""
 

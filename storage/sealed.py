@@ -20,7 +20,16 @@ from array import array
 from typing import TYPE_CHECKING
 
 from .active_index import ActiveIndex, event_time_ms
-from .hashing import Bloom, build_slots, bytes_hash64, id_hash64, probe
+from .hashing import Bloom, bytes_hash64, id_hash64, probe
+from .index_build import (
+    bloom_add,
+    build_slots,
+    key_hashes,
+    padded_keys,
+    stream_numbers,
+    stream_table,
+    take,
+)
 from .sectionfile import BadSectionFile, SectionFile, pack_sections
 
 if TYPE_CHECKING:
@@ -67,41 +76,34 @@ def _eidx_bytes(idx: ActiveIndex) -> bytes:
 def _pidx_bytes(idx: ActiveIndex) -> bytes:
     table = array("Q")
     values = array("Q")
-    offsets = idx.offsets
     for p in sorted(idx.part_events):
         events = idx.part_events[p]
         if not events:
             continue
         table.extend((p, idx.part_base[p], len(values), len(events)))
-        values.extend(offsets[n] for n in events)
+        values.extend(take(idx.offsets, events))
     return pack_sections(PIDX_MAGIC, {"table": table.tobytes(), "offsets": values.tobytes()})
 
 
 def _sidx_bytes(idx: ActiveIndex) -> bytes:
     keys = idx.stream_keys
-    hashes = [bytes_hash64(k) for k in keys]
+    hashes = key_hashes(keys, 0)
     slots, bits = build_slots(hashes)
-    table = array("Q")
-    values = array("Q")
-    offsets = idx.offsets
-    for ref in range(len(keys)):
-        events = idx.stream_entries(ref)
-        table.extend((idx.stream_base[ref], len(values), len(events)))
-        values.extend(offsets[n] for n in events)
+    counts, numbers = stream_numbers(idx.stream_events)
     bloom = Bloom(idx.stream_bloom.mask + 1)
-    for h in hashes:
-        bloom.add(h)
+    bloom_add(hashes, bloom.bits, bloom.mask)
+    padded, key_lens = padded_keys(keys, STREAM_KEY_WIDTH)
     meta = array("q", [len(keys), bits, bloom.mask + 1])
     return pack_sections(
         SIDX_MAGIC,
         {
             "meta": meta.tobytes(),
             "slots": slots.tobytes(),
-            "keys": b"".join(k.ljust(STREAM_KEY_WIDTH, b"\0") for k in keys),
-            "keylens": bytes(len(k) for k in keys),
+            "keys": padded,
+            "keylens": key_lens,
             "pkeys": bytes(idx.stream_pkeys),
-            "table": table.tobytes(),
-            "offsets": values.tobytes(),
+            "table": stream_table(idx.stream_base, counts).tobytes(),
+            "offsets": take(idx.offsets, numbers).tobytes(),
             "bloom": bytes(bloom.bits),
         },
     )
