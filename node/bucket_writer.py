@@ -40,6 +40,12 @@ the thread is woken only when the last completion has run, so a bucket's write n
 before its previous one was indexed, and a queued append is never left without a flush: either
 the completion sees it queued, or its kick finds the thread idle.
 
+A flush writes its bucket's checkpoint first when one is due (``group_commit``): the whole active
+index, tens of milliseconds to write, during which the round's other buckets wait. A round writes
+one checkpoint at most. Under an even load every bucket comes due at about the same time, and
+four in one round held every commit for four checkpoints; the others write theirs in the next
+rounds.
+
 An exception from the engine (a broken invariant) is handed to the trio thread and stops the node
 (fail-stop).
 """
@@ -224,10 +230,12 @@ class WriterThread:
             if self.window_s and not self._stopping:
                 time.sleep(self.window_s)
             results: list[tuple[BucketWriter, Written]] = []
+            checkpointed = False  # one checkpoint per round at most (module docstring)
             for writer in self._round:
                 started = time.perf_counter()
                 try:
-                    written = self.store.flush_write(writer.bucket_id)
+                    written = self.store.flush_write(writer.bucket_id, not checkpointed)
+                    checkpointed = checkpointed or written.checkpointed
                 except BaseException as e:  # a broken invariant: stop the node
                     token.run_sync_soon(self.on_crash, e)
                     return

@@ -53,10 +53,12 @@ CHECKPOINT_RATIO = 2
 @dataclass
 class Written:
     """What a flush's write phase did: batches (units, start offset) written and synced but not
-    indexed yet, and tickets already complete (dropped, failed, or indexed before a seal)."""
+    indexed yet, tickets already complete (dropped, failed, or indexed before a seal), and
+    whether it wrote a checkpoint first."""
 
     batches: list[tuple[list[Unit], int]]
     completed: list[Ticket]
+    checkpointed: bool = False
 
 
 class GroupCommit(WriteQueue):
@@ -67,8 +69,9 @@ class GroupCommit(WriteQueue):
         """Write, sync and index everything queued; the tickets completed (done or failed)."""
         return self.flush_apply(self.flush_write())
 
-    def flush_write(self) -> Written:
-        """Phase 1, blocking (the writer thread): write and fdatasync everything queued.
+    def flush_write(self, checkpoint: bool = True) -> Written:
+        """Phase 1, blocking (the writer thread): write and fdatasync everything queued; first
+        a checkpoint, if one is due and ``checkpoint`` allows it (else a later flush does it).
 
         The entries become readable only in phase 2 (``flush_apply``), which the node runs on
         its event loop, so the writer thread never holds the bucket lock for long. Phase 2 must
@@ -76,13 +79,13 @@ class GroupCommit(WriteQueue):
         """
         with self._flush_lock:
             assert not self._unapplied, "flush_write before the last flush was applied"
-            self._housekeeping()
+            checkpointed = self._housekeeping(checkpoint)
             with self.lock:
                 units = self.pending
                 self.pending = []
                 self.pending_bytes = 0
                 self.inflight = units
-                written = Written([], self.dropped)
+                written = Written([], self.dropped, checkpointed)
                 self.dropped = []
             i = 0
             while i < len(units):
@@ -132,17 +135,20 @@ class GroupCommit(WriteQueue):
                 written.completed.extend(u.ticket for u in batch)
             written.batches.clear()
 
-    def _housekeeping(self) -> None:
-        """Metadata and checkpoint writes left over from earlier flushes (writer thread)."""
+    def _housekeeping(self, checkpoint: bool) -> bool:
+        """Metadata and checkpoint writes left over from earlier flushes (writer thread);
+        whether it wrote a checkpoint."""
         try:
             if self.meta_dirty:
                 self._write_meta()
             due = max(self.checkpoint_interval, CHECKPOINT_RATIO * self.checkpoint_size)
-            if self.write_offset - self.checkpoint_offset >= due:
+            if checkpoint and self.write_offset - self.checkpoint_offset >= due:
                 self.write_checkpoint()
+                return True
         except OSError as e:
             # The data is durable; metadata and checkpoint are retried at the next flush.
             log.error("bucket %d: could not write metadata or checkpoint: %s", self.bucket_id, e)
+        return False
 
     def _apply(self, batch: list[Unit], start: int) -> None:
         idx = self.active

@@ -260,9 +260,10 @@ class Store:
         """Blocking: write and fdatasync the bucket's queue; the tickets completed."""
         return self.buckets[bucket_id].flush()
 
-    def flush_write(self, bucket_id: int) -> Written:
-        """Blocking phase 1 of a flush (see Bucket.flush_write): write and fdatasync."""
-        return self.buckets[bucket_id].flush_write()
+    def flush_write(self, bucket_id: int, checkpoint: bool = True) -> Written:
+        """Blocking phase 1 of a flush (see Bucket.flush_write): write and fdatasync (and a
+        checkpoint first, if one is due and ``checkpoint`` allows it)."""
+        return self.buckets[bucket_id].flush_write(checkpoint)
 
     def flush_apply(self, bucket_id: int, written: Written) -> list[Ticket]:
         """Short phase 2: make phase 1's entries readable; the tickets completed."""

@@ -18,17 +18,18 @@ from sierradb.storage import NewEvent, Store, Ticket
 BUCKETS = 4
 
 
-def append(store: Store, partition: int, n: int) -> None:
-    event = NewEvent(os.urandom(16), f"s{partition}-{n}".encode(), b"E", 1, b"", b"x")
+def append(store: Store, partition: int, n: int, payload: bytes = b"x") -> None:
+    event = NewEvent(os.urandom(16), f"s{partition}-{n}".encode(), b"E", 1, b"", payload)
     store.append_leader(partition, bytes(16), os.urandom(16), [event], 1)
 
 
 class Setup:
-    def __init__(self, root: Path) -> None:
-        self.store = Store.open(str(root), partitions=BUCKETS, buckets=BUCKETS)
+    def __init__(self, root: Path, **store_options: int) -> None:
+        self.store = Store.open(str(root), partitions=BUCKETS, buckets=BUCKETS, **store_options)
         self.reported: list[Ticket] = []
         self.crashes: list[BaseException] = []
         self.rounds: list[list[int]] = []  # the buckets of each completed round
+        self.checkpoints: list[list[int]] = []  # the buckets that wrote one, per round
         self.pump = KickPump()
         self.thread = WriterThread(self.store, 0.0, self.crashes.append)
         self.writers = [
@@ -39,12 +40,13 @@ class Setup:
 
         def counted(results: list) -> None:  # type: ignore[type-arg]
             self.rounds.append([writer.bucket_id for writer, _ in results])
+            self.checkpoints.append([w.bucket_id for w, written in results if written.checkpointed])
             complete(results)
 
         self.thread._complete = counted  # type: ignore[method-assign]
 
-    def append_and_kick(self, partition: int, n: int) -> None:
-        append(self.store, partition, n)
+    def append_and_kick(self, partition: int, n: int, payload: bytes = b"x") -> None:
+        append(self.store, partition, n, payload)
         self.writers[partition].kick()  # partition p lives in bucket p
 
     async def until_reported(self, count: int) -> None:
@@ -54,9 +56,9 @@ class Setup:
 
 
 @asynccontextmanager
-async def running(root: Path) -> AsyncIterator[Setup]:
+async def running(root: Path, **store_options: int) -> AsyncIterator[Setup]:
     """The writer thread and the pump running; stopped (flushing what is left) at the end."""
-    s = Setup(root)
+    s = Setup(root, **store_options)
     async with trio.open_nursery() as nursery:
         s.thread.start()
         nursery.start_soon(s.pump.run)
@@ -89,6 +91,24 @@ async def test_appends_during_a_round_get_the_next_one_and_none_is_left(tmp_path
         assert all(len(set(r)) == len(r) for r in s.rounds)  # a bucket once per round
 
 
+async def test_a_round_writes_one_checkpoint_at_most(tmp_path: Path) -> None:
+    # Every bucket comes due at once; each round checkpoints one of them (a flush writes the
+    # checkpoint that the earlier flushes made due), the others stay due until a later flush.
+    options = {"checkpoint_interval_bytes": 4096, "segment_size_bytes": 1 << 20}
+    async with running(tmp_path, **options) as s:
+        for partition in range(BUCKETS):  # one scheduler round: one writer round
+            for n in range(6):
+                s.append_and_kick(partition, n, b"x" * 1024)
+        await s.until_reported(6 * BUCKETS)
+        assert s.rounds == [[0, 1, 2, 3]] and s.checkpoints == [[]]
+        for k in range(1, BUCKETS + 1):
+            for partition in range(BUCKETS):
+                s.append_and_kick(partition, 6 + k)
+            await s.until_reported(6 * BUCKETS + k * BUCKETS)
+        assert s.checkpoints == [[], [0], [1], [2], [3]]
+        assert s.rounds == [[0, 1, 2, 3]] * (BUCKETS + 1)
+
+
 async def test_stopping_flushes_what_is_queued_in_every_bucket(tmp_path: Path) -> None:
     s = Setup(tmp_path)
     s.thread.start()
@@ -106,10 +126,10 @@ async def test_an_engine_failure_in_a_round_stops_the_node(tmp_path: Path) -> No
     broken = AssertionError("a broken invariant")
     flush_write = s.store.flush_write
 
-    def failing(bucket_id: int):  # type: ignore[no-untyped-def]
+    def failing(bucket_id: int, checkpoint: bool):  # type: ignore[no-untyped-def]
         if bucket_id == 2:
             raise broken
-        return flush_write(bucket_id)
+        return flush_write(bucket_id, checkpoint)
 
     s.store.flush_write = failing  # type: ignore[method-assign]
     async with trio.open_nursery() as nursery:
