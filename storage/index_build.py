@@ -40,6 +40,11 @@ _M64 = (1 << 64) - 1  # (plain Python's integers do not wrap; the compiled ones 
 _HW_CRC = cython.declare(cython.bint, cython.compiled and sdb_crc32c_hw_available())
 
 
+def _zeros(typecode: str, n: cython.Py_ssize_t) -> array:
+    """An array of n zeros (filled in place by the builders below)."""
+    return array(typecode, bytes(array(typecode).itemsize * n))
+
+
 @cython.cfunc
 @cython.inline
 @cython.exceptval(check=False)
@@ -142,7 +147,7 @@ def rehash_ids(ids: cython.uchar[:], old: cython.int[:], bits: cython.int) -> tu
 def key_hashes(keys: list[bytes], start: cython.Py_ssize_t) -> array:
     """``hashing.bytes_hash64`` of keys[start:], as an array of 64-bit words."""
     n: cython.Py_ssize_t = len(keys) - start
-    out = array("Q", bytes(8 * n))
+    out = _zeros("Q", n)
     view: cython.ulonglong[:] = out
     i: cython.Py_ssize_t
     key: bytes
@@ -186,7 +191,7 @@ def stream_numbers(stream_events: list[int | tuple[int, ...] | array]) -> tuple[
     """Every stream's entries (``ActiveIndex.stream_events``: an int, a tuple or an array of
     event numbers) flattened: (each stream's count, all the numbers in stream order)."""
     count: cython.Py_ssize_t = len(stream_events)
-    counts = array("I", bytes(4 * count))
+    counts = _zeros("I", count)
     counts_view: cython.uint[:] = counts
     total: cython.Py_ssize_t = 0
     i: cython.Py_ssize_t
@@ -194,7 +199,7 @@ def stream_numbers(stream_events: list[int | tuple[int, ...] | array]) -> tuple[
         entries = stream_events[i]
         counts_view[i] = 1 if type(entries) is int else len(entries)  # type: ignore[arg-type]
         total += counts_view[i]
-    numbers = array("I", bytes(4 * total))
+    numbers = _zeros("I", total)
     out: cython.uint[:] = numbers
     at: cython.Py_ssize_t = 0
     j: cython.Py_ssize_t
@@ -220,7 +225,7 @@ def stream_table(bases: cython.ulonglong[:], counts: cython.uint[:]) -> array:
     """The sealed stream index's rows, (base version, first position, count) per stream, for
     streams whose entries lie one after another in that order (``stream_numbers``)."""
     n: cython.Py_ssize_t = len(counts)
-    table = array("Q", bytes(24 * n))
+    table = _zeros("Q", 3 * n)
     out: cython.ulonglong[:] = table
     start: cython.ulonglong = 0
     i: cython.Py_ssize_t
@@ -235,7 +240,7 @@ def stream_table(bases: cython.ulonglong[:], counts: cython.uint[:]) -> array:
 def take(values: cython.ulonglong[:], positions: cython.uint[:]) -> array:
     """values[p] for each p in positions (event numbers into the offsets, say)."""
     n: cython.Py_ssize_t = len(positions)
-    taken = array("Q", bytes(8 * n))
+    taken = _zeros("Q", n)
     out: cython.ulonglong[:] = taken
     i: cython.Py_ssize_t
     for i in range(n):
