@@ -40,11 +40,9 @@ the thread is woken only when the last completion has run, so a bucket's write n
 before its previous one was indexed, and a queued append is never left without a flush: either
 the completion sees it queued, or its kick finds the thread idle.
 
-A flush writes its bucket's checkpoint first when one is due (``group_commit``): the whole active
-index, tens of milliseconds to write, during which the round's other buckets wait. A round writes
-one checkpoint at most. Under an even load every bucket comes due at about the same time, and
-four in one round held every commit for four checkpoints; the others write theirs in the next
-rounds.
+Checkpoints are not the flushes' work here: the writer thread's flushes skip them, and after a
+round's completion the buckets of the round that are due are left to ``checkpointer`` (a thread
+of its own), so that no round waits for one.
 
 An exception from the engine (a broken invariant) is handed to the trio thread and stops the node
 (fail-stop).
@@ -63,6 +61,7 @@ import trio
 from sierradb.storage import Store, Ticket
 from sierradb.storage.bucket import Written
 
+from .checkpointer import Checkpointer
 from .histogram import LATENCY_BUCKETS_S, SIZE_BUCKETS, Histogram, HistogramSnapshot
 
 log = logging.getLogger("sierradb.node")
@@ -180,11 +179,13 @@ class WriterThread:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._token: trio.lowlevel.TrioToken | None = None
+        self.checkpointer = Checkpointer(store, on_crash)
 
     def start(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.Thread(target=self._run, name="sierradb-writer", daemon=True)
         self._thread.start()
+        self.checkpointer.start()
 
     def request(self, writers: list[BucketWriter]) -> None:
         """On the trio thread: flush these buckets in the next round (now, if the thread is
@@ -200,12 +201,14 @@ class WriterThread:
                 self._next.append(writer)
 
     def stop(self) -> None:
-        """Blocking (call it from a worker thread): flush what is queued and end the thread."""
+        """Blocking (call it from a worker thread): flush what is queued and end the thread,
+        and the checkpoints' (the store's close writes the last ones)."""
         self._stopping = True
         if self._thread is not None:
             assert self._token is not None
             self._token.run_sync_soon(self._wake_to_stop)  # else the running round's end does
             self._thread.join()
+        self.checkpointer.stop()
 
     def _wake_to_stop(self) -> None:
         if not self._busy:
@@ -230,12 +233,10 @@ class WriterThread:
             if self.window_s and not self._stopping:
                 time.sleep(self.window_s)
             results: list[tuple[BucketWriter, Written]] = []
-            checkpointed = False  # one checkpoint per round at most (module docstring)
             for writer in self._round:
                 started = time.perf_counter()
                 try:
-                    written = self.store.flush_write(writer.bucket_id, not checkpointed)
-                    checkpointed = checkpointed or written.checkpointed
+                    written = self.store.flush_write(writer.bucket_id, checkpoint=False)
                 except BaseException as e:  # a broken invariant: stop the node
                     token.run_sync_soon(self.on_crash, e)
                     return
@@ -257,6 +258,8 @@ class WriterThread:
             self._wake.release()  # the thread sees _crashed and ends
             self.on_crash(e)
             return
+        if any(self.store.checkpoint_due(w.bucket_id) for w, _ in results):
+            self.checkpointer.poke()
         self._add_to_next([w for w, _ in results if self.store.has_queued(w.bucket_id)])
         if self._next or self._stopping:
             self._start_round()

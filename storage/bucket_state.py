@@ -61,6 +61,9 @@ class BucketState:
         self.open_indexes = open_indexes
         self.lock = threading.RLock()
         self._flush_lock = threading.Lock()
+        # Held while a checkpoint is written and while a seal runs: a checkpoint may be written
+        # by another thread than the flushes' (group_commit.checkpoint_if_due).
+        self._checkpoint_lock = threading.Lock()
         self._meta_lock = threading.Lock()
         self.pending: list[Unit] = []
         self.pending_bytes = 0

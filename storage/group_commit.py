@@ -9,6 +9,13 @@ then, under the lock, adds the entries to the active index, moves each partition
 index, so nothing unsynced is ever read. A unit never spans segments: when the next unit does not
 fit, the active segment is sealed (index files written and synced) and a new one is started.
 
+*Checkpointing.* Once enough was written since the last one, the active index is written whole
+to the segment's checkpoint file, so that opening scans only the records after it. A flush
+writes a due checkpoint first, unless its caller has them written by another thread
+(``checkpoint_if_due``, the node's ``checkpointer``) so that no flush waits for one. Either way
+the snapshot is taken under the lock, and a checkpoint and a seal exclude each other (the
+checkpoint lock): a checkpoint never lands in a segment sealed meanwhile.
+
 *Failing.* If a write or sync fails, the segment is truncated back to where that write started,
 and every unit not yet durable (the failed ones and all queued behind them) is failed; each
 affected partition's positions go back to what is durable. Earlier acknowledged data is
@@ -53,12 +60,10 @@ CHECKPOINT_RATIO = 2
 @dataclass
 class Written:
     """What a flush's write phase did: batches (units, start offset) written and synced but not
-    indexed yet, tickets already complete (dropped, failed, or indexed before a seal), and
-    whether it wrote a checkpoint first."""
+    indexed yet, and tickets already complete (dropped, failed, or indexed before a seal)."""
 
     batches: list[tuple[list[Unit], int]]
     completed: list[Ticket]
-    checkpointed: bool = False
 
 
 class GroupCommit(WriteQueue):
@@ -71,7 +76,8 @@ class GroupCommit(WriteQueue):
 
     def flush_write(self, checkpoint: bool = True) -> Written:
         """Phase 1, blocking (the writer thread): write and fdatasync everything queued; first
-        a checkpoint, if one is due and ``checkpoint`` allows it (else a later flush does it).
+        a checkpoint if one is due, unless ``checkpoint`` is False (the caller then has them
+        written off the commit path: ``checkpoint_if_due``).
 
         The entries become readable only in phase 2 (``flush_apply``), which the node runs on
         its event loop, so the writer thread never holds the bucket lock for long. Phase 2 must
@@ -79,13 +85,13 @@ class GroupCommit(WriteQueue):
         """
         with self._flush_lock:
             assert not self._unapplied, "flush_write before the last flush was applied"
-            checkpointed = self._housekeeping(checkpoint)
+            self._housekeeping(checkpoint)
             with self.lock:
                 units = self.pending
                 self.pending = []
                 self.pending_bytes = 0
                 self.inflight = units
-                written = Written([], self.dropped, checkpointed)
+                written = Written([], self.dropped)
                 self.dropped = []
             i = 0
             while i < len(units):
@@ -135,20 +141,32 @@ class GroupCommit(WriteQueue):
                 written.completed.extend(u.ticket for u in batch)
             written.batches.clear()
 
-    def _housekeeping(self, checkpoint: bool) -> bool:
-        """Metadata and checkpoint writes left over from earlier flushes (writer thread);
-        whether it wrote a checkpoint."""
+    def _housekeeping(self, checkpoint: bool) -> None:
+        """Metadata and checkpoint writes left over from earlier flushes (writer thread)."""
         try:
             if self.meta_dirty:
                 self._write_meta()
-            due = max(self.checkpoint_interval, CHECKPOINT_RATIO * self.checkpoint_size)
-            if checkpoint and self.write_offset - self.checkpoint_offset >= due:
+            if checkpoint and self.checkpoint_due():
                 self.write_checkpoint()
-                return True
         except OSError as e:
             # The data is durable; metadata and checkpoint are retried at the next flush.
             log.error("bucket %d: could not write metadata or checkpoint: %s", self.bucket_id, e)
-        return False
+
+    def checkpoint_due(self) -> bool:
+        """Whether enough was written since the last checkpoint for the next one (any thread)."""
+        due = max(self.checkpoint_interval, CHECKPOINT_RATIO * self.checkpoint_size)
+        return self.write_offset - self.checkpoint_offset >= due
+
+    def checkpoint_if_due(self) -> bool:
+        """Write a checkpoint if one is due (any thread, concurrently with flushes: the
+        snapshot is taken under the bucket lock, and a seal waits for it); whether it wrote
+        one. An error is logged and the checkpoint stays due."""
+        try:
+            with self._checkpoint_lock:
+                return self.checkpoint_due() and self._write_checkpoint()
+        except OSError as e:
+            log.error("bucket %d: could not write a checkpoint: %s", self.bucket_id, e)
+            return False
 
     def _apply(self, batch: list[Unit], start: int) -> None:
         idx = self.active
@@ -210,7 +228,13 @@ class GroupCommit(WriteQueue):
             return [u.ticket for u in failed]
 
     def _roll_over(self) -> None:
-        """Seal the active segment and start the next one (writer thread, inside flush)."""
+        """Seal the active segment and start the next one (writer thread, inside flush); after
+        a checkpoint being written, and with none written meanwhile (it would be the sealed
+        segment's, or cover the new one's start with the old one's index)."""
+        with self._checkpoint_lock:
+            self._seal()
+
+    def _seal(self) -> None:
         old_id = self.active_id
         if self.meta_dirty:
             self._write_meta()
@@ -246,16 +270,24 @@ class GroupCommit(WriteQueue):
         log.info("bucket %d: sealed segment %d, started %d", self.bucket_id, old_id, new_id)
 
     def write_checkpoint(self) -> None:
+        with self._checkpoint_lock:
+            self._write_checkpoint()
+
+    def _write_checkpoint(self) -> bool:
+        """The active index as of now, to its checkpoint file (the caller holds the checkpoint
+        lock); False if it cannot be written yet."""
         with self.lock:
             if self.meta_dirty:
-                return  # discards must be recorded before a checkpoint covers their markers
+                return False  # discards must be recorded before a checkpoint covers their markers
             sections = self.active.to_sections()
             offset = self.active.end_offset
             seg_dir = self.seg_dir(self.active_id)
         data = pack_sections(CHECKPOINT_MAGIC, sections)
         self.disk.write_atomic(os.path.join(seg_dir, CHECKPOINT_FILE), data)
-        self.checkpoint_offset = offset
-        self.checkpoint_size = len(data)
+        with self.lock:
+            self.checkpoint_offset = offset
+            self.checkpoint_size = len(data)
+        return True
 
     def close_files(self) -> None:
         """Release file handles without writing anything (after a failed open)."""

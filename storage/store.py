@@ -262,8 +262,16 @@ class Store:
 
     def flush_write(self, bucket_id: int, checkpoint: bool = True) -> Written:
         """Blocking phase 1 of a flush (see Bucket.flush_write): write and fdatasync (and a
-        checkpoint first, if one is due and ``checkpoint`` allows it)."""
+        checkpoint first if one is due, unless ``checkpoint`` is False)."""
         return self.buckets[bucket_id].flush_write(checkpoint)
+
+    def checkpoint_due(self, bucket_id: int) -> bool:
+        return self.buckets[bucket_id].checkpoint_due()
+
+    def checkpoint_if_due(self, bucket_id: int) -> bool:
+        """Blocking: write the bucket's checkpoint if one is due, from any thread, while its
+        flushes go on (see Bucket.checkpoint_if_due); whether it wrote one."""
+        return self.buckets[bucket_id].checkpoint_if_due()
 
     def flush_apply(self, bucket_id: int, written: Written) -> list[Ticket]:
         """Short phase 2: make phase 1's entries readable; the tickets completed."""

@@ -6,7 +6,8 @@ stops the node."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -29,7 +30,6 @@ class Setup:
         self.reported: list[Ticket] = []
         self.crashes: list[BaseException] = []
         self.rounds: list[list[int]] = []  # the buckets of each completed round
-        self.checkpoints: list[list[int]] = []  # the buckets that wrote one, per round
         self.pump = KickPump()
         self.thread = WriterThread(self.store, 0.0, self.crashes.append)
         self.writers = [
@@ -40,7 +40,6 @@ class Setup:
 
         def counted(results: list) -> None:  # type: ignore[type-arg]
             self.rounds.append([writer.bucket_id for writer, _ in results])
-            self.checkpoints.append([w.bucket_id for w, written in results if written.checkpointed])
             complete(results)
 
         self.thread._complete = counted  # type: ignore[method-assign]
@@ -91,22 +90,40 @@ async def test_appends_during_a_round_get_the_next_one_and_none_is_left(tmp_path
         assert all(len(set(r)) == len(r) for r in s.rounds)  # a bucket once per round
 
 
-async def test_a_round_writes_one_checkpoint_at_most(tmp_path: Path) -> None:
-    # Every bucket comes due at once; each round checkpoints one of them (a flush writes the
-    # checkpoint that the earlier flushes made due), the others stay due until a later flush.
+async def test_checkpoints_are_written_by_their_own_thread_while_rounds_go_on(
+    tmp_path: Path,
+) -> None:
     options = {"checkpoint_interval_bytes": 4096, "segment_size_bytes": 1 << 20}
     async with running(tmp_path, **options) as s:
-        for partition in range(BUCKETS):  # one scheduler round: one writer round
-            for n in range(6):
-                s.append_and_kick(partition, n, b"x" * 1024)
-        await s.until_reported(6 * BUCKETS)
-        assert s.rounds == [[0, 1, 2, 3]] and s.checkpoints == [[]]
-        for k in range(1, BUCKETS + 1):
-            for partition in range(BUCKETS):
-                s.append_and_kick(partition, 6 + k)
-            await s.until_reported(6 * BUCKETS + k * BUCKETS)
-        assert s.checkpoints == [[], [0], [1], [2], [3]]
-        assert s.rounds == [[0, 1, 2, 3]] * (BUCKETS + 1)
+        writers: dict[int, list[str]] = {}  # bucket -> the threads that wrote its checkpoints
+        for b, bucket in enumerate(s.store.buckets):
+            write = bucket._write_checkpoint
+
+            def recorded(b: int = b, write: Callable[[], bool] = write) -> bool:
+                writers.setdefault(b, []).append(threading.current_thread().name)
+                return write()
+
+            bucket._write_checkpoint = recorded  # type: ignore[method-assign]
+        held = s.store.buckets[0]._checkpoint_lock
+        held.acquire()  # bucket 0's checkpoint takes as long as the test holds this
+        try:
+            for partition in range(BUCKETS):  # every bucket comes due
+                for n in range(6):
+                    s.append_and_kick(partition, n, b"x" * 1024)
+            await s.until_reported(6 * BUCKETS)
+            for n in range(6, 26):  # the rounds go on meanwhile, bucket 0's too
+                for partition in range(BUCKETS):
+                    s.append_and_kick(partition, n)
+                await s.until_reported(BUCKETS * (n + 1))
+            assert s.store.checkpoint_due(0) and 0 not in writers
+        finally:
+            held.release()
+        with trio.fail_after(10):
+            while s.thread.checkpointer.written < BUCKETS:
+                await trio.sleep(0.005)
+        assert writers == {b: ["sierradb-checkpoints"] for b in range(BUCKETS)}
+        assert not any(s.store.checkpoint_due(b) for b in range(BUCKETS))
+        assert len(s.rounds) >= 21
 
 
 async def test_stopping_flushes_what_is_queued_in_every_bucket(tmp_path: Path) -> None:

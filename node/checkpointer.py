@@ -1,0 +1,71 @@
+"""Checkpoints off the commit path: one thread writes the buckets' due checkpoints.
+
+Theory of operation. A checkpoint writes a bucket's whole active index (``group_commit``): tens
+of milliseconds, ~100 ms on a busy node. Written by the flushes themselves, it held the one
+writer thread (``bucket_writer``), so no bucket committed meanwhile: the worst latency of a long
+run. The writer thread's flushes now skip it, and after each round's completion the trio thread
+``poke``-s this thread if a bucket of the round is due; the thread then writes every due
+checkpoint, one bucket after another, while the rounds go on. The storage engine keeps a
+checkpoint consistent with concurrent flushes: the snapshot is taken under the bucket's lock,
+and a seal waits for a checkpoint being written (``checkpoint_if_due``). A failed checkpoint is
+logged by the engine and stays due, for the next poke.
+
+The thread sleeps on a plain lock used as a one-shot signal, as the writer thread does (held:
+nothing to do; released: run a pass). A poke while a pass runs makes one more pass, so a bucket
+that came due meanwhile is not left waiting for the next poke.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import trio
+
+from sierradb.storage import Store
+
+
+class Checkpointer:
+    def __init__(self, store: Store, on_crash: Callable[[BaseException], None]) -> None:
+        self.store = store
+        self.on_crash = on_crash
+        self.written = 0  # checkpoints written (for the tests)
+        self._wake = threading.Lock()
+        self._wake.acquire()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+
+    def start(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._thread = threading.Thread(target=self._run, name="sierradb-checkpoints", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        """Have every due checkpoint written (any thread; returns at once)."""
+        try:
+            self._wake.release()
+        except RuntimeError:
+            pass  # released already: a pass is about to run
+
+    def stop(self) -> None:
+        """Blocking: end the thread, after the checkpoint it may be writing."""
+        self._stopping = True
+        self.poke()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        token = self._token
+        assert token is not None
+        while True:
+            self._wake.acquire()
+            if self._stopping:
+                return
+            for bucket_id in range(self.store.bucket_count):
+                try:
+                    if self.store.checkpoint_if_due(bucket_id):
+                        self.written += 1
+                except BaseException as e:  # a broken invariant: stop the node
+                    token.run_sync_soon(self.on_crash, e)
+                    return
