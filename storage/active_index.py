@@ -250,10 +250,11 @@ class ActiveIndex:
         """Add the stream keys seen since the last call to the stream bloom filter (which only
         files use: a checkpoint, and the sealed index built from the same keys)."""
         keys = self.stream_keys
-        if self.streams_bloomed < len(keys):
-            hashes = index_build.key_hashes(keys, self.streams_bloomed)
+        end = len(keys)  # (keys added meanwhile wait for the next call)
+        if self.streams_bloomed < end:
+            hashes = index_build.key_hashes(keys[self.streams_bloomed : end])
             index_build.bloom_add(hashes, self.stream_bloom.bits, self.stream_bloom.mask)
-        self.streams_bloomed = len(keys)
+        self.streams_bloomed = end
 
     def discard(self, partition_id: int, from_sequence: int) -> None:
         """Drop this partition's entries at or above `from_sequence` from every lookup."""

@@ -279,6 +279,13 @@ class GroupCommit(WriteQueue):
         with self.lock:
             if self.meta_dirty:
                 return False  # discards must be recorded before a checkpoint covers their markers
+            self.active.index_ids()  # most of the lookup structures' work, in a hold of its own
+        # Only files use the stream bloom (a checkpoint, a seal: neither runs meanwhile), so it
+        # needs no bucket lock; what the snapshot below holds the lock for is the copy.
+        self.active.index_streams()
+        with self.lock:
+            if self.meta_dirty:
+                return False
             sections = self.active.to_sections()
             offset = self.active.end_offset
             seg_dir = self.seg_dir(self.active_id)

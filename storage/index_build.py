@@ -144,9 +144,9 @@ def rehash_ids(ids: cython.uchar[:], old: cython.int[:], bits: cython.int) -> tu
     return table, used
 
 
-def key_hashes(keys: list[bytes], start: cython.Py_ssize_t) -> array:
-    """``hashing.bytes_hash64`` of keys[start:], as an array of 64-bit words."""
-    n: cython.Py_ssize_t = len(keys) - start
+def key_hashes(keys: list[bytes]) -> array:
+    """``hashing.bytes_hash64`` of each key, as an array of 64-bit words."""
+    n: cython.Py_ssize_t = len(keys)
     out = _zeros("Q", n)
     view: cython.ulonglong[:] = out
     i: cython.Py_ssize_t
@@ -156,7 +156,7 @@ def key_hashes(keys: list[bytes], start: cython.Py_ssize_t) -> array:
     high: cython.ulonglong
     low: cython.ulonglong
     for i in range(n):
-        key = keys[start + i]
+        key = keys[i]
         if cython.compiled:
             p = key
             size = len(key)

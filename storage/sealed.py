@@ -87,7 +87,7 @@ def _pidx_bytes(idx: ActiveIndex) -> bytes:
 
 def _sidx_bytes(idx: ActiveIndex) -> bytes:
     keys = idx.stream_keys
-    hashes = key_hashes(keys, 0)
+    hashes = key_hashes(keys)
     slots, bits = build_slots(hashes)
     counts, numbers = stream_numbers(idx.stream_events)
     bloom = Bloom(idx.stream_bloom.mask + 1)
