@@ -297,7 +297,8 @@ def main() -> None:
         sys.exit("needs redis-benchmark (apt-get install -y redis-tools)")
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     p16 = throughput(options.requests)
-    failover(options.failovers)
+    if options.failovers:
+        failover(options.failovers)
     if options.catch_up:
         catch_up(options.catch_up, 0.8 * p16)
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
