@@ -18,18 +18,22 @@ that came due meanwhile is not left waiting for the next poke.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import trio
 
 from sierradb.storage import Store
 
+from .histogram import LATENCY_BUCKETS_S, Histogram
+
 
 class Checkpointer:
     def __init__(self, store: Store, on_crash: Callable[[BaseException], None]) -> None:
         self.store = store
         self.on_crash = on_crash
-        self.written = 0  # checkpoints written (for the tests)
+        self.written = 0  # checkpoints written (/metrics)
+        self.seconds = Histogram(LATENCY_BUCKETS_S)  # how long each took (/metrics)
         self._wake = threading.Lock()
         self._wake.acquire()
         self._stopping = False
@@ -63,8 +67,10 @@ class Checkpointer:
             if self._stopping:
                 return
             for bucket_id in range(self.store.bucket_count):
+                started = time.perf_counter()
                 try:
                     if self.store.checkpoint_if_due(bucket_id):
+                        self.seconds.observe(time.perf_counter() - started)
                         self.written += 1
                 except BaseException as e:  # a broken invariant: stop the node
                     token.run_sync_soon(self.on_crash, e)

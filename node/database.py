@@ -22,6 +22,7 @@ from sierradb.storage.record import RawEvent
 
 from .append import Appender, Unavailable
 from .bucket_writer import BucketWriter, KickPump, WriterThread
+from .checkpointer import Checkpointer
 from .config import Config
 from .confirmation import LocalConfirmer
 from .errors import NodeError
@@ -106,6 +107,11 @@ class Database:
         # Opening built long-lived structures; keep the collector from walking them again.
         gc.collect()
         gc.freeze()
+
+    @property
+    def checkpointer(self) -> Checkpointer:
+        """Writes the active segments' checkpoints (its counts are in /metrics)."""
+        return self._writer_thread.checkpointer
 
     def appender(self, partition_id: int) -> Appender:
         return self.roles[partition_id]

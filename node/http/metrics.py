@@ -159,6 +159,15 @@ class NodeCollector(Collector):
         )  # fmt: skip
         yield _counter("sierradb_write_failures", "Group commits that failed to write",
                        st.write_failures)  # fmt: skip
+        checkpointer = db.checkpointer
+        yield _counter("sierradb_checkpoints", "Checkpoints of the active segments' indexes "
+                       "written (by their own thread)", checkpointer.written)  # fmt: skip
+        took = checkpointer.seconds.snapshot()
+        yield HistogramMetricFamily(
+            "sierradb_checkpoint_duration_seconds",
+            "Writing one checkpoint (index snapshot, packing, write and fsync)",
+            buckets=_buckets(took), sum_value=took.total,
+        )  # fmt: skip
 
         yield _gauge("sierradb_connections", "Open RESP client connections", srv.connections)
         yield _counter("sierradb_connections_received", "RESP connections accepted",

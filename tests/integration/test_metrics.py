@@ -25,6 +25,8 @@ NAMES = {
     "sierradb_group_commit_transactions": "histogram",
     "sierradb_group_commit_sync_duration_seconds": "histogram",
     "sierradb_write_failures": "counter",
+    "sierradb_checkpoints": "counter",
+    "sierradb_checkpoint_duration_seconds": "histogram",
     "sierradb_connections": "gauge",
     "sierradb_connections_received": "counter",
     "sierradb_connections_rejected": "counter",
@@ -108,6 +110,24 @@ def test_appends_move_the_write_metrics(node):
     assert after.value("sierradb_partition_last_sequence", partition=str(p)) == last
     assert after.value("sierradb_partition_watermark", partition=str(p)) == last + 1
     assert after.value("sierradb_connections") == 0  # the client above has gone
+
+
+def test_checkpoints_are_counted_and_timed(node_factory):
+    node = node_factory("--partitions", "4", "--buckets", "1", "--checkpoint-interval", "16KiB")
+    before = Scrape(node.http_port)
+    assert before.value("sierradb_checkpoints_total") == 0
+    with redis.Redis(port=node.port) as r:
+        for i in range(40):  # ~40 KiB in one bucket: due at the 16 KiB interval
+            r.execute_command("EAPPEND", f"c{i}", "Ev", "PAYLOAD", "x" * 1024)
+    deadline = time.monotonic() + 30
+    while Scrape(node.http_port).value("sierradb_checkpoints_total") < 1:
+        assert time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.05)
+    after = Scrape(node.http_port)
+    assert after.value("sierradb_checkpoint_duration_seconds_count") == after.value(
+        "sierradb_checkpoints_total"
+    )
+    assert after.value("sierradb_checkpoint_duration_seconds_sum") > 0
 
 
 def test_reads_move_request_and_cache_metrics(node):
