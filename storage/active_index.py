@@ -106,8 +106,8 @@ class ActiveIndex:
         self.sequences = array("Q")
         self.stream_refs = array("I")
         self.event_ids = bytearray()
-        # Sized for a segment of small events, so that it rarely has to grow (a rehash in
-        # Python costs about a microsecond per event already indexed).
+        # Sized for a segment of small events, so that it rarely has to grow (a rehash visits
+        # every event already indexed).
         self.id_slots = SlotTable(
             bits=max(10, (segment_size_bytes // SLOT_BYTES_PER_EVENT).bit_length())
         )
@@ -231,10 +231,10 @@ class ActiveIndex:
         if first >= end:
             return
         table = self.id_slots
-        if (table.used + end - first) * 2 > len(table.slots):  # grow first (load <= 1/2)
-            bits = table.bits
-            while (table.used + end - first) * 2 > 1 << bits:
-                bits += 1
+        bits = table.bits
+        while (table.used + end - first) * 2 > 1 << bits:  # grow first (load <= 1/2)
+            bits += 1
+        if bits != table.bits:
             table.slots, table.used = index_build.rehash_ids(self.event_ids, table.slots, bits)
             table.bits = bits
         used, tmin, tmax = index_build.index_ids(

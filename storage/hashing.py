@@ -37,7 +37,8 @@ class SlotTable:
     """Open addressing (linear probing) from a 64-bit hash to non-negative int values.
 
     The table stores only values; callers confirm a candidate by comparing the real key, so
-    collisions cost a probe, never a wrong answer. Load factor stays at or below 1/2.
+    collisions cost a probe, never a wrong answer. Load factor stays at or below 1/2. Values are
+    inserted, and the table grown, in bulk by ``index_build`` (``ActiveIndex.index_ids``).
     """
 
     __slots__ = ("slots", "bits", "used")
@@ -46,28 +47,6 @@ class SlotTable:
         self.bits = bits
         self.slots = slots if slots is not None else array("i", [EMPTY]) * (1 << bits)
         self.used = used
-
-    def insert(self, h: int, value: int, rehash: object = None) -> None:
-        if (self.used + 1) * 2 > len(self.slots):
-            assert rehash is not None, "slot table full and no way to rehash"
-            self._grow(rehash)  # type: ignore[arg-type]
-        mask = len(self.slots) - 1
-        i = (h >> (64 - self.bits)) & mask
-        slots = self.slots
-        while slots[i] >= 0:
-            i = (i + 1) & mask
-        if slots[i] == EMPTY:
-            self.used += 1
-        slots[i] = value
-
-    def _grow(self, hash_of_value: object) -> None:
-        old = self.slots
-        self.bits += 1
-        self.slots = array("i", [EMPTY]) * (1 << self.bits)
-        self.used = 0
-        for v in old:
-            if v >= 0:
-                self.insert(hash_of_value(v), v)  # type: ignore[operator]
 
     def remove(self, h: int, value: int) -> None:
         mask = len(self.slots) - 1

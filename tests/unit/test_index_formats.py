@@ -8,16 +8,21 @@ import pytest
 
 from sierradb.storage.active_index import SMALL_STREAM_ENTRIES, ActiveIndex, stream_key
 from sierradb.storage.disk import MemoryDisk
-from sierradb.storage.hashing import Bloom, SlotTable, bytes_hash64, id_hash64
+from sierradb.storage.hashing import Bloom, bytes_hash64, id_hash64
 from sierradb.storage.sealed import EIDX, SealedIndexes, index_files_ok, write_index_files
 from sierradb.storage.sectionfile import BadSectionFile, SectionFile, pack_sections
 
 
 def test_slot_table_finds_every_value_and_grows():
     keys = [os.urandom(16) for _ in range(5000)]
-    table = SlotTable(bits=4)
+    idx = ActiveIndex(segment_id=0, segment_size_bytes=1 << 20, start_offset=64)
+    bits = idx.id_slots.bits
     for i, k in enumerate(keys):
-        table.insert(id_hash64(k), i, lambda v: id_hash64(keys[v]))
+        idx.add_units([(64 + i * 100, 1, [(0, i, 0, b"s%d" % i, bytes(16), k)])])
+        if i % 1000 == 999:
+            idx.index_ids()  # inserts in bulk, growing the table as it fills
+    table = idx.id_slots
+    assert table.bits > bits and table.used == len(keys)
     for i, k in enumerate(keys):
         assert i in set(table.candidates(id_hash64(k)))
     table.remove(id_hash64(keys[10]), 10)
