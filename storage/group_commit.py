@@ -192,8 +192,12 @@ class GroupCommit(WriteQueue):
                 if ps.next_sequence == durable_next and not ps.pending_discards:
                     pending_ids.clear()  # nothing of the partition is queued any more
                 else:
+                    # A discard queued behind this unit already took its entries at and above
+                    # its point out of the queued ids (replace_tail); an id there at the same
+                    # sequence is its replacement's, still queued, and stays.
+                    replaced_from = min(ps.pending_discards, default=durable_next)
                     for e in entries:
-                        if pending_ids.get(e[5]) == e[1]:
+                        if e[1] < replaced_from and pending_ids.get(e[5]) == e[1]:
                             del pending_ids[e[5]]
             u.ticket.done = True
             start += len(u.data)

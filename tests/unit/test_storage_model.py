@@ -1153,6 +1153,24 @@ def test_find_event_between_flush_phases_after_a_discard_replaced_the_written_en
     store.close()
 
 
+def test_find_event_between_flush_phases_after_a_replacement_reused_the_written_id() -> None:
+    """As above, with the replacement carrying the replaced entry's id at the same sequence (a
+    new leader's copy of a retried append): applying the replaced entry must not drop the
+    replacement from the queued ids (found by the model test above)."""
+    key = main_key(0)
+    store = _one_partition_store(MemoryDisk(1))
+    store.append_replicated(0, [_replicated(1, 0, 0, b"a", key, 1)])
+    written = store.flush_write(0)  # synced, not applied yet (the node's event loop runs now)
+    replacement = _replicated(1, 0, 0, b"a", key, 2)._replace(metadata=b"new")
+    store.replace_tail(0, 0, [replacement])
+    assert store.find_event(0, _eid(1)) == (replacement, False)
+    store.flush_apply(0, written)
+    assert store.find_event(0, _eid(1)) == (replacement, False)
+    store.flush(0)
+    assert store.find_event(0, _eid(1)) == (replacement, True)
+    store.close()
+
+
 def test_the_event_loops_reads_answer_from_the_active_segment_only() -> None:
     """read_stream_raw_active, read_partition_raw_active: the records when the range lies in
     the active segment, None when it needs a sealed one (whose files the event loop must not
