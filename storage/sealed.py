@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 from .active_index import ActiveIndex, event_time_ms
 from .hashing import Bloom, bytes_hash64, id_hash64, probe
 from .index_build import (
-    bloom_add,
     build_slots,
     key_hashes,
     padded_keys,
@@ -90,8 +89,8 @@ def _sidx_bytes(idx: ActiveIndex) -> bytes:
     hashes = key_hashes(keys)
     slots, bits = build_slots(hashes)
     counts, numbers = stream_numbers(idx.stream_events)
-    bloom = Bloom(idx.stream_bloom.mask + 1)
-    bloom_add(hashes, bloom.bits, bloom.mask)
+    idx.index_streams()  # the same keys' bloom, kept up to date for the files
+    bloom = idx.stream_bloom
     padded, key_lens = padded_keys(keys, STREAM_KEY_WIDTH)
     meta = array("q", [len(keys), bits, bloom.mask + 1])
     return pack_sections(

@@ -201,6 +201,10 @@ def test_sealed_index_files_answer_like_the_active_index():
     write_index_files(disk, "/seg", idx)
     sealed = SealedIndexes(disk, "/seg")
     check_lookups(sealed, expected)
+    every_key = Bloom(idx.stream_bloom.mask + 1)  # the stream bloom holds every stream's key
+    for key in idx.stream_keys:
+        every_key.add(bytes_hash64(key))
+    assert bytes(sealed.s_bloom.bits) == bytes(every_key.bits)
     assert index_files_ok(disk, "/seg", verify=True)
     disk.corrupt(f"/seg/{EIDX}", 100)
     assert not index_files_ok(disk, "/seg", verify=True)
