@@ -7,6 +7,7 @@ invariant.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -68,6 +69,15 @@ def cluster_runtime(
     return ClusterRuntime(settings, seed, state)
 
 
+def freeze_long_lived() -> None:
+    """Once serving starts, everything long-lived exists: the store's structures, the roles,
+    and on a cluster node libp2p's modules (imported late) and the replicas. Moving it all to
+    the collector's permanent generation keeps every full collection from walking it again
+    (on a cluster node that was ~50,000 objects, 45 ms per full collection, ~9% of the CPU)."""
+    gc.collect()
+    gc.freeze()
+
+
 class StartupError(Exception):
     """The node cannot start serving (one clear line; exit 1)."""
 
@@ -107,6 +117,7 @@ async def serve(
             await root.start(replication.run)
             server.cluster, server.replication = cluster, replication
             replication.server = server
+        freeze_long_lived()
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             await root.start(server.serve)
             async for signum in signals:

@@ -9,7 +9,6 @@ writers; ``close`` drains them, syncs and closes the storage.
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from collections.abc import Callable
@@ -86,11 +85,9 @@ class Database:
                 self.store, self.writers, self.board, self.config.node_index, incarnation
             )
         )
-        self._freeze()
 
     def refuse_appends(self, error: NodeError) -> None:
         self.roles = [Unavailable(error)] * self.store.partition_count
-        self._freeze()
 
     def replicate_with(
         self, roles: list[Appender], confirm: Callable[[list[Ticket]], None]
@@ -101,12 +98,6 @@ class Database:
 
     def _on_durable(self, tickets: list[Ticket]) -> None:
         self._confirm(tickets)
-
-    @staticmethod
-    def _freeze() -> None:
-        # Opening built long-lived structures; keep the collector from walking them again.
-        gc.collect()
-        gc.freeze()
 
     @property
     def checkpointer(self) -> Checkpointer:
