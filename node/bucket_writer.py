@@ -40,9 +40,9 @@ the thread is woken only when the last completion has run, so a bucket's write n
 before its previous one was indexed, and a queued append is never left without a flush: either
 the completion sees it queued, or its kick finds the thread idle.
 
-Checkpoints are not the flushes' work here: the writer thread's flushes skip them, and after a
-round's completion the buckets of the round that are due are left to ``checkpointer`` (a thread
-of its own), so that no round waits for one.
+Checkpoints and sealed segments' index files are not the flushes' work here: the writer
+thread's flushes skip them, and after a round's completion the buckets of the round that have
+such work due are left to ``checkpointer`` (a thread of its own), so that no round waits for it.
 
 An exception from the engine (a broken invariant) is handed to the trio thread and stops the node
 (fail-stop).

@@ -1,14 +1,17 @@
-"""Checkpoints off the commit path: one thread writes the buckets' due checkpoints.
+"""Index work off the commit path: one thread writes the buckets' due checkpoints, and the index
+files of the segments they seal.
 
 Theory of operation. A checkpoint writes a bucket's whole active index (``group_commit``): tens
-of milliseconds, ~100 ms on a busy node. Written by the flushes themselves, it held the one
-writer thread (``bucket_writer``), so no bucket committed meanwhile: the worst latency of a long
-run. The writer thread's flushes now skip it, and after each round's completion the trio thread
-``poke``-s this thread if a bucket of the round is due; the thread then writes every due
-checkpoint, one bucket after another, while the rounds go on. The storage engine keeps a
-checkpoint consistent with concurrent flushes: the snapshot is taken under the bucket's lock,
-and a seal waits for a checkpoint being written (``checkpoint_if_due``). A failed checkpoint is
-logged by the engine and stays due, for the next poke.
+of milliseconds, ~100 ms on a busy node; a full segment's three index files take about a second.
+Written by the flushes themselves, they held the one writer thread (``bucket_writer``), so no
+bucket committed meanwhile: the worst latencies of a long run. The writer thread's flushes now
+skip both (a rollover only starts the next segment; the sealed one is read from its last active
+index until its files exist), and after each round's completion the trio thread ``poke``-s this
+thread if a bucket of the round has such work due; the thread then does all of it, one bucket
+after another, while the rounds go on. The storage engine keeps this consistent with concurrent
+flushes: a checkpoint's snapshot is taken under the bucket's lock, and checkpoints and rollovers
+exclude each other (``checkpoint_if_due``). A failed write is logged by the engine and stays
+due, for the next poke.
 
 The thread sleeps on a plain lock used as a one-shot signal, as the writer thread does (held:
 nothing to do; released: run a pass). A poke while a pass runs makes one more pass, so a bucket

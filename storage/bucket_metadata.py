@@ -20,6 +20,7 @@ from .errors import (
 )
 from .hashing import Bloom
 from .partition_state import PartitionState, Promise
+from .sealed import SealedIndexes
 from .sectionfile import BadSectionFile, SectionFile, pack_sections
 from .segment import (
     SealedSegment,
@@ -127,6 +128,7 @@ class BucketMetadata(BucketState):
 
     def _merge_stream_filter(self, seg: SealedSegment) -> None:
         indexes = seg.indexes()
+        assert isinstance(indexes, SealedIndexes), "a segment's filter comes from its files"
         seg.time_range = (indexes.min_time_ms, indexes.max_time_ms)
         sbits = indexes.s_bloom.bits
         mine = self.stream_filter.bits

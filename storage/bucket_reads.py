@@ -57,7 +57,7 @@ class BucketReads(BucketMetadata):
                 count = bisect_left(events, ps.pending_discard, key=lambda n: seqs[n])
             if count:
                 return (base + count, pkey, -1)
-        if not self.sealed or not self.stream_filter.may_contain(bytes_hash64(key)):
+        if not self.may_hold_stream(key):
             return None
         for seg in reversed(self.sealed):
             found = seg.indexes().stream_range(key)
@@ -70,6 +70,14 @@ class BucketReads(BucketMetadata):
             if count:
                 return (base + count, pkey, -1)
         return None
+
+    def may_hold_stream(self, key: bytes) -> bool:
+        """Whether a sealed segment may hold entries of the stream with this key: the bucket's
+        filter of sealed streams learns a segment's streams once its index files are written,
+        so while one is not (``unsealed``), any may."""
+        if not self.sealed:
+            return False
+        return bool(self.unsealed) or self.stream_filter.may_contain(bytes_hash64(key))
 
     def _surviving_count(self, seg: SealedSegment, ref: int, count: int, limit: int) -> int:
         """How many of a sealed stream run's entries lie below sequence `limit`."""
@@ -266,11 +274,7 @@ class BucketReads(BucketMetadata):
                 elif count and base <= start:
                     return out  # the range lies past the stream's end
             sealed = list(self.sealed)
-        if (
-            (not runs or runs[0][0] > start)
-            and sealed
-            and self.stream_filter.may_contain(bytes_hash64(key))
-        ):
+        if (not runs or runs[0][0] > start) and sealed and self.may_hold_stream(key):
             if active_only:
                 return None
             for seg in reversed(sealed):

@@ -71,6 +71,8 @@ class BucketState:
         self.dropped: list[Ticket] = []  # tickets of queued units a discard removed
         self._unapplied = False  # phase 1 wrote batches that phase 2 has not indexed yet
         self.sealed: list[SealedSegment] = []
+        # Sealed segments whose index files are not written yet (group_commit: sealing).
+        self.unsealed: list[SealedSegment] = []
         self.active: ActiveIndex
         self.active_id = 0
         self.file: DiskFile = None  # type: ignore[assignment]  # opened by recovery, before use

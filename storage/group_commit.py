@@ -7,14 +7,25 @@ queued, writes it with one ``pwrite`` per segment and makes it durable with one 
 then, under the lock, adds the entries to the active index, moves each partition's
 ``durable_next`` and returns the tickets it completed. Entries become readable only through the
 index, so nothing unsynced is ever read. A unit never spans segments: when the next unit does not
-fit, the active segment is sealed (index files written and synced) and a new one is started.
+fit, the active segment is sealed and a new one is started.
+
+*Sealing* is in two steps. The rollover (in the flush, short) creates the next segment's data
+file and, under the lock, moves the active index into the new ``SealedSegment`` as its
+``pending`` lookups: from then on the old segment is read like any sealed one, through an index
+nothing changes any more. Writing its three index files and the bucket's stream filter (about a
+second for a full segment of small events) is the second step, ``_finish_seals``: done by the
+same flush, unless its caller has it done off the commit path (``checkpoint_if_due``, the node's
+checkpointer thread), so that no bucket's commits wait for it. Until the files exist, reads
+treat the bucket's filter of sealed streams as unknown. A crash in between is repaired by
+opening, which rebuilds a sealed segment's missing index files from its data; a failure to write
+them is logged, and they stay pending (read from memory) until a later pass writes them.
 
 *Checkpointing.* Once enough was written since the last one, the active index is written whole
 to the segment's checkpoint file, so that opening scans only the records after it. A flush
 writes a due checkpoint first, unless its caller has them written by another thread
 (``checkpoint_if_due``, the node's ``checkpointer``) so that no flush waits for one. Either way
-the snapshot is taken under the lock, and a checkpoint and a seal exclude each other (the
-checkpoint lock): a checkpoint never lands in a segment sealed meanwhile.
+the snapshot is taken under the lock, and checkpoints and both steps of a seal exclude each
+other (the checkpoint lock): a checkpoint never lands in a segment sealed meanwhile.
 
 *Failing.* If a write or sync fails, the segment is truncated back to where that write started,
 and every unit not yet durable (the failed ones and all queued behind them) is failed; each
@@ -34,7 +45,7 @@ from .bucket_recovery import CHECKPOINT_MAGIC
 from .errors import (
     WriteFailed,
 )
-from .sealed import write_index_files
+from .sealed import PendingIndexes, write_index_files
 from .sectionfile import pack_sections
 from .segment import (
     CHECKPOINT_FILE,
@@ -76,8 +87,9 @@ class GroupCommit(WriteQueue):
 
     def flush_write(self, checkpoint: bool = True) -> Written:
         """Phase 1, blocking (the writer thread): write and fdatasync everything queued; first
-        a checkpoint if one is due, unless ``checkpoint`` is False (the caller then has them
-        written off the commit path: ``checkpoint_if_due``).
+        a checkpoint if one is due, unless ``checkpoint`` is False (the caller then has the
+        checkpoints, and the index files of the segments a rollover seals, written off the
+        commit path: ``checkpoint_if_due``).
 
         The entries become readable only in phase 2 (``flush_apply``), which the node runs on
         its event loop, so the writer thread never holds the bucket lock for long. Phase 2 must
@@ -106,7 +118,7 @@ class GroupCommit(WriteQueue):
                     if j == i:
                         # Sealing writes the index: apply what was written before it first.
                         self._apply_now(written)
-                        self._roll_over()
+                        self._roll_over(seal_now=checkpoint)
                         continue
                     batch = units[i:j]
                     self.file.pwrite(b"".join([u.data for u in batch]), start)
@@ -147,23 +159,32 @@ class GroupCommit(WriteQueue):
             if self.meta_dirty:
                 self._write_meta()
             if checkpoint and self.checkpoint_due():
-                self.write_checkpoint()
+                with self._checkpoint_lock:
+                    self._finish_seals()
+                    if self._checkpoint_due():
+                        self._write_checkpoint()
         except OSError as e:
             # The data is durable; metadata and checkpoint are retried at the next flush.
             log.error("bucket %d: could not write metadata or checkpoint: %s", self.bucket_id, e)
 
     def checkpoint_due(self) -> bool:
-        """Whether enough was written since the last checkpoint for the next one (any thread)."""
+        """Whether ``checkpoint_if_due`` has work (any thread): a sealed segment's index files
+        to write, or enough written since the last checkpoint for the next one."""
+        return bool(self.unsealed) or self._checkpoint_due()
+
+    def _checkpoint_due(self) -> bool:
         due = max(self.checkpoint_interval, CHECKPOINT_RATIO * self.checkpoint_size)
         return self.write_offset - self.checkpoint_offset >= due
 
     def checkpoint_if_due(self) -> bool:
-        """Write a checkpoint if one is due (any thread, concurrently with flushes: the
-        snapshot is taken under the bucket lock, and a seal waits for it); whether it wrote
-        one. An error is logged and the checkpoint stays due."""
+        """Write the index files of the segments sealed since the last call, then a
+        checkpoint if one is due (any thread, concurrently with flushes: the snapshot is taken
+        under the bucket lock, and a rollover waits for it); whether it wrote a checkpoint. An
+        error is logged and the work stays due."""
         try:
             with self._checkpoint_lock:
-                return self.checkpoint_due() and self._write_checkpoint()
+                self._finish_seals()
+                return self._checkpoint_due() and self._write_checkpoint()
         except OSError as e:
             log.error("bucket %d: could not write a checkpoint: %s", self.bucket_id, e)
             return False
@@ -231,36 +252,41 @@ class GroupCommit(WriteQueue):
                 ps.pending_discards.clear()
             return [u.ticket for u in failed]
 
-    def _roll_over(self) -> None:
-        """Seal the active segment and start the next one (writer thread, inside flush); after
-        a checkpoint being written, and with none written meanwhile (it would be the sealed
+    def _roll_over(self, seal_now: bool) -> None:
+        """Seal the active segment and start the next one (writer thread, inside flush): the
+        index files now with `seal_now`, else later (``checkpoint_if_due``). After a
+        checkpoint being written, and with none written meanwhile (it would be the sealed
         segment's, or cover the new one's start with the old one's index)."""
         with self._checkpoint_lock:
-            self._seal()
+            self._start_next_segment()
+            if seal_now:
+                self._finish_seals()
 
-    def _seal(self) -> None:
+    def _start_next_segment(self) -> None:
         old_id = self.active_id
         if self.meta_dirty:
-            self._write_meta()
+            self._write_meta()  # discards must be recorded before the segment is sealed
         if not self.sync:
             self.file.sync()
         with self.lock:  # lookups index ids lazily under the lock: finish that first
             self.active.index_ids()
-        write_index_files(self.disk, self.seg_dir(old_id), self.active)
+        # Once the next segment's data file exists, opening treats this one as sealed (and
+        # rebuilds its index files from its data if they are missing). If a step fails before,
+        # the segment simply stays active and the next rollover tries again.
+        new_id = old_id + 1
+        self._create_segment(new_id)
+        new_file = self.disk.open(os.path.join(self.seg_dir(new_id), DATA_FILE))
         sealed = SealedSegment(
             self.disk, self.bucket_id, old_id, self.seg_dir(old_id), self.write_offset, self.file
         )
         sealed.rebuild = self._rebuild_sealed_in_use
         sealed.open_indexes = self.open_indexes
-        self._merge_stream_filter(sealed)
-        self._write_stream_filter([*self.sealed, sealed])
-        # The next segment's data file comes last: once it exists, opening treats this one as
-        # sealed, so everything sealing writes must be on disk before (if a step fails, the
-        # segment simply stays active and the next rollover does it all again).
-        new_id = old_id + 1
-        self._create_segment(new_id)
-        new_file = self.disk.open(os.path.join(self.seg_dir(new_id), DATA_FILE))
+        old = self.active
+        if old.event_count:
+            sealed.time_range = (old.min_time_ms, old.max_time_ms)
         with self.lock:
+            sealed.pending = PendingIndexes(old)
+            self.unsealed.append(sealed)  # before the segment is listed: see may_hold_stream
             self.sealed.append(sealed)
             self.active = ActiveIndex(new_id, self.segment_size, SEGMENT_HEADER_SIZE)
             self.active_id = new_id
@@ -268,10 +294,37 @@ class GroupCommit(WriteQueue):
             self.write_offset = SEGMENT_HEADER_SIZE
             self.checkpoint_offset = SEGMENT_HEADER_SIZE
             self.checkpoint_size = 0
-        ckpt = os.path.join(self.seg_dir(old_id), CHECKPOINT_FILE)
+        log.info("bucket %d: sealing segment %d, started %d", self.bucket_id, old_id, new_id)
+
+    def _finish_seals(self) -> None:
+        """Write the index files of the segments sealed but not written yet, oldest first (the
+        caller holds the checkpoint lock). An error is logged; the segment stays pending (read
+        from memory) for the next call."""
+        while self.unsealed:
+            seg = self.unsealed[0]
+            try:
+                self._write_seal(seg)
+            except OSError as e:
+                log.error(
+                    "bucket %d: could not write segment %d's index files: %s (will retry)",
+                    self.bucket_id, seg.segment_id, e,
+                )  # fmt: skip
+                return
+            self.unsealed.pop(0)
+            log.info("bucket %d: sealed segment %d", self.bucket_id, seg.segment_id)
+
+    def _write_seal(self, seg: SealedSegment) -> None:
+        """A sealed segment's index files, then the bucket's stream filter (again after a
+        failed attempt: every step may be repeated)."""
+        pending = seg.pending
+        if pending is not None:
+            write_index_files(self.disk, seg.dir, pending.index)
+            seg.pending = None  # lookups open the files from now on
+        self._merge_stream_filter(seg)
+        self._write_stream_filter()
+        ckpt = os.path.join(seg.dir, CHECKPOINT_FILE)
         if self.disk.exists(ckpt):
             self.disk.remove(ckpt)
-        log.info("bucket %d: sealed segment %d, started %d", self.bucket_id, old_id, new_id)
 
     def write_checkpoint(self) -> None:
         with self._checkpoint_lock:
@@ -310,6 +363,8 @@ class GroupCommit(WriteQueue):
     def close(self) -> None:
         with self._flush_lock:
             try:
+                with self._checkpoint_lock:
+                    self._finish_seals()
                 self._write_meta()
                 if self.write_offset > self.checkpoint_offset:
                     self.write_checkpoint()

@@ -239,6 +239,38 @@ class SealedIndexes:
         return list(self.s_offsets[base + start : base + stop])
 
 
+class PendingIndexes:
+    """A sealed segment's lookups until its index files are written (``group_commit``): its
+    last active index, which nothing changes any more (its ids were indexed at the rollover),
+    answering as the files written from it will."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: ActiveIndex) -> None:
+        assert index.ids_indexed == index.event_count, "lookups must not index ids any more"
+        self.index = index
+
+    def close(self) -> None:
+        pass
+
+    def find_event(self, event_id: bytes) -> int | None:
+        """Offset of the event with this id, or None."""
+        n = self.index.find_event(event_id)
+        return None if n is None else self.index.offsets[n]
+
+    def partition_range(self, partition_id: int) -> tuple[int, int]:
+        return self.index.partition_range(partition_id)
+
+    def partition_offsets(self, partition_id: int, start: int, stop: int) -> list[int]:
+        return self.index.partition_offsets(partition_id, start, stop)
+
+    def stream_range(self, sid_key: bytes) -> tuple[int, int, int, bytes] | None:
+        return self.index.stream_range(sid_key)
+
+    def stream_offsets(self, ref: int, start: int, stop: int) -> list[int]:
+        return self.index.stream_offsets(ref, start, stop)
+
+
 def indexed_data_end(disk: Disk, seg_dir: str, verify: bool) -> int | None:
     """The data length the index files describe, or None if they are missing or damaged
     (with `verify`, also if their CRC does not match)."""

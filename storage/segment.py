@@ -23,7 +23,7 @@ from .cache import BLOCK_SIZE_BYTES, BlockCache
 from .errors import CorruptionError
 from .record import HEADER_SIZE, BadRecord, Event, RawEvent, peek_length
 from .record_check import decode_event, verify_event, verify_events
-from .sealed import SealedIndexes
+from .sealed import PendingIndexes, SealedIndexes
 from .sectionfile import BadSectionFile
 
 if TYPE_CHECKING:
@@ -111,6 +111,7 @@ class SealedSegment:
         "rebuild",
         "verified",
         "open_indexes",
+        "pending",
         "_indexes",
         "_file",
         "_lock",
@@ -140,13 +141,19 @@ class SealedSegment:
         self._lock = threading.Lock()
         self.verified = False  # the index files passed their CRC check in this process
         self.open_indexes: OpenIndexes | None = None
+        # Sealed but its index files not written yet: lookups go to its last active index.
+        self.pending: PendingIndexes | None = None
 
-    def indexes(self) -> SealedIndexes:
-        """The index files, mapped (and CRC-checked once) on use; rebuilt if damaged.
+    def indexes(self) -> SealedIndexes | PendingIndexes:
+        """The index files, mapped (and CRC-checked once) on use; rebuilt if damaged. Until
+        they are written (``pending``), the segment's last active index.
 
         At most ``OpenIndexes.capacity`` segments keep their files mapped; the least recently
         used are unmapped, so memory does not grow with the number of sealed segments.
         """
+        pending = self.pending
+        if pending is not None:
+            return pending
         idx = self._indexes
         if idx is None:
             with self._lock:

@@ -266,11 +266,14 @@ class Store:
         return self.buckets[bucket_id].flush_write(checkpoint)
 
     def checkpoint_due(self, bucket_id: int) -> bool:
+        """Whether ``checkpoint_if_due`` has work: a checkpoint, or a sealed segment's index
+        files that flushes with ``checkpoint=False`` left to it."""
         return self.buckets[bucket_id].checkpoint_due()
 
     def checkpoint_if_due(self, bucket_id: int) -> bool:
-        """Blocking: write the bucket's checkpoint if one is due, from any thread, while its
-        flushes go on (see Bucket.checkpoint_if_due); whether it wrote one."""
+        """Blocking: write the index files of the bucket's segments sealed since the last
+        call, then its checkpoint if one is due, from any thread, while its flushes go on (see
+        Bucket.checkpoint_if_due); whether it wrote a checkpoint."""
         return self.buckets[bucket_id].checkpoint_if_due()
 
     def flush_apply(self, bucket_id: int, written: Written) -> list[Ticket]:

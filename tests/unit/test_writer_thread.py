@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import trio
 
 from sierradb.node.bucket_writer import BucketWriter, KickPump, WriterThread
-from sierradb.storage import NewEvent, Store, Ticket
+from sierradb.storage import NewEvent, Store, Ticket, group_commit
+from sierradb.storage.limits import MIN_SEGMENT_SIZE_BYTES
 
 BUCKETS = 4
 
@@ -124,6 +126,30 @@ async def test_checkpoints_are_written_by_their_own_thread_while_rounds_go_on(
         assert writers == {b: ["sierradb-checkpoints"] for b in range(BUCKETS)}
         assert not any(s.store.checkpoint_due(b) for b in range(BUCKETS))
         assert len(s.rounds) >= 21
+
+
+async def test_sealed_segments_index_files_are_written_by_the_checkpoint_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writers: list[str] = []  # the threads that wrote sealed index files
+    write = group_commit.write_index_files
+
+    def recorded(*args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        writers.append(threading.current_thread().name)
+        write(*args, **kwargs)
+
+    monkeypatch.setattr(group_commit, "write_index_files", recorded)
+    async with running(tmp_path, segment_size_bytes=MIN_SEGMENT_SIZE_BYTES) as s:
+        n = 0
+        while not s.store.buckets[0].sealed:  # bucket 0 rolls over to a new segment
+            s.append_and_kick(0, n, b"x" * 4096)
+            n += 1
+            await s.until_reported(n)
+        with trio.fail_after(10):
+            while s.store.buckets[0].unsealed:
+                await trio.sleep(0.005)
+        assert writers == ["sierradb-checkpoints"]
+        assert s.store.buckets[0].sealed[0].pending is None
 
 
 async def test_stopping_flushes_what_is_queued_in_every_bucket(tmp_path: Path) -> None:
