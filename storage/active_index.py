@@ -33,6 +33,7 @@ written after it. At sealing the same arrays become the sealed index files (``se
 from __future__ import annotations
 
 from array import array
+from typing import Any
 
 from . import index_build
 from .hashing import Bloom, SlotTable, id_hash64
@@ -48,6 +49,50 @@ SMALL_STREAM_ENTRIES = 16
 # Events per segment the id slot table is first sized for: one per this many bytes (it holds
 # up to half as many events as slots, and doubles beyond that).
 SLOT_BYTES_PER_EVENT = 1024
+
+
+# A compiled builder holds the GIL for its whole call (no bytecode runs, so no other thread gets
+# a turn): the ones that walk every stream key of a segment (up to a million) are called on
+# slices of this many, each a few milliseconds, so that the event loop runs in between while a
+# checkpoint or a seal is built on another thread.
+GIL_SLICE = 65536
+
+
+def key_hashes(keys: list[bytes]) -> array:
+    """``index_build.key_hashes``, a slice at a time (see GIL_SLICE)."""
+    hashes = array("Q")
+    for i in range(0, len(keys), GIL_SLICE):
+        hashes.extend(index_build.key_hashes(keys[i : i + GIL_SLICE]))
+    return hashes
+
+
+def stream_numbers(
+    entries: list[int | tuple[int, ...] | array], below: int = 1 << 32
+) -> tuple[array, array]:
+    """``index_build.stream_numbers``, a slice at a time (see GIL_SLICE)."""
+    counts, numbers = array("I"), array("I")
+    for i in range(0, len(entries), GIL_SLICE):
+        c, n = index_build.stream_numbers(entries[i : i + GIL_SLICE], below)
+        counts.extend(c)
+        numbers.extend(n)
+    return counts, numbers
+
+
+def padded_keys(keys: list[bytes], width: int) -> tuple[bytes, bytes]:
+    """``index_build.padded_keys``, a slice at a time (see GIL_SLICE)."""
+    parts = [index_build.padded_keys(keys[i : i + GIL_SLICE], width)
+             for i in range(0, len(keys), GIL_SLICE)]  # fmt: skip
+    return b"".join(p[0] for p in parts), b"".join(p[1] for p in parts)
+
+
+def _key_lengths_and_bytes(keys: list[bytes]) -> tuple[bytes, bytes]:
+    """Each key's length (one byte) and the keys joined, a slice at a time (see GIL_SLICE)."""
+    lens, blob = [], []
+    for i in range(0, len(keys), GIL_SLICE):
+        part = keys[i : i + GIL_SLICE]
+        lens.append(bytes(map(len, part)))
+        blob.append(b"".join(part))
+    return b"".join(lens), b"".join(blob)
 
 
 # Partition id -> its 2-byte prefix of a stream key (see stream_key), made once per partition.
@@ -96,6 +141,7 @@ class ActiveIndex:
         "stream_base",
         "stream_bloom",
         "streams_bloomed",
+        "discard_count",
     )
 
     def __init__(self, segment_id: int, segment_size_bytes: int, start_offset: int) -> None:
@@ -127,6 +173,7 @@ class ActiveIndex:
         self.stream_base = array("Q")
         self.stream_bloom = Bloom(bloom_bits)
         self.streams_bloomed = 0  # stream keys added to stream_bloom (see index_streams)
+        self.discard_count = 0  # discards applied (a checkpoint's copy checks none came between)
 
     # ----------------------------------------------------------------------------- updates
     def add(
@@ -252,7 +299,7 @@ class ActiveIndex:
         keys = self.stream_keys
         end = len(keys)  # (keys added meanwhile wait for the next call)
         if self.streams_bloomed < end:
-            hashes = index_build.key_hashes(keys[self.streams_bloomed : end])
+            hashes = key_hashes(keys[self.streams_bloomed : end])
             index_build.bloom_add(hashes, self.stream_bloom.bits, self.stream_bloom.mask)
         self.streams_bloomed = end
 
@@ -261,6 +308,7 @@ class ActiveIndex:
         events = self.part_events.get(partition_id)
         if not events:
             return
+        self.discard_count += 1
         self.index_ids()  # the dropped ids leave the slot table
         keep = max(0, from_sequence - self.part_base[partition_id])
         dropped = events[keep:]
@@ -351,16 +399,26 @@ class ActiveIndex:
 
     # ------------------------------------------------------------------------ persistence
     def to_sections(self) -> dict[str, bytes | bytearray | memoryview]:
+        """The whole index as a checkpoint's sections (``from_sections`` reads them back)."""
+        return self.sections(self.snapshot())
+
+    def snapshot(self) -> dict[str, Any]:
+        """A checkpoint's copy of what later appends would change, taken under the bucket's
+        lock: the counts of events and streams, the slot table and the partition tables, and
+        shallow copies of the stream lists. ``sections`` builds the rest without the lock
+        (a near-full segment's whole copy took ~250 ms, every append waiting).
+
+        Appends only add: events and streams past the counts, and numbers past the event
+        count to a stream's array, which ``sections`` leaves out. A discard cuts; the caller
+        checks ``discard_count`` afterwards and drops a copy a discard came between."""
         self.index_ids()
-        self.index_streams()
-        parts = sorted(self.part_events)
+        n, streams = len(self.offsets), len(self.stream_keys)
         part_table = array("Q")
         part_values = array("I")
-        for p in parts:
+        for p in sorted(self.part_events):
             ev = self.part_events[p]
             part_table.extend((p, self.part_base[p], len(part_values), len(ev)))
             part_values.extend(ev)
-        stream_lens, stream_values = index_build.stream_numbers(self.stream_events)
         meta = array(
             "q",
             [
@@ -375,20 +433,43 @@ class ActiveIndex:
             ],
         )
         return {
+            "events": n,
+            "streams": streams,
+            "discard_count": self.discard_count,
             "meta": meta.tobytes(),
-            "offsets": self.offsets.tobytes(),
-            "parts": self.partitions.tobytes(),
-            "seqs": self.sequences.tobytes(),
-            "srefs": self.stream_refs.tobytes(),
-            "ids": bytes(self.event_ids),
             "idslots": self.id_slots.slots.tobytes(),
-            "idbloom": bytes(self.id_bloom.bits),
             "ptable": part_table.tobytes(),
             "pvalues": part_values.tobytes(),
-            "skeylens": bytes(map(len, self.stream_keys)),
-            "skeys": b"".join(self.stream_keys),
-            "spkeys": bytes(self.stream_pkeys),
-            "sbase": self.stream_base.tobytes(),
+            "spkeys": bytes(self.stream_pkeys[: 16 * streams]),
+            "sbase": self.stream_base[:streams].tobytes(),
+            "keys": self.stream_keys[:streams],
+            "entries": self.stream_events[:streams],
+        }
+
+    def sections(self, snap: dict[str, Any]) -> dict[str, bytes | bytearray | memoryview]:
+        """The checkpoint's sections as of `snap` (any thread, without the bucket's lock,
+        while appends go on: the per-event arrays only grow, so their first `events` items
+        are the snapshot's; the blooms may hold more, which only costs a false positive)."""
+        self.index_streams()  # every key of the snapshot, as from_sections assumes
+        n = snap["events"]
+        keys = snap["keys"]
+        stream_lens, stream_values = stream_numbers(snap["entries"], n)
+        key_lens, key_bytes = _key_lengths_and_bytes(keys)
+        return {
+            "meta": snap["meta"],
+            "offsets": self.offsets[:n].tobytes(),
+            "parts": self.partitions[:n].tobytes(),
+            "seqs": self.sequences[:n].tobytes(),
+            "srefs": self.stream_refs[:n].tobytes(),
+            "ids": bytes(self.event_ids[: 16 * n]),
+            "idslots": snap["idslots"],
+            "idbloom": bytes(self.id_bloom.bits),
+            "ptable": snap["ptable"],
+            "pvalues": snap["pvalues"],
+            "skeylens": key_lens,
+            "skeys": key_bytes,
+            "spkeys": snap["spkeys"],
+            "sbase": snap["sbase"],
             "slens": stream_lens.tobytes(),
             "svalues": stream_values.tobytes(),
             "sbloom": bytes(self.stream_bloom.bits),

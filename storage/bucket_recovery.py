@@ -116,14 +116,18 @@ class BucketRecovery(BucketReads):
                     f"sealed data ends at {size}, its index covers {covered} (truncated)",
                 )
             if covered != size:
-                # Missing or damaged index files, or data written after them (a rollover that
-                # failed before the next segment existed): rebuild from the data.
+                # Missing or damaged index files (a crash before a seal wrote them), or data
+                # written after them (a rollover that failed before the next segment existed):
+                # rebuild from the data.
                 log.warning(
                     "bucket %d segment %d: index files missing, damaged or stale, rebuilding",
                     self.bucket_id,
                     seg_id,
                 )
                 self._rebuild_sealed(seg_id)
+            ckpt = os.path.join(seg_dir, CHECKPOINT_FILE)
+            if disk.exists(ckpt):  # its active days' checkpoint, which a seal removes last
+                disk.remove(ckpt)
             seg = SealedSegment(disk, self.bucket_id, seg_id, seg_dir, size)
             seg.rebuild = self._rebuild_sealed_in_use
             seg.open_indexes = self.open_indexes

@@ -338,14 +338,18 @@ class GroupCommit(WriteQueue):
                 return False  # discards must be recorded before a checkpoint covers their markers
             self.active.index_ids()  # most of the lookup structures' work, in a hold of its own
         # Only files use the stream bloom (a checkpoint, a seal: neither runs meanwhile), so it
-        # needs no bucket lock; what the snapshot below holds the lock for is the copy.
-        self.active.index_streams()
+        # needs no bucket lock; what the snapshot below holds the lock for is a few copies.
+        index = self.active  # (a rollover, which would replace it, waits for the checkpoint lock)
+        index.index_streams()
         with self.lock:
             if self.meta_dirty:
                 return False
-            sections = self.active.to_sections()
-            offset = self.active.end_offset
+            snap = index.snapshot()
+            offset = index.end_offset
             seg_dir = self.seg_dir(self.active_id)
+        sections = index.sections(snap)  # the bulk of the copy, while appends go on
+        if index.discard_count != snap["discard_count"]:
+            return False  # a discard changed what the copy read: the next pass tries again
         data = pack_sections(CHECKPOINT_MAGIC, sections)
         self.disk.write_atomic(os.path.join(seg_dir, CHECKPOINT_FILE), data)
         with self.lock:

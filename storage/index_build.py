@@ -188,23 +188,37 @@ def build_slots(hashes: cython.ulonglong[:]) -> tuple[array, int]:
     return table, bits
 
 
-def stream_numbers(stream_events: list[int | tuple[int, ...] | array]) -> tuple[array, array]:
+def stream_numbers(
+    stream_events: list[int | tuple[int, ...] | array], below: cython.Py_ssize_t = 1 << 32
+) -> tuple[array, array]:
     """Every stream's entries (``ActiveIndex.stream_events``: an int, a tuple or an array of
-    event numbers) flattened: (each stream's count, all the numbers in stream order)."""
+    event numbers) flattened: (each stream's count, all the numbers in stream order). An
+    array's numbers from the first at or above `below` are left out (a checkpoint's copy of the
+    list, whose arrays went on growing: ``ActiveIndex.snapshot``)."""
     count: cython.Py_ssize_t = len(stream_events)
     counts = _zeros("I", count)
     counts_view: cython.uint[:] = counts
     total: cython.Py_ssize_t = 0
     i: cython.Py_ssize_t
+    c: cython.Py_ssize_t
+    stored: cython.uint[:]
     for i in range(count):
         entries = stream_events[i]
-        counts_view[i] = 1 if type(entries) is int else len(entries)  # type: ignore[arg-type]
-        total += counts_view[i]
+        if type(entries) is int:
+            c = 1
+        elif type(entries) is tuple:
+            c = len(entries)  # type: ignore[arg-type]
+        else:
+            stored = entries  # type: ignore[assignment]
+            c = len(stored)
+            while c and stored[c - 1] >= below:  # ascending: the newest at the end
+                c -= 1
+        counts_view[i] = c
+        total += c
     numbers = _zeros("I", total)
     out: cython.uint[:] = numbers
     at: cython.Py_ssize_t = 0
     j: cython.Py_ssize_t
-    stored: cython.uint[:]
     for i in range(count):
         entries = stream_events[i]
         if type(entries) is int:
@@ -216,9 +230,9 @@ def stream_numbers(stream_events: list[int | tuple[int, ...] | array]) -> tuple[
                 at += 1
         else:
             stored = entries  # type: ignore[assignment]
-            for j in range(len(stored)):
+            for j in range(counts_view[i]):
                 out[at + j] = stored[j]
-            at += len(stored)
+            at += counts_view[i]
     return counts, numbers
 
 

@@ -19,16 +19,9 @@ import os
 from array import array
 from typing import TYPE_CHECKING
 
-from .active_index import ActiveIndex, event_time_ms
+from .active_index import ActiveIndex, event_time_ms, key_hashes, padded_keys, stream_numbers
 from .hashing import Bloom, bytes_hash64, id_hash64, probe
-from .index_build import (
-    build_slots,
-    key_hashes,
-    padded_keys,
-    stream_numbers,
-    stream_table,
-    take,
-)
+from .index_build import build_slots, stream_table, take
 from .sectionfile import BadSectionFile, SectionFile, pack_sections
 
 if TYPE_CHECKING:

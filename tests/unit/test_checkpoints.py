@@ -9,13 +9,27 @@ import threading
 import time
 from pathlib import Path
 
-from sierradb.storage import NewEvent, Store
+import pytest
+
+from sierradb.storage import Event, NewEvent, Store
+from sierradb.storage.active_index import ActiveIndex
 from sierradb.storage.limits import MIN_SEGMENT_SIZE_BYTES
+from sierradb.storage.record import peek_length
+from sierradb.storage.record_check import decode_event
+from sierradb.storage.segment import CHECKPOINT_FILE
 
 
 def append(store: Store, n: int, size: int = 1024) -> None:
     event = NewEvent(os.urandom(16), b"s%d" % (n % 7), b"E", 1, b"", b"x" * size)
     store.append_leader(0, bytes(16), os.urandom(16), [event], 1)
+
+
+def decode_events(raw: bytes) -> list[Event]:
+    out, pos = [], 0
+    while pos < len(raw):
+        out.append(decode_event(raw, pos, len(raw)))
+        pos += peek_length(raw, pos)
+    return out
 
 
 def test_a_due_checkpoint_is_written_from_another_thread_while_flushes_go_on(
@@ -66,3 +80,40 @@ def test_a_seal_waits_for_the_checkpoint_being_written(tmp_path: Path) -> None:
     flusher.join(10)
     assert sealed and sealed[0] >= 1
     store.close()
+
+
+def test_a_checkpoint_a_discard_came_between_is_dropped_and_written_by_the_next_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint copies the active index in two steps (under the bucket lock, then without
+    it while appends go on); a discard in between (a new leader cutting the tail) changes what
+    the second step reads, so that copy is dropped and the checkpoint stays due."""
+    store = Store.open(str(tmp_path), partitions=1, buckets=1, checkpoint_interval_bytes=8192)
+    for n in range(20):
+        append(store, n)
+    store.flush_apply(0, store.flush_write(0, checkpoint=False))
+    tail = decode_events(store.read_raw(0, 15, 1 << 20))
+    new = [e._replace(term=2, event_id=os.urandom(16)) for e in tail[:2]]
+    sections = ActiveIndex.sections
+
+    def discard_meanwhile(index: ActiveIndex, snap: dict) -> dict:  # type: ignore[type-arg]
+        store.replace_tail(0, 15, new)  # what the event loop may do during the copy
+        store.flush_apply(0, store.flush_write(0, checkpoint=False))
+        return sections(index, snap)
+
+    monkeypatch.setattr(ActiveIndex, "sections", discard_meanwhile)
+    assert not store.checkpoint_if_due(0)
+    checkpoint = os.path.join(store.buckets[0].seg_dir(0), CHECKPOINT_FILE)
+    assert not os.path.exists(checkpoint) and store.checkpoint_due(0)
+    monkeypatch.setattr(ActiveIndex, "sections", sections)
+    store.flush_apply(0, store.flush_write(0, checkpoint=False))  # records the discard first
+    assert store.checkpoint_if_due(0) and os.path.exists(checkpoint)
+    store.close()
+    reopened = Store.open(str(tmp_path))
+    assert reopened.durable_next(0) == 17
+    reopened.set_watermark(0, 17)
+    events, _ = reopened.read_partition(0, 0, None, 100)
+    assert [e.partition_sequence for e in events] == list(range(17))
+    assert [e.event_id for e in events[15:]] == [e.event_id for e in new]
+    assert all(reopened.find_event(0, e.event_id) is None for e in tail)
+    reopened.close()

@@ -111,6 +111,27 @@ def test_stream_tables_flatten_ints_tuples_and_arrays(build: ModuleType) -> None
     offsets = array("Q", [100 * i + (1 << 33) for i in range(10)])
     assert list(build.take(offsets, numbers)) == [offsets[n] for n in numbers]
     assert build.stream_numbers([]) == (array("I"), array("I"))
+    # A checkpoint's copy of the list: arrays that grew since are cut below the event count.
+    counts, numbers = build.stream_numbers(entries, 8)
+    assert list(counts) == [1, 3, 3, 0, 1] and list(numbers) == [7, 1, 2, 3, 4, 5, 6, 0]
+
+
+def test_the_builders_called_a_slice_at_a_time_build_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Checkpoints and seals call the builders that walk every stream key on slices (each
+    holds the GIL for its whole call); the pieces join into what one call builds."""
+    from sierradb.storage import active_index
+
+    monkeypatch.setattr(active_index, "GIL_SLICE", 7)
+    rng = random.Random(3)
+    keys = [rng.randbytes(rng.randrange(1, 67)) for _ in range(50)]
+    entries: list = [rng.choice([5, (1, 9), array("I", [2, 3, 40])]) for _ in range(50)]
+    assert active_index.key_hashes(keys) == index_build.key_hashes(keys)
+    assert active_index.stream_numbers(entries, 10) == index_build.stream_numbers(entries, 10)
+    assert active_index.padded_keys(keys, 66) == index_build.padded_keys(keys, 66)
+    assert active_index._key_lengths_and_bytes(keys) == (bytes(map(len, keys)), b"".join(keys))
+    assert active_index.key_hashes([]) == array("Q")
 
 
 @BOTH

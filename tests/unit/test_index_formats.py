@@ -109,6 +109,41 @@ def test_active_index_lookups_and_checkpoint_round_trip():
     assert copy.end_offset == idx.end_offset
 
 
+def test_a_checkpoint_snapshot_ignores_what_is_appended_before_its_sections_are_built():
+    """A checkpoint copies under the bucket's lock only what appends would change and builds
+    the rest after, while appends go on: the sections are those of the index at the snapshot,
+    whatever was appended in between (events of known streams, whose arrays grow, and new
+    streams)."""
+    idx, expected = filled_index(4000)  # ~27 events per stream: arrays, not tuples
+    idx.end_offset = 64 + 4000 * 100  # (as a flush's apply sets it)
+    before = {k: bytes(v) for k, v in idx.to_sections().items()}
+    snap = idx.snapshot()
+    seqs = {p: idx.partition_range(p)[1] for p in range(4)}
+    versions = {e[4]: e[3] + 1 for e in expected}
+    for i in range(4000, 4600):  # known streams, then new ones
+        p = i % 4
+        key = stream_key(p, b"s%d" % (i % 37 if i < 4300 else i))
+        v = versions.get(key, 0)
+        idx.add(64 + i * 100, p, seqs[p], v, key, bytes([p]) * 16, os.urandom(16))
+        seqs[p] += 1
+        versions[key] = v + 1
+    idx.end_offset = 64 + 4600 * 100
+    after = {k: bytes(v) for k, v in idx.sections(snap).items()}
+    blooms = ("idbloom", "sbloom")  # these may hold more: only a false positive's cost
+    assert {k: v for k, v in after.items() if k not in blooms} == {
+        k: v for k, v in before.items() if k not in blooms
+    }
+    for name in blooms:
+        old, new = int.from_bytes(before[name], "little"), int.from_bytes(after[name], "little")
+        assert old & new == old
+    copy = ActiveIndex.from_sections({k: memoryview(v) for k, v in after.items()}, 1 << 20)
+    check_lookups(copy, expected)
+    assert copy.event_count == 4000 and copy.end_offset == 64 + 4000 * 100
+    assert idx.discard_count == snap["discard_count"] == 0
+    idx.discard(1, 5)
+    assert idx.discard_count == 1  # what a checkpoint checks after building its sections
+
+
 def test_active_index_discard_drops_tail_from_every_lookup():
     idx, expected = filled_index(400)
     p = 1

@@ -16,23 +16,25 @@ import pytest
 from sierradb.storage import NewEvent, Store
 from sierradb.storage.limits import MIN_SEGMENT_SIZE_BYTES
 from sierradb.storage.sealed import EIDX, PIDX, SIDX
+from sierradb.storage.segment import CHECKPOINT_FILE
 
 STREAMS = [b"s%d" % n for n in range(7)]
 
 
-def open_store(path: Path) -> Store:
+def open_store(path: Path, **options: int) -> Store:
     # The smallest stream cache: tips are looked up in the indexes, the sealing one's too.
     return Store.open(
         str(path), partitions=1, buckets=1, segment_size_bytes=MIN_SEGMENT_SIZE_BYTES,
-        stream_cache_entries=0,
+        stream_cache_entries=0, **options,
     )  # fmt: skip
 
 
-def append_until_a_rollover(store: Store) -> list[bytes]:
-    """Append (flushing as the node's writer thread does) until a segment is sealed; the ids."""
-    ids = []
+def append_until_a_rollover(store: Store, events: int | None = None) -> list[bytes]:
+    """Append (flushing as the node's writer thread does) until a segment is sealed, or this
+    many events; the ids."""
+    ids: list[bytes] = []
     n = 0
-    while not store.buckets[0].sealed:
+    while not store.buckets[0].sealed and (events is None or n < events):
         event_id = os.urandom(16)
         event = NewEvent(event_id, STREAMS[n % len(STREAMS)], b"E", 1, b"", b"x" * 2048)
         store.append_leader(0, bytes(16), os.urandom(16), [event], 1)
@@ -90,8 +92,12 @@ def test_a_rollover_leaves_the_index_files_to_the_checkpoint_pass(tmp_path: Path
 def test_a_crash_before_the_index_files_are_written_loses_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = open_store(tmp_path / "live")
-    ids = append_until_a_rollover(store)
+    store = open_store(tmp_path / "live", checkpoint_interval_bytes=8192)
+    first = append_until_a_rollover(store, events=5)
+    assert store.checkpoint_if_due(0)  # the segment about to be sealed has a checkpoint
+    ids = first + append_until_a_rollover(store)
+    seg_dir = store.buckets[0].sealed[0].dir
+    assert os.path.exists(os.path.join(seg_dir, CHECKPOINT_FILE))
     before = everything(store, ids)
     # What a crash leaves on disk now: every record synced, the next segment created, the
     # sealed one without index files.
@@ -102,7 +108,9 @@ def test_a_crash_before_the_index_files_are_written_loses_nothing(
     assert "bucket 0 segment 0: index files missing, damaged or stale, rebuilding" in caplog.text
     crashed.set_watermark(0, crashed.durable_next(0))
     assert everything(crashed, ids) == before
-    assert index_files(crashed.buckets[0].sealed[0].dir) == [True, True, True]
+    crashed_dir = crashed.buckets[0].sealed[0].dir
+    assert index_files(crashed_dir) == [True, True, True]
+    assert not os.path.exists(os.path.join(crashed_dir, CHECKPOINT_FILE))  # not left behind
     crashed.close()
 
 
