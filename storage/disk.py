@@ -42,7 +42,7 @@ class Disk(Protocol):
     def make_dirs(self, path: str) -> None: ...
     def remove(self, path: str) -> None: ...
     def read_file(self, path: str) -> bytes: ...
-    def write_atomic(self, path: str, data: bytes) -> None: ...
+    def write_atomic(self, path: str, data: bytes | list[bytes]) -> None: ...
 
 
 # ------------------------------------------------------------------------------- real files
@@ -150,14 +150,16 @@ class FileDisk:
         with open(path, "rb") as f:
             return f.read()
 
-    def write_atomic(self, path: str, data: bytes) -> None:
-        """Temp file, fsync, rename over the target, fsync the directory."""
+    def write_atomic(self, path: str, data: bytes | list[bytes]) -> None:
+        """Temp file, fsync, rename over the target, fsync the directory. `data` may be a list
+        of pieces, written one after another (never joined: see ``sectionfile``)."""
         tmp = path + ".tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for piece in data if isinstance(data, list) else [data]:
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -329,8 +331,10 @@ class MemoryDisk:
             raise FileNotFoundError(errno.ENOENT, "No such file", path)
         return bytes(f.current)
 
-    def write_atomic(self, path: str, data: bytes) -> None:
+    def write_atomic(self, path: str, data: bytes | list[bytes]) -> None:
         self._maybe_fail("write")
+        if isinstance(data, list):
+            data = b"".join(data)
         assert os.path.dirname(path) in self.dirs, f"no directory for {path}"
         f = _MemFile(path, self)
         f.durable = bytearray(data)

@@ -46,7 +46,7 @@ from .errors import (
     WriteFailed,
 )
 from .sealed import PendingIndexes, write_index_files
-from .sectionfile import pack_sections
+from .sectionfile import section_chunks
 from .segment import (
     CHECKPOINT_FILE,
     DATA_FILE,
@@ -350,11 +350,11 @@ class GroupCommit(WriteQueue):
         sections = index.sections(snap)  # the bulk of the copy, while appends go on
         if index.discard_count != snap["discard_count"]:
             return False  # a discard changed what the copy read: the next pass tries again
-        data = pack_sections(CHECKPOINT_MAGIC, sections)
+        data = section_chunks(CHECKPOINT_MAGIC, sections)
         self.disk.write_atomic(os.path.join(seg_dir, CHECKPOINT_FILE), data)
         with self.lock:
             self.checkpoint_offset = offset
-            self.checkpoint_size = len(data)
+            self.checkpoint_size = sum(map(len, data))
         return True
 
     def close_files(self) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from .active_index import ActiveIndex, event_time_ms, key_hashes, padded_keys, stream_numbers
 from .hashing import Bloom, bytes_hash64, id_hash64, probe
 from .index_build import build_slots, stream_table, take
-from .sectionfile import BadSectionFile, SectionFile, pack_sections
+from .sectionfile import BadSectionFile, SectionFile, section_chunks
 
 if TYPE_CHECKING:
     from .disk import Disk, DiskFile
@@ -36,12 +36,12 @@ STREAM_KEY_WIDTH = 66  # 2-byte partition + up to 64 bytes of stream id
 
 def write_index_files(disk: Disk, seg_dir: str, idx: ActiveIndex) -> None:
     idx.index_ids()  # the caller holds off concurrent lookups (or owns idx alone)
-    disk.write_atomic(os.path.join(seg_dir, EIDX), _eidx_bytes(idx))
-    disk.write_atomic(os.path.join(seg_dir, PIDX), _pidx_bytes(idx))
-    disk.write_atomic(os.path.join(seg_dir, SIDX), _sidx_bytes(idx))
+    disk.write_atomic(os.path.join(seg_dir, EIDX), _eidx_chunks(idx))
+    disk.write_atomic(os.path.join(seg_dir, PIDX), _pidx_chunks(idx))
+    disk.write_atomic(os.path.join(seg_dir, SIDX), _sidx_chunks(idx))
 
 
-def _eidx_bytes(idx: ActiveIndex) -> bytes:
+def _eidx_chunks(idx: ActiveIndex) -> list[bytes]:
     meta = array(
         "q",
         [
@@ -53,7 +53,7 @@ def _eidx_bytes(idx: ActiveIndex) -> bytes:
             idx.end_offset,  # the data the indexes describe: data.evts must end exactly here
         ],
     )
-    return pack_sections(
+    return section_chunks(
         EIDX_MAGIC,
         {
             "meta": meta.tobytes(),
@@ -65,7 +65,7 @@ def _eidx_bytes(idx: ActiveIndex) -> bytes:
     )
 
 
-def _pidx_bytes(idx: ActiveIndex) -> bytes:
+def _pidx_chunks(idx: ActiveIndex) -> list[bytes]:
     table = array("Q")
     values = array("Q")
     for p in sorted(idx.part_events):
@@ -74,10 +74,10 @@ def _pidx_bytes(idx: ActiveIndex) -> bytes:
             continue
         table.extend((p, idx.part_base[p], len(values), len(events)))
         values.extend(take(idx.offsets, events))
-    return pack_sections(PIDX_MAGIC, {"table": table.tobytes(), "offsets": values.tobytes()})
+    return section_chunks(PIDX_MAGIC, {"table": table.tobytes(), "offsets": values.tobytes()})
 
 
-def _sidx_bytes(idx: ActiveIndex) -> bytes:
+def _sidx_chunks(idx: ActiveIndex) -> list[bytes]:
     keys = idx.stream_keys
     hashes = key_hashes(keys)
     slots, bits = build_slots(hashes)
@@ -86,7 +86,7 @@ def _sidx_bytes(idx: ActiveIndex) -> bytes:
     bloom = idx.stream_bloom
     padded, key_lens = padded_keys(keys, STREAM_KEY_WIDTH)
     meta = array("q", [len(keys), bits, bloom.mask + 1])
-    return pack_sections(
+    return section_chunks(
         SIDX_MAGIC,
         {
             "meta": meta.tobytes(),

@@ -21,6 +21,9 @@ import google_crc32c
 
 _HEAD = struct.Struct("<8sIIQ")
 _ENTRY = struct.Struct("<8sQQ")
+# Checkpoints and index files are tens of MB, built and checked on a thread beside the event
+# loop, and each C call (a copy, a CRC) holds the GIL throughout: they go a slice at a time.
+SLICE_BYTES = 4 << 20
 
 
 class BadSectionFile(Exception):
@@ -28,21 +31,41 @@ class BadSectionFile(Exception):
 
 
 def pack_sections(magic: bytes, sections: dict[str, bytes | bytearray | memoryview]) -> bytes:
+    return b"".join(section_chunks(magic, sections))
+
+
+def section_chunks(
+    magic: bytes, sections: dict[str, bytes | bytearray | memoryview]
+) -> list[bytes]:
+    """The packed file as pieces to write one after another (``Disk.write_atomic`` takes the
+    list): never copied whole, and its CRC taken a slice at a time."""
     assert len(magic) == 8
     table_len = _ENTRY.size * len(sections)
     pos = _HEAD.size + table_len
     entries = []
-    chunks: list[bytes | bytearray | memoryview] = []
+    chunks: list[bytes] = []
     for name, data in sections.items():
         pad = (-pos) % 8
         if pad:
             chunks.append(bytes(pad))
             pos += pad
         entries.append(_ENTRY.pack(name.encode().ljust(8, b"\0"), pos, len(data)))
-        chunks.append(data)
+        chunks.append(data if isinstance(data, bytes) else bytes(data))
         pos += len(data)
-    body = b"".join([struct.pack("<IQ", len(sections), pos), *entries, *chunks])
-    return magic + struct.pack("<I", google_crc32c.value(body)) + body
+    body = [struct.pack("<IQ", len(sections), pos), *entries, *chunks]
+    crc = 0
+    for piece in body:
+        crc = crc32c_extend(crc, piece)
+    return [magic, struct.pack("<I", crc), *body]
+
+
+def crc32c_extend(crc: int, data: bytes | memoryview) -> int:
+    """The CRC32C of what `crc` covered followed by `data`, a slice at a time (SLICE_BYTES)."""
+    if isinstance(data, bytes) and len(data) <= SLICE_BYTES:
+        return int(google_crc32c.extend(crc, data))
+    for i in range(0, len(data), SLICE_BYTES):
+        crc = google_crc32c.extend(crc, bytes(data[i : i + SLICE_BYTES]))
+    return crc
 
 
 class SectionFile:
@@ -75,7 +98,7 @@ class SectionFile:
         if self._verified:
             return
         crc = int.from_bytes(self.buf[8:12], "little")
-        if google_crc32c.value(bytes(self.buf[12:])) != crc:
+        if crc32c_extend(0, self.buf[12:]) != crc:
             raise BadSectionFile("CRC32C mismatch")
         self._verified = True
 

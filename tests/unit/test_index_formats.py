@@ -63,6 +63,25 @@ def test_section_file_round_trip_and_damage():
             f.verify()
 
 
+def test_section_files_are_checksummed_and_checked_a_slice_at_a_time(monkeypatch):
+    """Big files go a slice at a time (each C call holds the GIL): the same CRC as in one go."""
+    import google_crc32c
+
+    from sierradb.storage import sectionfile
+
+    sections = {"a": os.urandom(1000), "b": bytearray(os.urandom(77)), "c": memoryview(b"xyz")}
+    whole = pack_sections(b"TESTFILE", sections)
+    monkeypatch.setattr(sectionfile, "SLICE_BYTES", 64)
+    chunks = sectionfile.section_chunks(b"TESTFILE", sections)
+    assert len(chunks) > 3 and b"".join(chunks) == whole
+    assert int.from_bytes(whole[8:12], "little") == google_crc32c.value(whole[12:])
+    SectionFile(whole, b"TESTFILE").verify()
+    bad = bytearray(whole)
+    bad[700] ^= 1
+    with pytest.raises(BadSectionFile):
+        SectionFile(bytes(bad), b"TESTFILE").verify()
+
+
 def filled_index(n=2000):
     idx = ActiveIndex(segment_id=3, segment_size_bytes=1 << 20, start_offset=64)
     expected = []
