@@ -9,9 +9,11 @@ from a million, the payload of ../shared/bench/payload.json), then times what th
 does with it: indexing the ids (`index_ids`), the sealed index files (`write_index_files`: a
 seal is both) and a checkpoint, first and again. `node`: starts a node (`--segment-size` makes it
 seal during the run) and loads it with redis-benchmark EAPPEND (`-c 50`, random streams), then
-prints redis-benchmark's latency summary and the checkpoints and seals the node made. Every
-checkpoint and seal runs on the one writer thread, so none of the buckets commits meanwhile:
-the worst latency of a long run is where they show. Prints JSON lines.
+prints redis-benchmark's latency summary and the checkpoints and seals the node made. The short
+request benchmarks never reach a checkpoint (16 MiB per bucket) or a seal: the worst latency of
+a long run is where what they still cost the event loop and the commits shows (they run on the
+node's checkpointer thread; a full segment's seal writes ~100 MB of index files). Prints JSON
+lines.
 """
 
 from __future__ import annotations
