@@ -46,7 +46,7 @@ from .errors import (
     WriteFailed,
 )
 from .sealed import PendingIndexes, write_index_files
-from .sectionfile import section_chunks
+from .sectionfile import BadSectionFile, section_chunks
 from .segment import (
     CHECKPOINT_FILE,
     DATA_FILE,
@@ -304,7 +304,7 @@ class GroupCommit(WriteQueue):
             seg = self.unsealed[0]
             try:
                 self._write_seal(seg)
-            except OSError as e:
+            except (OSError, BadSectionFile) as e:  # (files that fail their check: rewritten)
                 log.error(
                     "bucket %d: could not write segment %d's index files: %s (will retry)",
                     self.bucket_id, seg.segment_id, e,
@@ -319,7 +319,7 @@ class GroupCommit(WriteQueue):
         pending = seg.pending
         if pending is not None:
             write_index_files(self.disk, seg.dir, pending.index)
-            seg.pending = None  # lookups open the files from now on
+            seg.use_written_files()
         self._merge_stream_filter(seg)
         self._write_stream_filter()
         ckpt = os.path.join(seg.dir, CHECKPOINT_FILE)

@@ -173,6 +173,20 @@ class SealedSegment:
             self.open_indexes.touch(self)
         return idx
 
+    def use_written_files(self) -> None:
+        """The index files were just written (``pending`` was answering meanwhile): open and
+        check them, then answer from them. The check (a CRC over tens of MB) runs before the
+        switch and outside the segment's lock, so no lookup waits for it."""
+        idx = SealedIndexes(self.disk, self.dir, verify=True)
+        with self._lock:
+            old, self._indexes = self._indexes, idx
+            self.verified = True
+            self.pending = None
+        if old is not None:
+            old.close()
+        if self.open_indexes is not None:
+            self.open_indexes.touch(self)
+
     def release_indexes(self) -> None:
         """Unmap the index files (a reader still holding them keeps its maps alive)."""
         with self._lock:

@@ -16,6 +16,7 @@ import pytest
 from sierradb.storage import NewEvent, Store
 from sierradb.storage.limits import MIN_SEGMENT_SIZE_BYTES
 from sierradb.storage.sealed import EIDX, PIDX, SIDX
+from sierradb.storage.sectionfile import SectionFile
 from sierradb.storage.segment import CHECKPOINT_FILE
 
 STREAMS = [b"s%d" % n for n in range(7)]
@@ -87,6 +88,28 @@ def test_a_rollover_leaves_the_index_files_to_the_checkpoint_pass(tmp_path: Path
     reopened.set_watermark(0, reopened.durable_next(0))
     assert everything(reopened, ids) == before
     reopened.close()
+
+
+def test_lookups_use_the_memory_index_until_the_written_files_are_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files' check (a CRC over tens of MB) runs before lookups switch to them, so that a
+    lookup (the event loop's stream-tip lookup, say) never waits for it."""
+    store = open_store(tmp_path)
+    append_until_a_rollover(store)
+    sealed = store.buckets[0].sealed[0]
+    pending_while_checked: list[bool] = []
+    verify = SectionFile.verify
+
+    def recorded(self: SectionFile) -> None:
+        pending_while_checked.append(sealed.pending is not None)
+        verify(self)
+
+    monkeypatch.setattr(SectionFile, "verify", recorded)
+    store.checkpoint_if_due(0)
+    assert pending_while_checked == [True, True, True]  # the three index files
+    assert sealed.pending is None and sealed.verified
+    store.close()
 
 
 def test_a_crash_before_the_index_files_are_written_loses_nothing(
