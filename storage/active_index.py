@@ -37,6 +37,7 @@ from typing import Any
 
 from . import index_build
 from .hashing import Bloom, SlotTable, id_hash64
+from .sliced_build import key_hashes, key_lengths_and_bytes, stream_numbers
 
 # Assumed smallest average record (bytes) when sizing the bloom filters of a segment.
 BLOOM_BYTES_PER_ITEM = 128
@@ -49,50 +50,6 @@ SMALL_STREAM_ENTRIES = 16
 # Events per segment the id slot table is first sized for: one per this many bytes (it holds
 # up to half as many events as slots, and doubles beyond that).
 SLOT_BYTES_PER_EVENT = 1024
-
-
-# A compiled builder holds the GIL for its whole call (no bytecode runs, so no other thread gets
-# a turn): the ones that walk every stream key of a segment (up to a million) are called on
-# slices of this many, each a few milliseconds, so that the event loop runs in between while a
-# checkpoint or a seal is built on another thread.
-GIL_SLICE = 65536
-
-
-def key_hashes(keys: list[bytes]) -> array:
-    """``index_build.key_hashes``, a slice at a time (see GIL_SLICE)."""
-    hashes = array("Q")
-    for i in range(0, len(keys), GIL_SLICE):
-        hashes.extend(index_build.key_hashes(keys[i : i + GIL_SLICE]))
-    return hashes
-
-
-def stream_numbers(
-    entries: list[int | tuple[int, ...] | array], below: int = 1 << 32
-) -> tuple[array, array]:
-    """``index_build.stream_numbers``, a slice at a time (see GIL_SLICE)."""
-    counts, numbers = array("I"), array("I")
-    for i in range(0, len(entries), GIL_SLICE):
-        c, n = index_build.stream_numbers(entries[i : i + GIL_SLICE], below)
-        counts.extend(c)
-        numbers.extend(n)
-    return counts, numbers
-
-
-def padded_keys(keys: list[bytes], width: int) -> tuple[bytes, bytes]:
-    """``index_build.padded_keys``, a slice at a time (see GIL_SLICE)."""
-    parts = [index_build.padded_keys(keys[i : i + GIL_SLICE], width)
-             for i in range(0, len(keys), GIL_SLICE)]  # fmt: skip
-    return b"".join(p[0] for p in parts), b"".join(p[1] for p in parts)
-
-
-def _key_lengths_and_bytes(keys: list[bytes]) -> tuple[bytes, bytes]:
-    """Each key's length (one byte) and the keys joined, a slice at a time (see GIL_SLICE)."""
-    lens, blob = [], []
-    for i in range(0, len(keys), GIL_SLICE):
-        part = keys[i : i + GIL_SLICE]
-        lens.append(bytes(map(len, part)))
-        blob.append(b"".join(part))
-    return b"".join(lens), b"".join(blob)
 
 
 # Partition id -> its 2-byte prefix of a stream key (see stream_key), made once per partition.
@@ -454,7 +411,7 @@ class ActiveIndex:
         n = snap["events"]
         keys = snap["keys"]
         stream_lens, stream_values = stream_numbers(snap["entries"], n)
-        key_lens, key_bytes = _key_lengths_and_bytes(keys)
+        key_lens, key_bytes = key_lengths_and_bytes(keys)
         return {
             "meta": snap["meta"],
             "offsets": self.offsets[:n].tobytes(),

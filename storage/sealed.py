@@ -19,10 +19,11 @@ import os
 from array import array
 from typing import TYPE_CHECKING
 
-from .active_index import ActiveIndex, event_time_ms, key_hashes, padded_keys, stream_numbers
+from .active_index import ActiveIndex, event_time_ms
 from .hashing import Bloom, bytes_hash64, id_hash64, probe
 from .index_build import build_slots, stream_table, take
 from .sectionfile import BadSectionFile, SectionFile, section_chunks
+from .sliced_build import key_hashes, padded_keys, stream_numbers
 
 if TYPE_CHECKING:
     from .disk import Disk, DiskFile

@@ -121,17 +121,17 @@ def test_the_builders_called_a_slice_at_a_time_build_the_same(
 ) -> None:
     """Checkpoints and seals call the builders that walk every stream key on slices (each
     holds the GIL for its whole call); the pieces join into what one call builds."""
-    from sierradb.storage import active_index
+    from sierradb.storage import sliced_build
 
-    monkeypatch.setattr(active_index, "GIL_SLICE", 7)
+    monkeypatch.setattr(sliced_build, "GIL_SLICE", 7)
     rng = random.Random(3)
     keys = [rng.randbytes(rng.randrange(1, 67)) for _ in range(50)]
     entries: list = [rng.choice([5, (1, 9), array("I", [2, 3, 40])]) for _ in range(50)]
-    assert active_index.key_hashes(keys) == index_build.key_hashes(keys)
-    assert active_index.stream_numbers(entries, 10) == index_build.stream_numbers(entries, 10)
-    assert active_index.padded_keys(keys, 66) == index_build.padded_keys(keys, 66)
-    assert active_index._key_lengths_and_bytes(keys) == (bytes(map(len, keys)), b"".join(keys))
-    assert active_index.key_hashes([]) == array("Q")
+    assert sliced_build.key_hashes(keys) == index_build.key_hashes(keys)
+    assert sliced_build.stream_numbers(entries, 10) == index_build.stream_numbers(entries, 10)
+    assert sliced_build.padded_keys(keys, 66) == index_build.padded_keys(keys, 66)
+    assert sliced_build.key_lengths_and_bytes(keys) == (bytes(map(len, keys)), b"".join(keys))
+    assert sliced_build.key_hashes([]) == array("Q")
 
 
 @BOTH
