@@ -37,6 +37,8 @@ class Checkpointer:
         self.on_crash = on_crash
         self.written = 0  # checkpoints written (/metrics)
         self.seconds = Histogram(LATENCY_BUCKETS_S)  # how long each took (/metrics)
+        self.sealed = 0  # segments whose index files it wrote (/metrics)
+        self.seal_seconds = Histogram(LATENCY_BUCKETS_S)  # how long each took (/metrics)
         self._wake = threading.Lock()
         self._wake.acquire()
         self._stopping = False
@@ -70,8 +72,13 @@ class Checkpointer:
             if self._stopping:
                 return
             for bucket_id in range(self.store.bucket_count):
-                started = time.perf_counter()
                 try:
+                    started = time.perf_counter()
+                    sealed = self.store.finish_seals(bucket_id)
+                    if sealed:
+                        self.seal_seconds.observe((time.perf_counter() - started) / sealed)
+                        self.sealed += sealed
+                    started = time.perf_counter()
                     if self.store.checkpoint_if_due(bucket_id):
                         self.seconds.observe(time.perf_counter() - started)
                         self.written += 1

@@ -176,6 +176,14 @@ class GroupCommit(WriteQueue):
         due = max(self.checkpoint_interval, CHECKPOINT_RATIO * self.checkpoint_size)
         return self.write_offset - self.checkpoint_offset >= due
 
+    def finish_seals(self) -> int:
+        """Write the index files of the segments sealed since the last call (any thread, while
+        flushes go on); how many were. An error is logged and they stay due."""
+        with self._checkpoint_lock:
+            before = len(self.unsealed)
+            self._finish_seals()
+            return before - len(self.unsealed)
+
     def checkpoint_if_due(self) -> bool:
         """Write the index files of the segments sealed since the last call, then a
         checkpoint if one is due (any thread, concurrently with flushes: the snapshot is taken

@@ -270,6 +270,11 @@ class Store:
         files that flushes with ``checkpoint=False`` left to it."""
         return self.buckets[bucket_id].checkpoint_due()
 
+    def finish_seals(self, bucket_id: int) -> int:
+        """Blocking: write the index files of the bucket's segments sealed since the last call
+        (see Bucket.finish_seals); how many were."""
+        return self.buckets[bucket_id].finish_seals()
+
     def checkpoint_if_due(self, bucket_id: int) -> bool:
         """Blocking: write the index files of the bucket's segments sealed since the last
         call, then its checkpoint if one is due, from any thread, while its flushes go on (see

@@ -168,6 +168,14 @@ class NodeCollector(Collector):
             "Writing one checkpoint (index snapshot, packing, write and fsync)",
             buckets=_buckets(took), sum_value=took.total,
         )  # fmt: skip
+        yield _counter("sierradb_seals", "Full segments whose index files were written (by the "
+                       "checkpoints' thread)", checkpointer.sealed)  # fmt: skip
+        took = checkpointer.seal_seconds.snapshot()
+        yield HistogramMetricFamily(
+            "sierradb_seal_duration_seconds",
+            "Writing one full segment's index files (build, write, fsync, check)",
+            buckets=_buckets(took), sum_value=took.total,
+        )  # fmt: skip
 
         yield _gauge("sierradb_connections", "Open RESP client connections", srv.connections)
         yield _counter("sierradb_connections_received", "RESP connections accepted",

@@ -27,6 +27,8 @@ NAMES = {
     "sierradb_write_failures": "counter",
     "sierradb_checkpoints": "counter",
     "sierradb_checkpoint_duration_seconds": "histogram",
+    "sierradb_seals": "counter",
+    "sierradb_seal_duration_seconds": "histogram",
     "sierradb_connections": "gauge",
     "sierradb_connections_received": "counter",
     "sierradb_connections_rejected": "counter",
@@ -128,6 +130,24 @@ def test_checkpoints_are_counted_and_timed(node_factory):
         "sierradb_checkpoints_total"
     )
     assert after.value("sierradb_checkpoint_duration_seconds_sum") > 0
+
+
+def test_seals_are_counted_and_timed(node_factory):
+    node = node_factory("--partitions", "4", "--buckets", "1", "--segment-size", "128KiB")
+    assert Scrape(node.http_port).value("sierradb_seals_total") == 0
+    with redis.Redis(port=node.port) as r:
+        for i in range(160):  # ~160 KiB in one bucket: its first 128 KiB segment fills up
+            r.execute_command("EAPPEND", f"s{i}", "Ev", "PAYLOAD", "x" * 1024)
+    deadline = time.monotonic() + 30
+    while Scrape(node.http_port).value("sierradb_seals_total") < 1:
+        assert time.monotonic() < deadline, "no segment was sealed"
+        time.sleep(0.05)
+    after = Scrape(node.http_port)
+    assert after.value("sierradb_seal_duration_seconds_count") == after.value(
+        "sierradb_seals_total"
+    )
+    assert after.value("sierradb_seal_duration_seconds_sum") > 0
+    assert after.value("sierradb_segments", state="sealed") == after.value("sierradb_seals_total")
 
 
 def test_reads_move_request_and_cache_metrics(node):
