@@ -154,18 +154,17 @@ class GroupCommit(WriteQueue):
             written.batches.clear()
 
     def _housekeeping(self, checkpoint: bool) -> None:
-        """Metadata and checkpoint writes left over from earlier flushes (writer thread)."""
+        """Metadata, index files and checkpoint writes left over from earlier flushes (writer
+        thread); the latter two as ``checkpoint_if_due`` writes them, which logs its errors."""
         try:
             if self.meta_dirty:
                 self._write_meta()
-            if checkpoint and self.checkpoint_due():
-                with self._checkpoint_lock:
-                    self._finish_seals()
-                    if self._checkpoint_due():
-                        self._write_checkpoint()
         except OSError as e:
-            # The data is durable; metadata and checkpoint are retried at the next flush.
-            log.error("bucket %d: could not write metadata or checkpoint: %s", self.bucket_id, e)
+            # The data is durable; the metadata is retried at the next flush.
+            log.error("bucket %d: could not write metadata: %s", self.bucket_id, e)
+            return
+        if checkpoint and self.checkpoint_due():
+            self.checkpoint_if_due()
 
     def checkpoint_due(self) -> bool:
         """Whether ``checkpoint_if_due`` has work (any thread): a sealed segment's index files
