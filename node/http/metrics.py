@@ -53,6 +53,10 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
 
 
+def _histogram(name: str, doc: str, h: HistogramSnapshot) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, doc, buckets=_buckets(h), sum_value=h.total)
+
+
 PEER_STATES = ("up", "down", "learner", "refused")
 
 
@@ -146,36 +150,24 @@ class NodeCollector(Collector):
         )
         yield _counter("sierradb_group_commits", "Group commits (one write + fdatasync each)",
                        sum(w.flushes for w in writers))  # fmt: skip
-        batch = _merge([w.batch_transactions for w in writers])
-        yield HistogramMetricFamily(
-            "sierradb_group_commit_transactions", "Transactions per group commit",
-            buckets=_buckets(batch), sum_value=batch.total,
-        )  # fmt: skip
-        sync = _merge([w.sync_seconds for w in writers])
-        yield HistogramMetricFamily(
-            "sierradb_group_commit_sync_duration_seconds",
-            "Write plus fdatasync of one group commit",
-            buckets=_buckets(sync), sum_value=sync.total,
-        )  # fmt: skip
+        yield _histogram("sierradb_group_commit_transactions", "Transactions per group commit",
+                         _merge([w.batch_transactions for w in writers]))  # fmt: skip
+        yield _histogram("sierradb_group_commit_sync_duration_seconds",
+                         "Write plus fdatasync of one group commit",
+                         _merge([w.sync_seconds for w in writers]))  # fmt: skip
         yield _counter("sierradb_write_failures", "Group commits that failed to write",
                        st.write_failures)  # fmt: skip
         checkpointer = db.checkpointer
         yield _counter("sierradb_checkpoints", "Checkpoints of the active segments' indexes "
                        "written (by their own thread)", checkpointer.written)  # fmt: skip
-        took = checkpointer.seconds.snapshot()
-        yield HistogramMetricFamily(
-            "sierradb_checkpoint_duration_seconds",
-            "Writing one checkpoint (index snapshot, packing, write and fsync)",
-            buckets=_buckets(took), sum_value=took.total,
-        )  # fmt: skip
+        yield _histogram("sierradb_checkpoint_duration_seconds",
+                         "Writing one checkpoint (index snapshot, packing, write and fsync)",
+                         checkpointer.seconds.snapshot())  # fmt: skip
         yield _counter("sierradb_seals", "Full segments whose index files were written (by the "
                        "checkpoints' thread)", checkpointer.sealed)  # fmt: skip
-        took = checkpointer.seal_seconds.snapshot()
-        yield HistogramMetricFamily(
-            "sierradb_seal_duration_seconds",
-            "Writing one full segment's index files (build, write, fsync, check)",
-            buckets=_buckets(took), sum_value=took.total,
-        )  # fmt: skip
+        yield _histogram("sierradb_seal_duration_seconds",
+                         "Writing one full segment's index files (build, write, fsync, check)",
+                         checkpointer.seal_seconds.snapshot())  # fmt: skip
 
         yield _gauge("sierradb_connections", "Open RESP client connections", srv.connections)
         yield _counter("sierradb_connections_received", "RESP connections accepted",
