@@ -114,39 +114,33 @@ def test_appends_move_the_write_metrics(node):
     assert after.value("sierradb_connections") == 0  # the client above has gone
 
 
-def test_checkpoints_are_counted_and_timed(node_factory):
-    node = node_factory("--partitions", "4", "--buckets", "1", "--checkpoint-interval", "16KiB")
-    before = Scrape(node.http_port)
-    assert before.value("sierradb_checkpoints_total") == 0
+def counted_and_timed(node, events: int, counter: str, histogram: str) -> Scrape:
+    """Append `events` of 1 KiB (one bucket), wait for `counter` to move from 0, and check that
+    `histogram` timed each one counted; the last scrape."""
+    assert Scrape(node.http_port).value(f"{counter}_total") == 0
     with redis.Redis(port=node.port) as r:
-        for i in range(40):  # ~40 KiB in one bucket: due at the 16 KiB interval
-            r.execute_command("EAPPEND", f"c{i}", "Ev", "PAYLOAD", "x" * 1024)
+        for i in range(events):
+            r.execute_command("EAPPEND", f"s{i}", "Ev", "PAYLOAD", "x" * 1024)
     deadline = time.monotonic() + 30
-    while Scrape(node.http_port).value("sierradb_checkpoints_total") < 1:
-        assert time.monotonic() < deadline, "no checkpoint was written"
+    while Scrape(node.http_port).value(f"{counter}_total") < 1:
+        assert time.monotonic() < deadline, f"{counter} did not move"
         time.sleep(0.05)
     after = Scrape(node.http_port)
-    assert after.value("sierradb_checkpoint_duration_seconds_count") == after.value(
-        "sierradb_checkpoints_total"
-    )
-    assert after.value("sierradb_checkpoint_duration_seconds_sum") > 0
+    assert after.value(f"{histogram}_count") == after.value(f"{counter}_total")
+    assert after.value(f"{histogram}_sum") > 0
+    return after
+
+
+def test_checkpoints_are_counted_and_timed(node_factory):
+    node = node_factory("--partitions", "4", "--buckets", "1", "--checkpoint-interval", "16KiB")
+    # ~40 KiB in one bucket: due at the 16 KiB interval
+    counted_and_timed(node, 40, "sierradb_checkpoints", "sierradb_checkpoint_duration_seconds")
 
 
 def test_seals_are_counted_and_timed(node_factory):
     node = node_factory("--partitions", "4", "--buckets", "1", "--segment-size", "128KiB")
-    assert Scrape(node.http_port).value("sierradb_seals_total") == 0
-    with redis.Redis(port=node.port) as r:
-        for i in range(160):  # ~160 KiB in one bucket: its first 128 KiB segment fills up
-            r.execute_command("EAPPEND", f"s{i}", "Ev", "PAYLOAD", "x" * 1024)
-    deadline = time.monotonic() + 30
-    while Scrape(node.http_port).value("sierradb_seals_total") < 1:
-        assert time.monotonic() < deadline, "no segment was sealed"
-        time.sleep(0.05)
-    after = Scrape(node.http_port)
-    assert after.value("sierradb_seal_duration_seconds_count") == after.value(
-        "sierradb_seals_total"
-    )
-    assert after.value("sierradb_seal_duration_seconds_sum") > 0
+    # ~160 KiB in one bucket: its first 128 KiB segment fills up
+    after = counted_and_timed(node, 160, "sierradb_seals", "sierradb_seal_duration_seconds")
     assert after.value("sierradb_segments", state="sealed") == after.value("sierradb_seals_total")
 
 
