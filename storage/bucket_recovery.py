@@ -167,7 +167,12 @@ class BucketRecovery(BucketReads):
         start = idx.end_offset
         tail = f.pread(size - start, start)
         result, discards = index_scanned(idx, tail, start, path)
-        if result.torn_from is not None:
+        if result.torn_from is not None and not tail[result.torn_from - start :].strip(b"\0"):
+            # Only zeros after the last record: the preallocated rest of the file (see
+            # group_commit), perhaps with writes that never reached the disk. Nothing to report.
+            f.truncate(result.torn_from)
+            f.sync()
+        elif result.torn_from is not None:
             log.warning(
                 "bucket %d segment %d: cutting torn tail at offset %d (%d bytes: %s); it was never "
                 "acknowledged",
@@ -187,6 +192,7 @@ class BucketRecovery(BucketReads):
         self.active_id = segment_id
         self.file = f
         self.write_offset = result.valid_end
+        self.allocated_end = result.valid_end
         self.checkpoint_offset = start
 
     def _load_checkpoint(self, seg_dir: str, segment_id: int, f: DiskFile) -> ActiveIndex | None:

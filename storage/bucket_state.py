@@ -77,6 +77,8 @@ class BucketState:
         self.active_id = 0
         self.file: DiskFile = None  # type: ignore[assignment]  # opened by recovery, before use
         self.write_offset = SEGMENT_HEADER_SIZE
+        # The data file's length: zeros from write_offset on (group_commit: preallocation).
+        self.allocated_end = SEGMENT_HEADER_SIZE
         self.checkpoint_offset = SEGMENT_HEADER_SIZE
         self.checkpoint_size = 0
         self.meta_dirty = False

@@ -27,6 +27,12 @@ writes a due checkpoint first, unless its caller has them written by another thr
 the snapshot is taken under the lock, and checkpoints and both steps of a seal exclude each
 other (the checkpoint lock): a checkpoint never lands in a segment sealed meanwhile.
 
+*Preallocation.* The active segment's data file is allocated ``PREALLOCATE_BYTES`` ahead of its
+writes (zeros), so a flush's fdatasync flushes data only, not the journal commit a growing file
+needs. Zeros after the last record are thus the normal state of an active file after a crash:
+opening trims them without a warning (``bucket_recovery``), and a clean close or a rollover trims
+the file to its records first, so a sealed or a closed file ends at its last record as before.
+
 *Failing.* If a write or sync fails, the segment is truncated back to where that write started,
 and every unit not yet durable (the failed ones and all queued behind them) is failed; each
 affected partition's positions go back to what is durable. Earlier acknowledged data is
@@ -45,6 +51,7 @@ from .bucket_recovery import CHECKPOINT_MAGIC
 from .errors import (
     WriteFailed,
 )
+from .limits import PREALLOCATE_BYTES
 from .sealed import PendingIndexes, write_index_files
 from .sectionfile import BadSectionFile, section_chunks
 from .segment import (
@@ -121,6 +128,8 @@ class GroupCommit(WriteQueue):
                         self._roll_over(seal_now=checkpoint)
                         continue
                     batch = units[i:j]
+                    if start + size > self.allocated_end:
+                        self._allocate(start + size)
                     self.file.pwrite(b"".join([u.data for u in batch]), start)
                     if self.sync:
                         self.file.sync()
@@ -233,10 +242,26 @@ class GroupCommit(WriteQueue):
             idx.add_units(run)
         idx.end_offset = start
 
+    def _allocate(self, end: int) -> None:
+        """Allocate the data file past `end`, a whole PREALLOCATE_BYTES step at a time (never
+        past the segment's size)."""
+        step = PREALLOCATE_BYTES
+        target = min(self.segment_size, (end + step - 1) // step * step)
+        self.file.allocate(target)
+        self.allocated_end = target
+
+    def _trim(self) -> None:
+        """Cut the data file's preallocated zeros (a rollover's old file, a closing one)."""
+        if self.allocated_end > self.write_offset:
+            self.file.truncate(self.write_offset)
+            self.file.sync()
+            self.allocated_end = self.write_offset
+
     def _fail(self, units: list[Unit], start: int, err: OSError) -> list[Ticket]:
         self.write_failures += 1
         log.error("bucket %d: write failed at offset %d: %s", self.bucket_id, start, err)
         try:
+            self.allocated_end = start
             self.file.truncate(start)
             self.file.sync()
         except OSError as e2:
@@ -277,6 +302,7 @@ class GroupCommit(WriteQueue):
             self.file.sync()
         with self.lock:  # lookups index ids lazily under the lock: finish that first
             self.active.index_ids()
+        self._trim()  # a sealed file ends at its last record
         # Once the next segment's data file exists, opening treats this one as sealed (and
         # rebuilds its index files from its data if they are missing). If a step fails before,
         # the segment simply stays active and the next rollover tries again.
@@ -299,6 +325,7 @@ class GroupCommit(WriteQueue):
             self.active_id = new_id
             self.file = new_file  # the old handle now belongs to the sealed segment
             self.write_offset = SEGMENT_HEADER_SIZE
+            self.allocated_end = SEGMENT_HEADER_SIZE
             self.checkpoint_offset = SEGMENT_HEADER_SIZE
             self.checkpoint_size = 0
         log.info("bucket %d: sealing segment %d, started %d", self.bucket_id, old_id, new_id)
@@ -379,6 +406,8 @@ class GroupCommit(WriteQueue):
                 self._write_meta()
                 if self.write_offset > self.checkpoint_offset:
                     self.write_checkpoint()
+                if self.broken is None:
+                    self._trim()
             except OSError as e:
                 log.error("bucket %d: could not write metadata at close: %s", self.bucket_id, e)
             self.file.close()

@@ -35,5 +35,13 @@ DEFAULT_STREAM_CACHE_ENTRIES = 100_000
 DEFAULT_CHECKPOINT_INTERVAL_BYTES = 16 * MIB
 MIN_CHECKPOINT_INTERVAL_BYTES = 16 * KIB
 
+# The active segment's data file is allocated (zero-filled, ``posix_fallocate``) this far ahead
+# of its writes: a write that grows a file makes its fdatasync commit the file system's journal
+# too (the new size), one inside allocated blocks only flushes data. On ext4 here that cut an
+# fdatasync from ~270 to ~180 us and its system CPU by ~30% (BENCHMARKS, stop 27). Allocating a
+# whole 256 MiB segment up front would reserve 1 GiB of disk per idle node; 8 MiB per bucket costs
+# one journal commit per 8 MiB written.
+PREALLOCATE_BYTES = 8 * MIB
+
 # The block cache of sealed-segment reads.
 DEFAULT_CACHE_CAPACITY_BYTES = 256 * MIB

@@ -112,6 +112,10 @@ class _Handle:
         self._disk.before("sync")
         self._inner.sync()
 
+    def allocate(self, size: int) -> None:
+        self._disk.before("write")
+        self._inner.allocate(size)
+
     def __getattr__(self, name: str):  # pread, size, truncate, map, close, ...
         if name.startswith("_"):
             raise AttributeError(name)
