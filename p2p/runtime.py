@@ -291,12 +291,7 @@ class ClusterRuntime:
 
     def peer_at(self, node_index: int) -> str | None:
         """The linked peer holding a node index (None if none, or if two claim it)."""
-        if self._peers_by_index is None:
-            by_index: dict[int, list[str]] = {}
-            for peer_id, link in self._links.items():
-                by_index.setdefault(link.hello.node_index, []).append(peer_id)
-            self._peers_by_index = by_index
-        found = self._peers_by_index.get(node_index)
+        found = self._by_index().get(node_index)
         if found is None or len(found) != 1 or self.node_of(found[0]) is None:
             return None
         return found[0]
@@ -310,6 +305,35 @@ class ClusterRuntime:
             and self.membership is not None
             and self.membership.is_up(peer, trio.current_time())
         )
+
+    def _by_index(self) -> dict[int, list[str]]:
+        """The linked peers by the node index they claim (rebuilt after links change)."""
+        if self._peers_by_index is None:
+            by_index: dict[int, list[str]] = {}
+            for peer_id, link in self._links.items():
+                by_index.setdefault(link.hello.node_index, []).append(peer_id)
+            self._peers_by_index = by_index
+        return self._peers_by_index
+
+    def live_count(self, node_indexes: tuple[int, ...]) -> int:
+        """How many of these nodes ``is_up`` (this one always is), with one clock reading and
+        one conflicts lookup for them all: a leader asks it of every append."""
+        me = self.settings.node_index
+        membership = self.membership
+        if membership is None:
+            return sum(1 for n in node_indexes if n == me)
+        now = trio.current_time()
+        conflicts = membership.conflicts(now)
+        by_index = self._by_index()
+        live = 0
+        for n in node_indexes:
+            if n == me:
+                live += 1
+                continue
+            found = by_index.get(n)
+            if found is not None and len(found) == 1 and n not in conflicts:
+                live += membership.is_up(found[0], now)
+        return live
 
     def is_voter(self, node_index: int) -> bool:
         """A replica at this index may grant promises and count toward a quorum: it is not a

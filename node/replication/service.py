@@ -579,7 +579,7 @@ class ClusterRole:
             raise NodeError(
                 "NOTLEADER", f"this node does not lead partition {self.partition}{hint}"
             )
-        live = sum(service.cluster.is_up(n) for n in replica.config.replicas)
+        live = service.cluster.live_count(replica.config.replicas)
         if live < replica.config.quorum:
             raise NodeError(
                 "INSUFFICIENTREPLICAS",
