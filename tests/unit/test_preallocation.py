@@ -62,16 +62,24 @@ def test_the_active_file_is_allocated_ahead_and_cut_at_close(tmp_path: Path) -> 
         reopened.close()
 
 
+def crash_copy(tmp_path: Path, events: int) -> tuple[list[bytes], int, str]:
+    """A store's data dir copied while it is open, as kill -9 leaves it, at tmp_path/crash: the
+    ids appended, the data end, and the copy's active data file."""
+    store = Store.open(str(tmp_path / "d"), partitions=1, buckets=1)
+    try:
+        ids = append(store, events)
+        end = store.buckets[0].write_offset
+        shutil.copytree(tmp_path / "d", tmp_path / "crash")
+    finally:
+        store.close()
+    copied = tmp_path / "crash" / os.path.relpath(data_file(store), tmp_path / "d")
+    return ids, end, str(copied)
+
+
 def test_a_crash_copy_reopens_without_a_torn_tail(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = Store.open(str(tmp_path / "d"), partitions=1, buckets=1)
-    try:
-        ids = append(store, 30)
-        end = store.buckets[0].write_offset
-        shutil.copytree(tmp_path / "d", tmp_path / "crash")  # as kill -9 leaves it
-    finally:
-        store.close()
+    ids, end, _ = crash_copy(tmp_path, 30)
     with caplog.at_level(logging.WARNING, logger="sierradb.storage"):
         copy = Store.open(str(tmp_path / "crash"), partitions=1, buckets=1)
     try:
@@ -88,14 +96,7 @@ def test_a_crash_copy_reopens_without_a_torn_tail(
 def test_garbage_among_the_zeros_is_still_a_torn_tail(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = Store.open(str(tmp_path / "d"), partitions=1, buckets=1)
-    try:
-        ids = append(store, 10)
-        end = store.buckets[0].write_offset
-        shutil.copytree(tmp_path / "d", tmp_path / "crash")
-    finally:
-        store.close()
-    path = str(tmp_path / "crash" / os.path.relpath(data_file(store), tmp_path / "d"))
+    ids, end, path = crash_copy(tmp_path, 10)
     with open(path, "r+b") as f:  # a torn write: some bytes that are no record, then zeros
         f.seek(end + 100)
         f.write(b"\x07" * 300)
