@@ -49,6 +49,10 @@ class Disk(Protocol):
 # ------------------------------------------------------------------------------- real files
 
 
+# posix_fallocate's answers that mean "not here" rather than "no room": writes go on without it.
+_CANNOT_ALLOCATE = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS})
+
+
 class _RealFile:
     __slots__ = ("path", "fd", "_map", "_map_size")
 
@@ -84,7 +88,13 @@ class _RealFile:
         only data to flush."""
         have = os.fstat(self.fd).st_size
         if size > have:
-            os.posix_fallocate(self.fd, have, size - have)
+            try:
+                os.posix_fallocate(self.fd, have, size - have)
+            except OSError as e:
+                if e.errno not in _CANNOT_ALLOCATE:
+                    raise  # ENOSPC: the disk is full, as a write would find
+                # A file system without fallocate (glibc's fallback failed too): the file grows
+                # with its writes, as it always did.
 
     def map(self) -> memoryview:
         size = self.size()

@@ -6,6 +6,7 @@ file system, except the injected failure."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -159,5 +160,46 @@ def test_a_failed_allocation_fails_the_flush_like_a_failed_write() -> None:
         ids += append(store, 3)  # allocated again
         assert all_found(store, ids)
         assert bucket.allocated_end == bucket.file.size() == PREALLOCATE_BYTES
+    finally:
+        store.close()
+
+
+def test_a_file_system_without_fallocate_still_takes_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unsupported(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    store = Store.open(str(tmp_path / "d"), partitions=1, buckets=1)
+    try:
+        ids = append(store, 20)
+        assert os.path.getsize(data_file(store)) == store.buckets[0].write_offset
+        assert all_found(store, ids)
+    finally:
+        store.close()
+    reopened = Store.open(str(tmp_path / "d"), partitions=1, buckets=1)
+    try:
+        assert all_found(reopened, ids)
+    finally:
+        reopened.close()
+
+
+def test_a_full_disk_at_allocation_fails_the_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    store = Store.open(str(tmp_path / "d"), partitions=1, buckets=1)
+    try:
+        monkeypatch.setattr(os, "posix_fallocate", full)
+        event = NewEvent(os.urandom(16), b"s", b"E", 1, b"", b"x")
+        ticket = store.append_leader(0, bytes(16), os.urandom(16), [event], 1)
+        store.flush_apply(0, store.flush_write(0, checkpoint=False))
+        assert isinstance(ticket.error, WriteFailed)
+        monkeypatch.undo()
+        ids = append(store, 2)
+        assert all_found(store, ids)
     finally:
         store.close()
