@@ -164,13 +164,17 @@ def test_a_failed_allocation_fails_the_flush_like_a_failed_write() -> None:
         store.close()
 
 
+def fallocate_fails(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    def failing(fd: int, offset: int, length: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "posix_fallocate", failing)
+
+
 def test_a_file_system_without_fallocate_still_takes_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def unsupported(fd: int, offset: int, length: int) -> None:
-        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
-
-    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    fallocate_fails(monkeypatch, errno.EOPNOTSUPP)
     store = Store.open(str(tmp_path / "d"), partitions=1, buckets=1)
     try:
         ids = append(store, 20)
@@ -188,12 +192,9 @@ def test_a_file_system_without_fallocate_still_takes_writes(
 def test_a_full_disk_at_allocation_fails_the_flush(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def full(fd: int, offset: int, length: int) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
     store = Store.open(str(tmp_path / "d"), partitions=1, buckets=1)
     try:
-        monkeypatch.setattr(os, "posix_fallocate", full)
+        fallocate_fails(monkeypatch, errno.ENOSPC)
         event = NewEvent(os.urandom(16), b"s", b"E", 1, b"", b"x")
         ticket = store.append_leader(0, bytes(16), os.urandom(16), [event], 1)
         store.flush_apply(0, store.flush_write(0, checkpoint=False))
