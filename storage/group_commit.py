@@ -371,10 +371,10 @@ class GroupCommit(WriteQueue):
             if self.meta_dirty:
                 return False  # discards must be recorded before a checkpoint covers their markers
             self.active.index_ids()  # most of the lookup structures' work, in a hold of its own
-        # Only files use the stream bloom (a checkpoint, a seal: neither runs meanwhile), so it
-        # needs no bucket lock; what the snapshot below holds the lock for is a few copies.
+        # What the snapshot below holds the lock for is a few copies; the stream bloom, which
+        # only files use (a checkpoint, a seal: neither runs meanwhile), is brought up to date
+        # by ``sections`` without the lock.
         index = self.active  # (a rollover, which would replace it, waits for the checkpoint lock)
-        index.index_streams()
         with self.lock:
             if self.meta_dirty:
                 return False
