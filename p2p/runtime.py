@@ -297,14 +297,7 @@ class ClusterRuntime:
         return found[0]
 
     def is_up(self, node_index: int) -> bool:
-        if node_index == self.settings.node_index:
-            return True
-        peer = self.peer_at(node_index)
-        return (
-            peer is not None
-            and self.membership is not None
-            and self.membership.is_up(peer, trio.current_time())
-        )
+        return self.live_count((node_index,)) == 1
 
     def _by_index(self) -> dict[int, list[str]]:
         """The linked peers by the node index they claim (rebuilt after links change)."""
@@ -316,8 +309,9 @@ class ClusterRuntime:
         return self._peers_by_index
 
     def live_count(self, node_indexes: tuple[int, ...]) -> int:
-        """How many of these nodes ``is_up`` (this one always is), with one clock reading and
-        one conflicts lookup for them all: a leader asks it of every append."""
+        """How many of these nodes are up: this one always is; another when a single linked
+        peer holds its index, no two claim it, and membership hears that peer. One clock
+        reading and one conflicts lookup for them all (a leader asks it of every append)."""
         me = self.settings.node_index
         membership = self.membership
         if membership is None:

@@ -1,7 +1,8 @@
-"""``ClusterRuntime.live_count`` (a leader's quorum check on every append) answers what asking
-``is_up`` of each node answers, in every membership state that changes it: linked and heard,
-silent past the down timeout, left, two links claiming one index, no link at all. Membership is
-the real state machine; the runtime is built without its host (only what the two read)."""
+"""``ClusterRuntime.live_count`` (a leader's quorum check on every append, and ``is_up`` of one
+node) counts a node as up exactly when ``peer_at`` finds its peer and membership hears that
+peer, in every membership state that changes it: linked and heard, silent past the down timeout,
+left, two links claiming one index, no link at all. Membership is the real state machine; the
+runtime is built without its host (only what these read)."""
 
 from __future__ import annotations
 
@@ -27,15 +28,27 @@ def runtime(links: dict[str, int]) -> ClusterRuntime:
     return rt
 
 
+def up_by_peer_at(rt: ClusterRuntime, node: int) -> bool:
+    """Up as the runtime's other lookups see it: this node, or a peer that ``peer_at`` finds
+    (one link, no conflicting claim) and membership hears."""
+    if node == rt.settings.node_index:
+        return True
+    peer = rt.peer_at(node)
+    assert rt.membership is not None
+    return peer is not None and rt.membership.is_up(peer, trio.current_time())
+
+
 def agree(rt: ClusterRuntime) -> list[int]:
-    """live_count of every set of nodes 0..3, checked against is_up; the counts of (0, 1, 2, 3)."""
+    """live_count of every set of nodes 0..3, checked against up_by_peer_at and is_up; the
+    counts of (0, 1, 2, 3)."""
     for size in range(1, 5):
         for nodes in itertools.combinations(range(4), size):
+            assert rt.live_count(nodes) == sum(up_by_peer_at(rt, n) for n in nodes), nodes
             assert rt.live_count(nodes) == sum(rt.is_up(n) for n in nodes), nodes
     return [rt.live_count((n,)) for n in range(4)]
 
 
-def test_live_count_answers_as_is_up_does() -> None:
+def test_live_count_answers_as_peer_at_and_membership_do() -> None:
     async def main() -> None:
         clock = trio.lowlevel.current_clock()
         assert isinstance(clock, trio.testing.MockClock)
